@@ -1,0 +1,348 @@
+//! [`MemoryDedup`]: the default in-process store, a sharded, bounded LRU keyed by 16-byte UUIDs.
+
+use super::{ClaimOutcome, ClaimToken, DedupFuture, DedupStore};
+use lru::LruCache;
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// Settings of a [`MemoryDedup`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MemoryDedupConfig {
+    /// How many seen UUIDs are remembered at most; the least recently seen are forgotten first.
+    /// Default: 1,000,000.
+    pub capacity: usize,
+    /// How long a seen UUID is remembered. Keep it longer than the sender's retry horizon.
+    /// Default: 24 hours.
+    pub ttl: Duration,
+    /// How long a claim holds without a commit or release. Default: 2 minutes.
+    pub claim_ttl: Duration,
+    /// Number of independently locked shards; rounded up to a power of two. Default: 16.
+    pub shards: usize,
+}
+
+impl Default for MemoryDedupConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1_000_000,
+            ttl: Duration::from_secs(24 * 60 * 60),
+            claim_ttl: Duration::from_secs(120),
+            shards: 16,
+        }
+    }
+}
+
+impl MemoryDedupConfig {
+    /// Sets [`capacity`](Self::capacity).
+    #[must_use]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Sets [`ttl`](Self::ttl).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets [`claim_ttl`](Self::claim_ttl).
+    #[must_use]
+    pub fn claim_ttl(mut self, claim_ttl: Duration) -> Self {
+        self.claim_ttl = claim_ttl;
+        self
+    }
+
+    /// Sets [`shards`](Self::shards).
+    #[must_use]
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
+    }
+}
+
+/// The default deduplication store: in memory, bounded, sharded so that cores do not contend.
+///
+/// Seen UUIDs live in one [`lru::LruCache`] per shard, keyed by the UUID's 16 bytes with no
+/// value, so an entry is a 32-byte node plus its hash-table slot. Entries carry no timestamp:
+/// since they are inserted in time order and never promoted, each shard keeps a short list of
+/// time epochs (sequence number ranges) and drops the oldest entries when their epoch passes
+/// the TTL. An entry may outlive its TTL by at most 1/64 of it. Time is `tokio::time::Instant`,
+/// so tests can pause and advance it.
+#[derive(Debug)]
+pub struct MemoryDedup {
+    shards: Box<[Mutex<Shard>]>,
+    shard_bits: u32,
+    ttl: Duration,
+    claim_ttl: Duration,
+    epoch_len: Duration,
+}
+
+struct Shard {
+    seen: LruCache<Uuid, ()>,
+    claims: HashMap<Uuid, (ClaimToken, Instant)>,
+    /// `(end_seq, started, last_insert)`: the entries with a sequence number below `end_seq` and
+    /// at or above the previous epoch's were inserted no later than `last_insert`.
+    epochs: VecDeque<(u64, Instant, Instant)>,
+    next_seq: u64,
+    next_claim_sweep: usize,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("seen", &self.seen.len())
+            .field("claims", &self.claims.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryDedup {
+    fn default() -> Self {
+        Self::new(MemoryDedupConfig::default())
+    }
+}
+
+impl MemoryDedup {
+    /// A store with the given settings. Capacity is split evenly across shards (at least one
+    /// entry each).
+    pub fn new(config: MemoryDedupConfig) -> Self {
+        let shards = config.shards.max(1).next_power_of_two();
+        let per_shard = NonZeroUsize::new(config.capacity.div_ceil(shards).max(1)).expect("at least one");
+        Self {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        seen: LruCache::new(per_shard),
+                        claims: HashMap::new(),
+                        epochs: VecDeque::new(),
+                        next_seq: 0,
+                        next_claim_sweep: 64,
+                    })
+                })
+                .collect(),
+            shard_bits: shards.trailing_zeros(),
+            ttl: config.ttl,
+            claim_ttl: config.claim_ttl,
+            epoch_len: (config.ttl / 64).max(Duration::from_millis(1)),
+        }
+    }
+
+    /// The number of seen UUIDs currently remembered.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).seen.len()).sum()
+    }
+
+    /// Whether no UUID is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, uuid: &Uuid) -> &Mutex<Shard> {
+        if self.shard_bits == 0 {
+            return &self.shards[0];
+        }
+        // UUIDs are mostly random bits; mixing both halves also spreads time-ordered (v7) ones.
+        let v = uuid.as_u128();
+        let mixed = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.shards[(mixed >> (64 - self.shard_bits)) as usize]
+    }
+
+    /// Claims synchronously; the trait method wraps this.
+    pub fn claim_now(&self, uuids: &[Uuid], token: ClaimToken) -> Vec<ClaimOutcome> {
+        let now = Instant::now();
+        uuids
+            .iter()
+            .map(|uuid| {
+                let mut shard = lock(self.shard(uuid));
+                shard.expire(now, self.ttl);
+                if shard.seen.contains(uuid) {
+                    return ClaimOutcome::Seen;
+                }
+                if let Some((owner, expires)) = shard.claims.get(uuid)
+                    && *owner != token
+                    && *expires > now
+                {
+                    return ClaimOutcome::InFlight;
+                }
+                shard.claims.insert(*uuid, (token, now + self.claim_ttl));
+                shard.sweep_claims(now);
+                ClaimOutcome::Claimed
+            })
+            .collect()
+    }
+
+    /// Commits synchronously; the trait method wraps this.
+    pub fn commit_now(&self, uuids: &[Uuid], token: ClaimToken) {
+        let now = Instant::now();
+        for uuid in uuids {
+            let mut shard = lock(self.shard(uuid));
+            if shard.claims.get(uuid).is_some_and(|(owner, _)| *owner == token) {
+                shard.claims.remove(uuid);
+            }
+            shard.insert_seen(*uuid, now, self.epoch_len);
+        }
+    }
+
+    /// Releases synchronously; the trait method calls this.
+    pub fn release_now(&self, uuids: &[Uuid], token: ClaimToken) {
+        for uuid in uuids {
+            let mut shard = lock(self.shard(uuid));
+            if shard.claims.get(uuid).is_some_and(|(owner, _)| *owner == token) {
+                shard.claims.remove(uuid);
+            }
+        }
+    }
+}
+
+/// A panic while a shard was locked cannot leave it inconsistent in a way that matters for
+/// deduplication (each operation is one map update), so a poisoned lock is used as is.
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shard {
+    fn insert_seen(&mut self, uuid: Uuid, now: Instant, epoch_len: Duration) {
+        // Never promote an existing entry: list order must stay insertion order for `expire`.
+        if self.seen.contains(&uuid) {
+            return;
+        }
+        self.seen.push(uuid, ());
+        self.next_seq += 1;
+        match self.epochs.back_mut() {
+            Some((end, started, last)) if now.duration_since(*started) < epoch_len => {
+                *end = self.next_seq;
+                *last = now;
+            }
+            _ => self.epochs.push_back((self.next_seq, now, now)),
+        }
+    }
+
+    fn expire(&mut self, now: Instant, ttl: Duration) {
+        while let Some(&(end, _, last)) = self.epochs.front() {
+            if now.duration_since(last) < ttl {
+                break;
+            }
+            let oldest = self.next_seq - self.seen.len() as u64;
+            for _ in oldest..end {
+                self.seen.pop_lru();
+            }
+            self.epochs.pop_front();
+        }
+    }
+
+    /// Drops expired claims once the map has grown, so claims that were never released (a
+    /// leaked guard) cannot accumulate.
+    fn sweep_claims(&mut self, now: Instant) {
+        if self.claims.len() >= self.next_claim_sweep {
+            self.claims.retain(|_, (_, expires)| *expires > now);
+            self.next_claim_sweep = (self.claims.len() * 2).max(64);
+        }
+    }
+}
+
+impl DedupStore for MemoryDedup {
+    fn claim<'a>(&'a self, uuids: &'a [Uuid], token: ClaimToken) -> DedupFuture<'a, Vec<ClaimOutcome>> {
+        let outcomes = self.claim_now(uuids, token);
+        Box::pin(async move { Ok(outcomes) })
+    }
+
+    fn commit<'a>(&'a self, uuids: &'a [Uuid], token: ClaimToken) -> DedupFuture<'a, ()> {
+        self.commit_now(uuids, token);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release(&self, uuids: Vec<Uuid>, token: ClaimToken) {
+        self.release_now(&uuids, token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u128) -> Vec<Uuid> {
+        (1..=n).map(Uuid::from_u128).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claim_commit_release_cycle() {
+        let store = MemoryDedup::default();
+        let (a, b) = (ClaimToken(1), ClaimToken(2));
+        let keys = ids(3);
+        assert_eq!(store.claim_now(&keys, a), vec![ClaimOutcome::Claimed; 3]);
+        assert_eq!(store.claim_now(&keys, b), vec![ClaimOutcome::InFlight; 3]);
+        store.release_now(&keys[..1], a);
+        store.commit_now(&keys[1..], a);
+        assert_eq!(
+            store.claim_now(&keys, b),
+            vec![ClaimOutcome::Claimed, ClaimOutcome::Seen, ClaimOutcome::Seen]
+        );
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_by_another_token_is_ignored() {
+        let store = MemoryDedup::default();
+        let keys = ids(1);
+        store.claim_now(&keys, ClaimToken(1));
+        store.release_now(&keys, ClaimToken(2));
+        assert_eq!(store.claim_now(&keys, ClaimToken(3)), vec![ClaimOutcome::InFlight]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claims_expire() {
+        let store = MemoryDedup::new(MemoryDedupConfig::default().claim_ttl(Duration::from_secs(10)));
+        let keys = ids(1);
+        store.claim_now(&keys, ClaimToken(1));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(store.claim_now(&keys, ClaimToken(2)), vec![ClaimOutcome::Claimed]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn seen_entries_expire_after_ttl_and_not_before() {
+        let ttl = Duration::from_secs(640);
+        let store = MemoryDedup::new(MemoryDedupConfig::default().ttl(ttl).shards(1));
+        let first = ids(2);
+        store.commit_now(&first, ClaimToken(1));
+        tokio::time::advance(Duration::from_secs(320)).await;
+        let later = vec![Uuid::from_u128(99)];
+        store.commit_now(&later, ClaimToken(1));
+        tokio::time::advance(Duration::from_secs(319)).await;
+        assert_eq!(store.claim_now(&first, ClaimToken(2)), vec![ClaimOutcome::Seen; 2]);
+        // Past the TTL plus one epoch (ttl / 64), the first entries are forgotten, the later kept.
+        tokio::time::advance(Duration::from_secs(12)).await;
+        assert_eq!(store.claim_now(&first, ClaimToken(2)), vec![ClaimOutcome::Claimed; 2]);
+        assert_eq!(store.claim_now(&later, ClaimToken(2)), vec![ClaimOutcome::Seen]);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capacity_bounds_memory_and_evicts_oldest() {
+        let store = MemoryDedup::new(MemoryDedupConfig::default().capacity(100).shards(1));
+        store.commit_now(&ids(150), ClaimToken(1));
+        assert_eq!(store.len(), 100);
+        assert_eq!(store.claim_now(&[Uuid::from_u128(1)], ClaimToken(2)), vec![ClaimOutcome::Claimed]);
+        assert_eq!(store.claim_now(&[Uuid::from_u128(150)], ClaimToken(2)), vec![ClaimOutcome::Seen]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_stays_exact_after_capacity_evictions() {
+        let ttl = Duration::from_secs(64);
+        let store = MemoryDedup::new(MemoryDedupConfig::default().capacity(10).ttl(ttl).shards(1));
+        store.commit_now(&ids(8), ClaimToken(1));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let newer: Vec<Uuid> = (100..108).map(Uuid::from_u128).collect();
+        store.commit_now(&newer, ClaimToken(1));
+        assert_eq!(store.len(), 10);
+        tokio::time::advance(Duration::from_secs(40)).await;
+        // The old epoch expired; only its two surviving entries go, the newer eight stay.
+        assert_eq!(store.claim_now(&newer, ClaimToken(2)), vec![ClaimOutcome::Seen; 8]);
+        assert_eq!(store.len(), 8);
+    }
+}

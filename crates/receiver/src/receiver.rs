@@ -1,0 +1,191 @@
+//! [`Receiver`]: configuration plus the framework-free entry point, [`Receiver::accept`].
+
+use crate::dedup::{ClaimOutcome, ClaimToken, DedupStore, MemoryDedup};
+use crate::verified::{ClaimGuard, Parsed, VerifiedBatch};
+use crate::{REJECTION_TARGET, Rejection};
+use bytes::Bytes;
+use evo_siem_protocol::{Secret, Verifier, headers};
+use http::HeaderMap;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use uuid::Uuid;
+
+/// Why a [`Receiver`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Neither a secret nor [`ReceiverBuilder::allow_unsigned`] was given.
+    #[error("no signing secret configured; add one, or call allow_unsigned() to accept unsigned batches on purpose")]
+    NoSecret,
+    /// A configured secret is empty (an unset environment variable, most likely).
+    #[error("a configured signing secret is empty")]
+    EmptySecret,
+}
+
+/// Builds a [`Receiver`]. Start from [`Receiver::builder`].
+#[derive(Debug, Default)]
+pub struct ReceiverBuilder {
+    secrets: Vec<Secret>,
+    unsigned: bool,
+    tolerance: Option<Duration>,
+    max_body_bytes: Option<usize>,
+    dedup: Option<Arc<dyn DedupStore>>,
+}
+
+impl ReceiverBuilder {
+    /// Accepts batches signed with `secret`. Call it again to accept several secrets at once
+    /// (rotation: add the new secret, switch the sender, then remove the old one).
+    #[must_use]
+    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.secrets.push(secret.into());
+        self
+    }
+
+    /// Accepts unsigned batches (an integration without a signing secret). Without a secret
+    /// anyone who knows the URL can post events, so this must be asked for explicitly.
+    #[must_use]
+    pub fn allow_unsigned(mut self) -> Self {
+        self.unsigned = true;
+        self
+    }
+
+    /// Replay tolerance: refuse a batch whose `generated_at` is further than this from now, in
+    /// either direction. Default: 5 minutes.
+    #[must_use]
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = Some(tolerance);
+        self
+    }
+
+    /// Largest body accepted, in bytes. Default: 4 MiB.
+    #[must_use]
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = Some(limit);
+        self
+    }
+
+    /// The deduplication store. Default: a [`MemoryDedup`] with default settings.
+    #[must_use]
+    pub fn dedup(mut self, store: impl DedupStore) -> Self {
+        self.dedup = Some(Arc::new(store));
+        self
+    }
+
+    /// Builds the receiver, refusing a configuration that would accept forged batches by mistake.
+    pub fn build(self) -> Result<Receiver, BuildError> {
+        if self.secrets.iter().any(Secret::is_empty) {
+            return Err(BuildError::EmptySecret);
+        }
+        let mut verifier = match (self.secrets.is_empty(), self.unsigned) {
+            (false, _) => Verifier::new(self.secrets),
+            (true, true) => Verifier::unsigned(),
+            (true, false) => return Err(BuildError::NoSecret),
+        };
+        if let Some(tolerance) = self.tolerance {
+            verifier = verifier.tolerance(tolerance);
+        }
+        if let Some(limit) = self.max_body_bytes {
+            verifier = verifier.max_body_bytes(limit);
+        }
+        Ok(Receiver {
+            inner: Arc::new(Inner {
+                verifier,
+                dedup: self.dedup.unwrap_or_else(|| Arc::new(MemoryDedup::default())),
+            }),
+        })
+    }
+}
+
+/// Accepts Evo SIEM webhook deliveries: verifies, parses and deduplicates them.
+///
+/// Cheap to clone (one `Arc`); put it in your axum state and extract
+/// [`VerifiedBatch`](crate::VerifiedBatch), or call [`accept`](Self::accept) from any framework.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    verifier: Verifier,
+    dedup: Arc<dyn DedupStore>,
+}
+
+impl Receiver {
+    /// Starts a [`ReceiverBuilder`].
+    pub fn builder() -> ReceiverBuilder {
+        ReceiverBuilder::default()
+    }
+
+    /// The body size limit in bytes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.verifier.body_limit()
+    }
+
+    /// The deduplication store.
+    pub fn dedup_store(&self) -> &Arc<dyn DedupStore> {
+        &self.inner.dedup
+    }
+
+    /// Accepts one delivery: the request headers and the exact body bytes in; a verified batch
+    /// holding claims on its fresh events, or a typed [`Rejection`], out.
+    ///
+    /// The signature is checked on the raw bytes before any parsing. `now` is the receiver's
+    /// clock (pass `SystemTime::now()`; tests pass a fixed time). Process
+    /// [`VerifiedBatch::events`] and then call [`VerifiedBatch::commit`]; answer 2xx only after
+    /// the commit succeeded.
+    pub async fn accept(&self, headers: &HeaderMap, body: Bytes, now: SystemTime) -> Result<VerifiedBatch, Rejection> {
+        let result = self.accept_inner(headers, body, now).await;
+        if let Err(rejection) = &result {
+            tracing::debug!(
+                target: REJECTION_TARGET,
+                reason = rejection.reason_code(),
+                status = rejection.status().as_u16(),
+                "webhook delivery rejected: {rejection}"
+            );
+        }
+        result
+    }
+
+    async fn accept_inner(&self, headers: &HeaderMap, body: Bytes, now: SystemTime) -> Result<VerifiedBatch, Rejection> {
+        let signature = headers.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
+        let verifier = &self.inner.verifier;
+        let parsed = Parsed::try_new(body, |body| verifier.verify(body, signature, now))?;
+
+        // A batch may repeat a UUID; only its first occurrence can be fresh.
+        let uuids = &parsed.borrow_dependent().uuids;
+        let mut distinct = HashSet::with_capacity(uuids.len());
+        let keys: Vec<Uuid> = uuids.iter().copied().filter(|u| distinct.insert(*u)).collect();
+
+        let token = ClaimToken::random();
+        let store = &self.inner.dedup;
+        let outcomes = store.claim(&keys, token).await?;
+        let mut guard = ClaimGuard::new(Arc::clone(store), token);
+        guard.keys = keys.iter().zip(&outcomes).filter(|(_, o)| **o == ClaimOutcome::Claimed).map(|(k, _)| *k).collect();
+        if outcomes.contains(&ClaimOutcome::InFlight) {
+            return Err(Rejection::InFlight); // `guard` releases what this delivery claimed.
+        }
+
+        let claimed: HashSet<Uuid> = guard.keys.iter().copied().collect();
+        let mut taken = HashSet::with_capacity(claimed.len());
+        let fresh = uuids
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| claimed.contains(u) && taken.insert(**u))
+            .map(|(i, _)| i)
+            .collect();
+
+        Ok(VerifiedBatch::new(
+            parsed,
+            fresh,
+            guard,
+            header_value(headers, headers::DELIVERY_ID).and_then(|v| Uuid::try_parse(v).ok()),
+            header_value(headers, headers::DELIVERY_ATTEMPT).and_then(|v| v.parse().ok()),
+        ))
+    }
+}
+
+fn header_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
