@@ -1,0 +1,132 @@
+//! Deduplication through `Receiver::accept`: any interleaving of deliveries, duplicates, failures
+//! and drops processes every event exactly once, unless its processing failed, in which case a
+//! later delivery processes it.
+
+use crate::common;
+use evo_siem_receiver::{Receiver, Rejection, VerifiedBatch};
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use uuid::Uuid;
+
+/// One step of a scenario. Indexes are taken modulo the pool or the open deliveries.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A delivery of the events whose pool indexes are set in the mask starts and claims them.
+    Deliver(u16),
+    /// An open delivery finishes: the application succeeds (commit) or fails (drop).
+    Finish { which: usize, success: bool },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (1u16..).prop_map(Step::Deliver),
+        (any::<usize>(), prop::bool::weighted(0.7)).prop_map(|(which, success)| Step::Finish { which, success }),
+    ]
+}
+
+const POOL: usize = 10;
+
+fn deliver(rt: &tokio::runtime::Runtime, receiver: &Receiver, ids: &[Uuid]) -> Result<VerifiedBatch, Rejection> {
+    let body = common::body(ids, common::now());
+    rt.block_on(receiver.accept(&common::signed_headers(&body), body.into(), common::now()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn every_event_is_processed_exactly_once_unless_processing_failed(steps in prop::collection::vec(step(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let receiver = common::receiver();
+        let pool: Vec<Uuid> = common::uuids(POOL);
+        let mut open: Vec<VerifiedBatch> = Vec::new();
+        // Committed processings per UUID, and UUIDs some open delivery is processing now.
+        let mut committed: HashMap<Uuid, usize> = HashMap::new();
+        let mut processing: HashMap<Uuid, usize> = HashMap::new();
+
+        for step in steps {
+            match step {
+                Step::Deliver(mask) => {
+                    let ids: Vec<Uuid> = (0..POOL).filter(|i| mask & (1 << i) != 0).map(|i| pool[i]).collect();
+                    if ids.is_empty() { continue; }
+                    match deliver(&rt, &receiver, &ids) {
+                        Ok(batch) => {
+                            for event in batch.events() {
+                                let uuid = Uuid::parse_str(&event.data.uuid).unwrap();
+                                prop_assert_eq!(committed.get(&uuid), None, "handed out after commit");
+                                let n = processing.entry(uuid).or_default();
+                                *n += 1;
+                                prop_assert_eq!(*n, 1, "two deliveries process {} at once", uuid);
+                            }
+                            open.push(batch);
+                        }
+                        // Some event is in another open delivery: the sender will retry.
+                        Err(Rejection::InFlight) => {
+                            prop_assert!(ids.iter().any(|u| processing.contains_key(u)));
+                        }
+                        Err(other) => prop_assert!(false, "unexpected rejection {other:?}"),
+                    }
+                }
+                Step::Finish { which, success } => {
+                    if open.is_empty() { continue; }
+                    let batch = open.swap_remove(which % open.len());
+                    let fresh: Vec<Uuid> = batch.events().map(|e| Uuid::parse_str(&e.data.uuid).unwrap()).collect();
+                    for uuid in &fresh { processing.remove(uuid); }
+                    if success {
+                        let _delivered = rt.block_on(batch.commit()).unwrap();
+                        for uuid in fresh { *committed.entry(uuid).or_default() += 1; }
+                    } else {
+                        drop(batch);
+                    }
+                }
+            }
+        }
+        // The sender's retries: failures and in-flight rejections are redelivered until accepted.
+        for batch in open.drain(..) { drop(batch); }
+        let retry = deliver(&rt, &receiver, &pool).unwrap();
+        let fresh: Vec<Uuid> = retry.events().map(|e| Uuid::parse_str(&e.data.uuid).unwrap()).collect();
+        let _delivered = rt.block_on(retry.commit()).unwrap();
+        for uuid in fresh { *committed.entry(uuid).or_default() += 1; }
+        for uuid in &pool {
+            prop_assert_eq!(committed.get(uuid), Some(&1), "{} processed {:?} times", uuid, committed.get(uuid));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_of_the_same_events_process_each_once() {
+    let receiver = common::receiver();
+    let ids = common::uuids(50);
+    let body = bytes::Bytes::from(common::body(&ids, std::time::SystemTime::now()));
+    let headers = common::signed_headers(&body);
+    let processed = Arc::new(AtomicUsize::new(0));
+
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (receiver, body, headers, processed) =
+                (receiver.clone(), body.clone(), headers.clone(), processed.clone());
+            tokio::spawn(async move {
+                // Like a sender: retry a 503 until the delivery is accepted.
+                loop {
+                    match receiver.accept(&headers, body.clone(), std::time::SystemTime::now()).await {
+                        Ok(batch) => {
+                            processed.fetch_add(batch.events().len(), Ordering::SeqCst);
+                            tokio::task::yield_now().await;
+                            return batch.commit().await.unwrap();
+                        }
+                        Err(Rejection::InFlight) => tokio::task::yield_now().await,
+                        Err(other) => panic!("unexpected rejection {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task.await.unwrap().accepted;
+    }
+    assert_eq!(processed.load(Ordering::SeqCst), 50);
+    assert_eq!(accepted, 50);
+}
