@@ -2,7 +2,8 @@
 
 use super::{ClaimOutcome, ClaimToken, DedupFuture, DedupStore};
 use lru::LruCache;
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -5,3 +5,4 @@ mod common;
 mod dedup;
 mod fixtures;
 mod http;
+mod robustness;
