@@ -98,14 +98,19 @@ impl<'a> Event<'a> {
 
     fn from_raw(raw: &'a RawValue) -> Result<Self, serde_json::Error> {
         let mut event: Event<'a> = serde_json::from_str(raw.get())?;
-        event.raw = RawText(Some(Cow::Borrowed(raw)));
+        event.raw = RawText(Some(Cow::Borrowed(raw.get())));
         Ok(event)
+    }
+
+    /// Records the exact text this event was parsed from (the batch parser knows it by offset).
+    pub(crate) fn set_raw(&mut self, text: &'a str) {
+        self.raw = RawText(Some(Cow::Borrowed(text)));
     }
 
     /// The event's JSON exactly as received (unknown fields, key order and number spelling
     /// included), without re-serializing. `None` for an event built in code.
     pub fn raw_json(&self) -> Option<&str> {
-        self.raw.0.as_deref().map(RawValue::get)
+        self.raw.0.as_deref()
     }
 
     /// The event as JSON: the received text when there is one, otherwise serialized.
@@ -120,7 +125,7 @@ impl<'a> Event<'a> {
 /// An event's received JSON text. It is a representation, not part of the value: two events
 /// with the same fields are equal however their JSON was spelled.
 #[derive(Debug, Clone)]
-struct RawText<'a>(Option<Cow<'a, RawValue>>);
+struct RawText<'a>(Option<Cow<'a, str>>);
 
 impl PartialEq for RawText<'_> {
     fn eq(&self, _: &Self) -> bool {
@@ -131,7 +136,7 @@ impl PartialEq for RawText<'_> {
 impl IntoOwned for RawText<'_> {
     type Owned = RawText<'static>;
     fn into_owned(self) -> RawText<'static> {
-        RawText(self.0.map(|raw| Cow::Owned(Cow::into_owned(raw))))
+        RawText(self.0.map(IntoOwned::into_owned))
     }
 }
 

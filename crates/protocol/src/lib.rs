@@ -49,6 +49,7 @@
 mod batch;
 mod encode;
 pub mod headers;
+mod parse;
 mod refusal;
 mod secret;
 mod signature;

@@ -5,6 +5,7 @@
 //! and the batch's own consistency.
 
 use crate::batch::{Batch, SCHEMA_VERSION};
+use crate::parse::WalkError;
 use crate::{Refusal, Secret, parse_rfc3339, verify_signature};
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
@@ -137,16 +138,16 @@ impl Verifier {
 /// Parses a body as a v1 batch, telling a syntax error from a shape error and refusing other
 /// schema versions by name even when their shape differs from v1.
 pub fn parse_batch(body: &[u8]) -> Result<Batch<'_>, Refusal> {
-    match serde_json::from_slice::<Batch<'_>>(body) {
+    match crate::parse::parse(body) {
         Ok(batch) if batch.schema_version == SCHEMA_VERSION => Ok(batch),
         Ok(batch) => Err(unsupported(&batch.schema_version)),
         Err(err) => {
             if let Some(found) = other_schema_version(body) {
                 return Err(unsupported(&found));
             }
-            Err(match err.classify() {
-                serde_json::error::Category::Data => Refusal::InvalidBatch { detail: err.to_string() },
-                _ => Refusal::MalformedJson { detail: err.to_string() },
+            Err(match err {
+                WalkError::Shape(detail) => Refusal::InvalidBatch { detail },
+                WalkError::Syntax(detail) => Refusal::MalformedJson { detail },
             })
         }
     }
