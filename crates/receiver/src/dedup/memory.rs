@@ -3,6 +3,7 @@
 use super::{ClaimOutcome, ClaimToken, DedupFuture, DedupStore};
 use lru::LruCache;
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
@@ -144,60 +145,97 @@ impl MemoryDedup {
         self.len() == 0
     }
 
-    fn shard(&self, uuid: &Uuid) -> &Mutex<Shard> {
+    fn shard_of(&self, uuid: &Uuid) -> usize {
         if self.shard_bits == 0 {
-            return &self.shards[0];
+            return 0;
         }
         // UUIDs are mostly random bits; mixing both halves also spreads time-ordered (v7) ones.
         let v = uuid.as_u128();
         let mixed = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        &self.shards[(mixed >> (64 - self.shard_bits)) as usize]
+        (mixed >> (64 - self.shard_bits)) as usize
+    }
+
+    /// Calls `f` once per shard that `uuids` touch, with the shard locked and the positions (in
+    /// `uuids`) of its keys: a batch takes each lock once instead of once per event.
+    fn by_shard(&self, uuids: &[Uuid], mut f: impl FnMut(&mut Shard, &[u32])) {
+        if uuids.len() <= 1 || self.shards.len() == 1 {
+            let positions: Vec<u32> = (0..uuids.len() as u32).collect();
+            if let Some(first) = uuids.first() {
+                f(&mut lock(&self.shards[self.shard_of(first)]), &positions);
+            }
+            return;
+        }
+        // A counting sort of positions by shard.
+        let shard_of: Vec<u16> = uuids.iter().map(|u| self.shard_of(u) as u16).collect();
+        let mut starts = vec![0u32; self.shards.len() + 1];
+        for &s in &shard_of {
+            starts[usize::from(s) + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut fill = starts.clone();
+        let mut order = vec![0u32; uuids.len()];
+        for (position, &s) in shard_of.iter().enumerate() {
+            order[fill[usize::from(s)] as usize] = position as u32;
+            fill[usize::from(s)] += 1;
+        }
+        for (index, shard) in self.shards.iter().enumerate() {
+            let positions = &order[starts[index] as usize..starts[index + 1] as usize];
+            if !positions.is_empty() {
+                f(&mut lock(shard), positions);
+            }
+        }
     }
 
     /// Claims synchronously; the trait method wraps this.
     pub fn claim_now(&self, uuids: &[Uuid], token: ClaimToken) -> Vec<ClaimOutcome> {
         let now = Instant::now();
-        uuids
-            .iter()
-            .map(|uuid| {
-                let mut shard = lock(self.shard(uuid));
-                shard.expire(now, self.ttl);
-                if shard.seen.contains(uuid) {
-                    return ClaimOutcome::Seen;
-                }
-                if let Some((owner, expires)) = shard.claims.get(uuid)
-                    && *owner != token
-                    && *expires > now
-                {
-                    return ClaimOutcome::InFlight;
-                }
-                shard.claims.insert(*uuid, (token, now + self.claim_ttl));
-                shard.sweep_claims(now);
-                ClaimOutcome::Claimed
-            })
-            .collect()
+        let mut outcomes = vec![ClaimOutcome::Claimed; uuids.len()];
+        self.by_shard(uuids, |shard, positions| {
+            shard.expire(now, self.ttl);
+            for &p in positions {
+                let uuid = &uuids[p as usize];
+                outcomes[p as usize] = if shard.seen.contains(uuid) {
+                    ClaimOutcome::Seen
+                } else {
+                    match shard.claims.entry(*uuid) {
+                        Entry::Occupied(held) if held.get().0 != token && held.get().1 > now => ClaimOutcome::InFlight,
+                        Entry::Occupied(mut held) => {
+                            held.insert((token, now + self.claim_ttl));
+                            ClaimOutcome::Claimed
+                        }
+                        Entry::Vacant(free) => {
+                            free.insert((token, now + self.claim_ttl));
+                            ClaimOutcome::Claimed
+                        }
+                    }
+                };
+            }
+            shard.sweep_claims(now);
+        });
+        outcomes
     }
 
     /// Commits synchronously; the trait method wraps this.
     pub fn commit_now(&self, uuids: &[Uuid], token: ClaimToken) {
         let now = Instant::now();
-        for uuid in uuids {
-            let mut shard = lock(self.shard(uuid));
-            if shard.claims.get(uuid).is_some_and(|(owner, _)| *owner == token) {
-                shard.claims.remove(uuid);
+        self.by_shard(uuids, |shard, positions| {
+            for &p in positions {
+                let uuid = uuids[p as usize];
+                shard.drop_claim(&uuid, token);
+                shard.insert_seen(uuid, now, self.epoch_len);
             }
-            shard.insert_seen(*uuid, now, self.epoch_len);
-        }
+        });
     }
 
     /// Releases synchronously; the trait method calls this.
     pub fn release_now(&self, uuids: &[Uuid], token: ClaimToken) {
-        for uuid in uuids {
-            let mut shard = lock(self.shard(uuid));
-            if shard.claims.get(uuid).is_some_and(|(owner, _)| *owner == token) {
-                shard.claims.remove(uuid);
+        self.by_shard(uuids, |shard, positions| {
+            for &p in positions {
+                shard.drop_claim(&uuids[p as usize], token);
             }
-        }
+        });
     }
 }
 
@@ -208,9 +246,20 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 }
 
 impl Shard {
+    /// Removes `token`'s claim on `uuid`; a claim taken over by another delivery stays.
+    fn drop_claim(&mut self, uuid: &Uuid, token: ClaimToken) {
+        if let Some((owner, expires)) = self.claims.remove(uuid)
+            && owner != token
+        {
+            self.claims.insert(*uuid, (owner, expires));
+        }
+    }
+
     fn insert_seen(&mut self, uuid: Uuid, now: Instant, epoch_len: Duration) {
         // Never promote an existing entry: list order must stay insertion order for `expire`.
-        if self.seen.contains(&uuid) {
+        // `peek_mut` finds it without touching the order, and a claimed UUID is almost never
+        // there, so this is one table probe on the common path.
+        if self.seen.peek_mut(&uuid).is_some() {
             return;
         }
         self.seen.push(uuid, ());
