@@ -1,11 +1,9 @@
 //! [`MemoryDedup`]: the default in-process store, a sharded, bounded LRU keyed by 16-byte UUIDs.
 
+use super::seen::SeenSet;
 use super::{ClaimOutcome, ClaimToken, DedupFuture, DedupStore};
-use lru::LruCache;
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
-use std::collections::VecDeque;
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -70,28 +68,22 @@ impl MemoryDedupConfig {
 
 /// The default deduplication store: in memory, bounded, sharded so that cores do not contend.
 ///
-/// Seen UUIDs live in one [`lru::LruCache`] per shard, keyed by the UUID's 16 bytes with no
-/// value, so an entry is a 32-byte node plus its hash-table slot. Entries carry no timestamp:
-/// since they are inserted in time order and never promoted, each shard keeps a short list of
-/// time epochs (sequence number ranges) and drops the oldest entries when their epoch passes
-/// the TTL. An entry may outlive its TTL by at most 1/64 of it. Time is `tokio::time::Instant`,
-/// so tests can pause and advance it.
+/// Each shard holds a bounded set of seen UUIDs, keyed by their 16 bytes and forgotten oldest
+/// first (about 26 bytes an entry, no allocation per entry), and a small map of the claims in
+/// flight. A seen UUID is remembered for the TTL, or until the capacity pushes it out; it may
+/// outlive the TTL by at most 1/64 of it. Time is `tokio::time::Instant`, so tests can pause and
+/// advance it.
 #[derive(Debug)]
 pub struct MemoryDedup {
     shards: Box<[Mutex<Shard>]>,
     shard_bits: u32,
     ttl: Duration,
     claim_ttl: Duration,
-    epoch_len: Duration,
 }
 
 struct Shard {
-    seen: LruCache<Uuid, ()>,
+    seen: SeenSet,
     claims: HashMap<Uuid, (ClaimToken, Instant)>,
-    /// `(end_seq, started, last_insert)`: the entries with a sequence number below `end_seq` and
-    /// at or above the previous epoch's were inserted no later than `last_insert`.
-    epochs: VecDeque<(u64, Instant, Instant)>,
-    next_seq: u64,
     next_claim_sweep: usize,
 }
 
@@ -115,15 +107,13 @@ impl MemoryDedup {
     /// entry each).
     pub fn new(config: MemoryDedupConfig) -> Self {
         let shards = config.shards.max(1).next_power_of_two();
-        let per_shard = NonZeroUsize::new(config.capacity.div_ceil(shards).max(1)).expect("at least one");
+        let per_shard = config.capacity.div_ceil(shards).max(1);
         Self {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        seen: LruCache::new(per_shard),
+                        seen: SeenSet::new(per_shard, config.ttl),
                         claims: HashMap::new(),
-                        epochs: VecDeque::new(),
-                        next_seq: 0,
                         next_claim_sweep: 64,
                     })
                 })
@@ -131,7 +121,6 @@ impl MemoryDedup {
             shard_bits: shards.trailing_zeros(),
             ttl: config.ttl,
             claim_ttl: config.claim_ttl,
-            epoch_len: (config.ttl / 64).max(Duration::from_millis(1)),
         }
     }
 
@@ -193,7 +182,7 @@ impl MemoryDedup {
         let now = Instant::now();
         let mut outcomes = vec![ClaimOutcome::Claimed; uuids.len()];
         self.by_shard(uuids, |shard, positions| {
-            shard.expire(now, self.ttl);
+            shard.seen.expire(now, self.ttl);
             for &p in positions {
                 let uuid = &uuids[p as usize];
                 outcomes[p as usize] = if shard.seen.contains(uuid) {
@@ -224,7 +213,7 @@ impl MemoryDedup {
             for &p in positions {
                 let uuid = uuids[p as usize];
                 shard.drop_claim(&uuid, token);
-                shard.insert_seen(uuid, now, self.epoch_len);
+                shard.seen.insert(uuid, now);
             }
         });
     }
@@ -252,37 +241,6 @@ impl Shard {
             && owner != token
         {
             self.claims.insert(*uuid, (owner, expires));
-        }
-    }
-
-    fn insert_seen(&mut self, uuid: Uuid, now: Instant, epoch_len: Duration) {
-        // Never promote an existing entry: list order must stay insertion order for `expire`.
-        // `peek_mut` finds it without touching the order, and a claimed UUID is almost never
-        // there, so this is one table probe on the common path.
-        if self.seen.peek_mut(&uuid).is_some() {
-            return;
-        }
-        self.seen.push(uuid, ());
-        self.next_seq += 1;
-        match self.epochs.back_mut() {
-            Some((end, started, last)) if now.duration_since(*started) < epoch_len => {
-                *end = self.next_seq;
-                *last = now;
-            }
-            _ => self.epochs.push_back((self.next_seq, now, now)),
-        }
-    }
-
-    fn expire(&mut self, now: Instant, ttl: Duration) {
-        while let Some(&(end, _, last)) = self.epochs.front() {
-            if now.duration_since(last) < ttl {
-                break;
-            }
-            let oldest = self.next_seq - self.seen.len() as u64;
-            for _ in oldest..end {
-                self.seen.pop_lru();
-            }
-            self.epochs.pop_front();
         }
     }
 

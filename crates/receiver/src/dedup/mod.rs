@@ -9,6 +9,7 @@
 //! short TTL, which covers a receiver that dies mid-batch when the store is shared.
 
 mod memory;
+mod seen;
 
 pub use memory::{MemoryDedup, MemoryDedupConfig};
 
