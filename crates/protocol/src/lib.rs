@@ -64,6 +64,7 @@ pub use secret::Secret;
 pub use signature::{SignatureError, TAG_LEN, parse_header, sign, tag, verify_signature};
 pub use timestamp::{format_generated_at, parse_rfc3339};
 pub use verify::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, Verified, Verifier, check_events, check_window, parse_batch,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, Verified, Verifier, check_events, check_window,
+    parse_batch,
 };
 pub use wire::{Extra, IntoOwned};

@@ -55,7 +55,9 @@ impl<'a> Cursor<'a> {
                 self.pos - 1,
                 char::from(b)
             ))),
-            None => Err(WalkError::Syntax(format!("EOF while parsing, expected {what}"))),
+            None => Err(WalkError::Syntax(format!(
+                "EOF while parsing, expected {what}"
+            ))),
         }
     }
 
@@ -78,7 +80,9 @@ impl<'a> Cursor<'a> {
 
     fn error(&self, err: &serde_json::Error, start: usize) -> WalkError {
         let message = err.to_string();
-        let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m);
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
         let at = start + offset_of(&self.buf[start..], err.line(), err.column());
         let text = format!("{message} at byte {at}");
         match err.classify() {
@@ -102,7 +106,11 @@ impl<'de> serde::Deserialize<'de> for Text<'de> {
 pub(crate) fn parse(body: &[u8]) -> Result<Batch<'_>, WalkError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| WalkError::Syntax(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-    let mut cur = Cursor { text, buf: body, pos: 0 };
+    let mut cur = Cursor {
+        text,
+        buf: body,
+        pos: 0,
+    };
     let (mut schema_version, mut events, mut count, mut generated_at) = (None, None, None, None);
     let mut extra = Extra::default();
     cur.expect(b'{', "a batch object")?;
@@ -129,12 +137,20 @@ pub(crate) fn parse(body: &[u8]) -> Result<Batch<'_>, WalkError> {
             match cur.next_byte() {
                 Some(b',') => continue,
                 Some(b'}') => break,
-                _ => return Err(WalkError::Syntax(format!("expected ',' or '}}' at byte {}", cur.pos))),
+                _ => {
+                    return Err(WalkError::Syntax(format!(
+                        "expected ',' or '}}' at byte {}",
+                        cur.pos
+                    )));
+                }
             }
         }
     }
     if cur.peek_byte().is_some() {
-        return Err(WalkError::Syntax(format!("trailing characters at byte {}", cur.pos)));
+        return Err(WalkError::Syntax(format!(
+            "trailing characters at byte {}",
+            cur.pos
+        )));
     }
     let missing = |field: &str| WalkError::Shape(format!("missing field `{field}`"));
     Ok(Batch {
@@ -149,7 +165,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<Batch<'_>, WalkError> {
 fn parse_events<'a>(cur: &mut Cursor<'a>) -> Result<Vec<Event<'a>>, WalkError> {
     match cur.peek_byte() {
         Some(b'[') => cur.pos += 1,
-        Some(_) => return Err(WalkError::Shape(format!("events is not an array (byte {})", cur.pos))),
+        Some(_) => {
+            return Err(WalkError::Shape(format!(
+                "events is not an array (byte {})",
+                cur.pos
+            )));
+        }
         None => return Err(WalkError::Syntax("EOF while parsing events".to_owned())),
     }
     // Real events are 300 bytes or more: reserve once, so a megabyte batch is never copied by
@@ -164,7 +185,7 @@ fn parse_events<'a>(cur: &mut Cursor<'a>) -> Result<Vec<Event<'a>>, WalkError> {
         let start = cur.pos;
         let mut event: Event<'a> = cur.value().map_err(|e| match e {
             WalkError::Shape(m) => WalkError::Shape(format!("event {}: {m}", events.len())),
-            syntax => syntax,
+            syntax @ WalkError::Syntax(_) => syntax,
         })?;
         // Both ends are ASCII punctuation, so they are character boundaries.
         event.set_raw(&cur.text[start..cur.pos]);
@@ -172,7 +193,12 @@ fn parse_events<'a>(cur: &mut Cursor<'a>) -> Result<Vec<Event<'a>>, WalkError> {
         match cur.next_byte() {
             Some(b',') => continue,
             Some(b']') => return Ok(events),
-            _ => return Err(WalkError::Syntax(format!("expected ',' or ']' at byte {}", cur.pos))),
+            _ => {
+                return Err(WalkError::Syntax(format!(
+                    "expected ',' or ']' at byte {}",
+                    cur.pos
+                )));
+            }
         }
     }
 }
@@ -213,7 +239,11 @@ mod tests {
             "schema_version": "1", "events": events, "count": events.len(),
             "generated_at": "2024-01-15T10:30:05.123Z", "trace": {"id": "x"},
         });
-        if pretty { serde_json::to_vec_pretty(&batch).unwrap() } else { serde_json::to_vec(&batch).unwrap() }
+        if pretty {
+            serde_json::to_vec_pretty(&batch).unwrap()
+        } else {
+            serde_json::to_vec(&batch).unwrap()
+        }
     }
 
     /// The two parsers agree: same outcome, same values, same raw text for every event.
@@ -228,7 +258,12 @@ mod tests {
                 }
             }
             (Err(_), Err(_)) => {}
-            (fast, reference) => prop_assert!(false, "disagree: {:?} vs {:?}", fast.map(|_| ()), reference.map(|_| ())),
+            (fast, reference) => prop_assert!(
+                false,
+                "disagree: {:?} vs {:?}",
+                fast.map(|_| ()),
+                reference.map(|_| ())
+            ),
         }
         Ok(())
     }
@@ -271,8 +306,12 @@ mod tests {
     #[test]
     fn duplicate_keys_and_trailing_bytes_are_refused() {
         let input = br#"{"schema_version":"1","schema_version":"1","events":[],"count":0,"generated_at":""}"#;
-        assert!(matches!(parse(input), Err(WalkError::Shape(m)) if m.contains("duplicate field `schema_version`")));
+        assert!(
+            matches!(parse(input), Err(WalkError::Shape(m)) if m.contains("duplicate field `schema_version`"))
+        );
         let input = br#"{"schema_version":"1","events":[],"count":0,"generated_at":""} x"#;
-        assert!(matches!(parse(input), Err(WalkError::Syntax(m)) if m.contains("trailing characters at byte 63")));
+        assert!(
+            matches!(parse(input), Err(WalkError::Syntax(m)) if m.contains("trailing characters at byte 63"))
+        );
     }
 }

@@ -28,7 +28,9 @@ pub enum Refusal {
         tolerance_secs: u64,
     },
     /// `generated_at` is further in the future than the tolerance (401).
-    #[error("generated_at is {ahead_secs} s in the future, beyond the tolerance of {tolerance_secs} s")]
+    #[error(
+        "generated_at is {ahead_secs} s in the future, beyond the tolerance of {tolerance_secs} s"
+    )]
     TimestampTooNew {
         /// How far ahead the batch is, in whole seconds.
         ahead_secs: u64,

@@ -48,7 +48,8 @@ impl SignatureError {
 
 /// Computes the raw HMAC-SHA256 tag of `body` under `secret`.
 pub fn tag(secret: &Secret, body: &[u8]) -> [u8; TAG_LEN] {
-    let mut mac = HmacSha256::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
+    let mut mac =
+        HmacSha256::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
     mac.update(body);
     mac.finalize().into_bytes().into()
 }
@@ -160,17 +161,32 @@ mod tests {
             assert_eq!(parse_header(value.as_bytes()), Err(*expected), "{value:?}");
         }
         let long = format!("sha256={hex}00");
-        assert_eq!(parse_header(long.as_bytes()), Err(SignatureError::WrongLength));
+        assert_eq!(
+            parse_header(long.as_bytes()),
+            Err(SignatureError::WrongLength)
+        );
         let bad_tail = format!("sha256={hex}g");
-        assert_eq!(parse_header(bad_tail.as_bytes()), Err(SignatureError::BadHex));
+        assert_eq!(
+            parse_header(bad_tail.as_bytes()),
+            Err(SignatureError::BadHex)
+        );
         let upper = format!("sha256={}", hex.to_uppercase());
-        assert_eq!(parse_header(upper.as_bytes()), parse_header(good.as_bytes()));
+        assert_eq!(
+            parse_header(upper.as_bytes()),
+            parse_header(good.as_bytes())
+        );
     }
 
     #[test]
     fn missing_header_and_no_secrets() {
-        assert_eq!(verify_signature(None, b"x", &[Secret::new("k")]), Err(SignatureError::Missing));
-        assert_eq!(verify_signature(None, b"x", &[]), Err(SignatureError::NoSecrets));
+        assert_eq!(
+            verify_signature(None, b"x", &[Secret::new("k")]),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify_signature(None, b"x", &[]),
+            Err(SignatureError::NoSecrets)
+        );
     }
 
     proptest! {
@@ -185,7 +201,7 @@ mod tests {
         fn any_flipped_body_bit_fails(body in proptest::collection::vec(any::<u8>(), 1..512), bit in any::<prop::sample::Index>()) {
             let secret = Secret::new("s3cr3t");
             let header = sign(&secret, &body);
-            let mut tampered = body.clone();
+            let mut tampered = body;
             let bit = bit.index(tampered.len() * 8);
             tampered[bit / 8] ^= 1 << (bit % 8);
             prop_assert_eq!(verify_signature(Some(header.as_bytes()), &tampered, &[secret]), Err(SignatureError::Mismatch));

@@ -13,9 +13,8 @@ use time::{OffsetDateTime, UtcOffset, macros::format_description};
 /// assert_eq!(evo_siem_protocol::format_generated_at(at), "2024-01-15T10:30:05.123Z");
 /// ```
 pub fn format_generated_at(at: SystemTime) -> String {
-    let format = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     OffsetDateTime::from(at)
         .to_offset(UtcOffset::UTC)
         .format(&format)
@@ -24,7 +23,9 @@ pub fn format_generated_at(at: SystemTime) -> String {
 
 /// Parses an RFC 3339 time with any offset and any number of fractional digits.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    OffsetDateTime::parse(text, &Rfc3339).ok().map(SystemTime::from)
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(SystemTime::from)
 }
 
 #[cfg(test)]

@@ -79,7 +79,10 @@ impl Verifier {
     /// A verifier for an integration without a signing secret: the signature header is ignored.
     /// Replay, size and schema checks still apply.
     pub fn unsigned() -> Self {
-        Self { secrets: None, ..Self::new([]) }
+        Self {
+            secrets: None,
+            ..Self::new([])
+        }
     }
 
     /// Sets the replay tolerance (default 5 minutes, in either direction).
@@ -120,18 +123,24 @@ impl Verifier {
         now: SystemTime,
     ) -> Result<Verified<'a>, Refusal> {
         if body.len() > self.max_body_bytes {
-            return Err(Refusal::BodyTooLarge { limit: self.max_body_bytes });
+            return Err(Refusal::BodyTooLarge {
+                limit: self.max_body_bytes,
+            });
         }
         let secret_index = match &self.secrets {
             Some(secrets) => Some(verify_signature(signature, body, secrets)?),
             None => None,
         };
         let batch = parse_batch(body)?;
-        let generated_at =
-            parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
+        let generated_at = parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
         let uuids = check_events(&batch)?;
-        Ok(Verified { batch, uuids, generated_at, secret_index })
+        Ok(Verified {
+            batch,
+            uuids,
+            generated_at,
+            secret_index,
+        })
     }
 }
 
@@ -154,7 +163,9 @@ pub fn parse_batch(body: &[u8]) -> Result<Batch<'_>, Refusal> {
 }
 
 fn unsupported(found: &str) -> Refusal {
-    Refusal::UnsupportedSchemaVersion { found: found.chars().take(32).collect() }
+    Refusal::UnsupportedSchemaVersion {
+        found: found.chars().take(32).collect(),
+    }
 }
 
 /// On the error path only: the `schema_version` of a JSON object, when it is a string and not "1".
@@ -172,14 +183,22 @@ fn other_schema_version(body: &[u8]) -> Option<String> {
 }
 
 /// Refuses a `generated_at` outside `now ± tolerance`.
-pub fn check_window(generated_at: SystemTime, now: SystemTime, tolerance: Duration) -> Result<(), Refusal> {
+pub fn check_window(
+    generated_at: SystemTime,
+    now: SystemTime,
+    tolerance: Duration,
+) -> Result<(), Refusal> {
     let tolerance_secs = tolerance.as_secs();
     match now.duration_since(generated_at) {
-        Ok(age) if age > tolerance => Err(Refusal::TimestampTooOld { age_secs: age.as_secs(), tolerance_secs }),
+        Ok(age) if age > tolerance => Err(Refusal::TimestampTooOld {
+            age_secs: age.as_secs(),
+            tolerance_secs,
+        }),
         Ok(_) => Ok(()),
-        Err(ahead) if ahead.duration() > tolerance => {
-            Err(Refusal::TimestampTooNew { ahead_secs: ahead.duration().as_secs(), tolerance_secs })
-        }
+        Err(ahead) if ahead.duration() > tolerance => Err(Refusal::TimestampTooNew {
+            ahead_secs: ahead.duration().as_secs(),
+            tolerance_secs,
+        }),
         Err(_) => Ok(()),
     }
 }
@@ -191,13 +210,17 @@ pub fn check_events(batch: &Batch<'_>) -> Result<Vec<Uuid>, Refusal> {
         return Err(Refusal::EmptyBatch);
     }
     if batch.count != batch.events.len() as u64 {
-        return Err(Refusal::CountMismatch { declared: batch.count, actual: batch.events.len() });
+        return Err(Refusal::CountMismatch {
+            declared: batch.count,
+            actual: batch.events.len(),
+        });
     }
     batch
         .events
         .iter()
         .enumerate()
-        .map(|(index, e)| Uuid::try_parse(&e.data.uuid).map_err(|_| Refusal::InvalidEventUuid { index }))
+        .map(|(index, e)| {
+            Uuid::try_parse(&e.data.uuid).map_err(|_| Refusal::InvalidEventUuid { index })
+        })
         .collect()
 }
-

@@ -21,7 +21,11 @@ impl PartialEq for Extra<'_> {
     /// Same names with the same JSON text, in the same order.
     fn eq(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
-            && self.0.iter().zip(&other.0).all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((ka, va), (kb, vb))| ka == kb && va.get() == vb.get())
     }
 }
 
@@ -148,12 +152,16 @@ impl<'de> WireValue<'de> for u64 {
 }
 
 /// Reads the next key of a map, borrowing it when possible.
-pub(crate) fn next_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
+pub(crate) fn next_key<'de, A: MapAccess<'de>>(
+    map: &mut A,
+) -> Result<Option<Cow<'de, str>>, A::Error> {
     map.next_key_seed(Seed::<Cow<'de, str>>::new())
 }
 
 /// Reads an unknown field's value as raw JSON.
-pub(crate) fn raw_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Cow<'de, RawValue>, A::Error> {
+pub(crate) fn raw_value<'de, A: MapAccess<'de>>(
+    map: &mut A,
+) -> Result<Cow<'de, RawValue>, A::Error> {
     // Borrowed when the input is a borrowed slice or str (the case on every hot path); owned
     // when the deserializer cannot lend (for example from a `serde_json::Value`).
     struct RawSeed;
@@ -166,7 +174,10 @@ pub(crate) fn raw_value<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Cow<'de, 
     map.next_value_seed(RawSeed)
 }
 
-pub(crate) fn serialize_extra<M: SerializeMap>(map: &mut M, extra: &Extra<'_>) -> Result<(), M::Error> {
+pub(crate) fn serialize_extra<M: SerializeMap>(
+    map: &mut M,
+    extra: &Extra<'_>,
+) -> Result<(), M::Error> {
     for (k, v) in &extra.0 {
         map.serialize_entry(k, &**v)?;
     }

@@ -41,7 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
 
-    let secrets = std::env::var("EVO_SIEM_SECRET").map_err(|_| "set EVO_SIEM_SECRET to the signing secret")?;
+    let secrets = std::env::var("EVO_SIEM_SECRET")
+        .map_err(|_| "set EVO_SIEM_SECRET to the signing secret")?;
     let mut builder = Receiver::builder();
     for secret in secrets.split(',').filter(|s| !s.is_empty()) {
         builder = builder.secret(secret);
@@ -49,7 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let receiver = builder.build()?;
 
     let listen = std::env::var("EVO_SIEM_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let app = Router::new().route("/webhook", post(webhook)).with_state(receiver);
+    let app = Router::new()
+        .route("/webhook", post(webhook))
+        .with_state(receiver);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!("listening on http://{}/webhook", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -56,7 +56,9 @@ where
                 return Err(rejection);
             }
         };
-        receiver.accept(&parts.headers, body, SystemTime::now()).await
+        receiver
+            .accept(&parts.headers, body, SystemTime::now())
+            .await
     }
 }
 
@@ -64,12 +66,17 @@ impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let mut response = (
             self.status(),
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             self.body_json(),
         )
             .into_response();
         if let Some(seconds) = self.retry_after() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -78,8 +85,14 @@ impl IntoResponse for Rejection {
 impl IntoResponse for Delivered {
     fn into_response(self) -> Response {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            format!(r#"{{"accepted":{},"duplicates":{}}}"#, self.accepted, self.duplicates),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            format!(
+                r#"{{"accepted":{},"duplicates":{}}}"#,
+                self.accepted, self.duplicates
+            ),
         )
             .into_response()
     }

@@ -15,7 +15,9 @@ use uuid::Uuid;
 #[non_exhaustive]
 pub enum BuildError {
     /// Neither a secret nor [`ReceiverBuilder::allow_unsigned`] was given.
-    #[error("no signing secret configured; add one, or call allow_unsigned() to accept unsigned batches on purpose")]
+    #[error(
+        "no signing secret configured; add one, or call allow_unsigned() to accept unsigned batches on purpose"
+    )]
     NoSecret,
     /// A configured secret is empty (an unset environment variable, most likely).
     #[error("a configured signing secret is empty")]
@@ -90,7 +92,9 @@ impl ReceiverBuilder {
         Ok(Receiver {
             inner: Arc::new(Inner {
                 verifier,
-                dedup: self.dedup.unwrap_or_else(|| Arc::new(MemoryDedup::default())),
+                dedup: self
+                    .dedup
+                    .unwrap_or_else(|| Arc::new(MemoryDedup::default())),
             }),
         })
     }
@@ -134,7 +138,12 @@ impl Receiver {
     /// clock (pass `SystemTime::now()`; tests pass a fixed time). Process
     /// [`VerifiedBatch::events`] and then call [`VerifiedBatch::commit`]; answer 2xx only after
     /// the commit succeeded.
-    pub async fn accept(&self, headers: &HeaderMap, body: Bytes, now: SystemTime) -> Result<VerifiedBatch, Rejection> {
+    pub async fn accept(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        now: SystemTime,
+    ) -> Result<VerifiedBatch, Rejection> {
         let result = self.accept_inner(headers, body, now).await;
         if let Err(rejection) = &result {
             tracing::debug!(
@@ -147,7 +156,12 @@ impl Receiver {
         result
     }
 
-    async fn accept_inner(&self, headers: &HeaderMap, body: Bytes, now: SystemTime) -> Result<VerifiedBatch, Rejection> {
+    async fn accept_inner(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        now: SystemTime,
+    ) -> Result<VerifiedBatch, Rejection> {
         let signature = headers.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
         let verifier = &self.inner.verifier;
         let parsed = Parsed::try_new(body, |body| verifier.verify(body, signature, now))?;
@@ -156,19 +170,33 @@ impl Receiver {
         // hasher is several times cheaper than SipHash on 16-byte keys, which shows per event.
         let uuids = &parsed.borrow_dependent().uuids;
         let mut distinct = hashbrown::HashSet::with_capacity(uuids.len());
-        let (keys, first_index): (Vec<Uuid>, Vec<usize>) =
-            uuids.iter().enumerate().filter(|(_, u)| distinct.insert(**u)).map(|(i, u)| (*u, i)).unzip();
+        let (keys, first_index): (Vec<Uuid>, Vec<usize>) = uuids
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| distinct.insert(**u))
+            .map(|(i, u)| (*u, i))
+            .unzip();
 
         let token = ClaimToken::random();
         let store = &self.inner.dedup;
         let outcomes = store.claim(&keys, token).await?;
         let claimed = |o: &&ClaimOutcome| **o == ClaimOutcome::Claimed;
         let mut guard = ClaimGuard::new(Arc::clone(store), token);
-        guard.keys = keys.iter().zip(&outcomes).filter(|(_, o)| claimed(o)).map(|(k, _)| *k).collect();
+        guard.keys = keys
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| claimed(o))
+            .map(|(k, _)| *k)
+            .collect();
         if outcomes.contains(&ClaimOutcome::InFlight) {
             return Err(Rejection::InFlight); // `guard` releases what this delivery claimed.
         }
-        let fresh = first_index.iter().zip(&outcomes).filter(|(_, o)| claimed(o)).map(|(i, _)| *i).collect();
+        let fresh = first_index
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| claimed(o))
+            .map(|(i, _)| *i)
+            .collect();
 
         Ok(VerifiedBatch::new(
             parsed,

@@ -28,14 +28,19 @@ pub(crate) struct ClaimGuard {
 
 impl ClaimGuard {
     pub(crate) fn new(store: Arc<dyn DedupStore>, token: ClaimToken) -> Self {
-        Self { store, token, keys: Vec::new() }
+        Self {
+            store,
+            token,
+            keys: Vec::new(),
+        }
     }
 }
 
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
         if !self.keys.is_empty() {
-            self.store.release(std::mem::take(&mut self.keys), self.token);
+            self.store
+                .release(std::mem::take(&mut self.keys), self.token);
         }
     }
 }
@@ -63,7 +68,13 @@ impl VerifiedBatch {
         delivery_id: Option<Uuid>,
         attempt: Option<u32>,
     ) -> Self {
-        Self { parsed, fresh, guard, delivery_id, attempt }
+        Self {
+            parsed,
+            fresh,
+            guard,
+            delivery_id,
+            attempt,
+        }
     }
 
     /// The events to process: those not seen before, in batch order.
@@ -111,7 +122,10 @@ impl VerifiedBatch {
             self.guard.keys = keys; // Dropping `self` releases them.
             return Err(err.into());
         }
-        Ok(Delivered { accepted: self.fresh.len(), duplicates: self.duplicates() })
+        Ok(Delivered {
+            accepted: self.fresh.len(),
+            duplicates: self.duplicates(),
+        })
     }
 }
 

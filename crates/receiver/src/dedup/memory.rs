@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 /// Settings of a [`MemoryDedup`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct MemoryDedupConfig {
     /// How many seen UUIDs are remembered at most; the least recently seen are forgotten first.
@@ -189,7 +189,9 @@ impl MemoryDedup {
                     ClaimOutcome::Seen
                 } else {
                     match shard.claims.entry(*uuid) {
-                        Entry::Occupied(held) if held.get().0 != token && held.get().1 > now => ClaimOutcome::InFlight,
+                        Entry::Occupied(held) if held.get().0 != token && held.get().1 > now => {
+                            ClaimOutcome::InFlight
+                        }
                         Entry::Occupied(mut held) => {
                             held.insert((token, now + self.claim_ttl));
                             ClaimOutcome::Claimed
@@ -231,7 +233,9 @@ impl MemoryDedup {
 /// A panic while a shard was locked cannot leave it inconsistent in a way that matters for
 /// deduplication (each operation is one map update), so a poisoned lock is used as is.
 fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shard {
@@ -255,7 +259,11 @@ impl Shard {
 }
 
 impl DedupStore for MemoryDedup {
-    fn claim<'a>(&'a self, uuids: &'a [Uuid], token: ClaimToken) -> DedupFuture<'a, Vec<ClaimOutcome>> {
+    fn claim<'a>(
+        &'a self,
+        uuids: &'a [Uuid],
+        token: ClaimToken,
+    ) -> DedupFuture<'a, Vec<ClaimOutcome>> {
         let outcomes = self.claim_now(uuids, token);
         Box::pin(async move { Ok(outcomes) })
     }
@@ -289,7 +297,11 @@ mod tests {
         store.commit_now(&keys[1..], a);
         assert_eq!(
             store.claim_now(&keys, b),
-            vec![ClaimOutcome::Claimed, ClaimOutcome::Seen, ClaimOutcome::Seen]
+            vec![
+                ClaimOutcome::Claimed,
+                ClaimOutcome::Seen,
+                ClaimOutcome::Seen
+            ]
         );
         assert_eq!(store.len(), 2);
     }
@@ -300,16 +312,23 @@ mod tests {
         let keys = ids(1);
         store.claim_now(&keys, ClaimToken(1));
         store.release_now(&keys, ClaimToken(2));
-        assert_eq!(store.claim_now(&keys, ClaimToken(3)), vec![ClaimOutcome::InFlight]);
+        assert_eq!(
+            store.claim_now(&keys, ClaimToken(3)),
+            vec![ClaimOutcome::InFlight]
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn claims_expire() {
-        let store = MemoryDedup::new(MemoryDedupConfig::default().claim_ttl(Duration::from_secs(10)));
+        let store =
+            MemoryDedup::new(MemoryDedupConfig::default().claim_ttl(Duration::from_secs(10)));
         let keys = ids(1);
         store.claim_now(&keys, ClaimToken(1));
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert_eq!(store.claim_now(&keys, ClaimToken(2)), vec![ClaimOutcome::Claimed]);
+        assert_eq!(
+            store.claim_now(&keys, ClaimToken(2)),
+            vec![ClaimOutcome::Claimed]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -322,11 +341,20 @@ mod tests {
         let later = vec![Uuid::from_u128(99)];
         store.commit_now(&later, ClaimToken(1));
         tokio::time::advance(Duration::from_secs(319)).await;
-        assert_eq!(store.claim_now(&first, ClaimToken(2)), vec![ClaimOutcome::Seen; 2]);
+        assert_eq!(
+            store.claim_now(&first, ClaimToken(2)),
+            vec![ClaimOutcome::Seen; 2]
+        );
         // Past the TTL plus one epoch (ttl / 64), the first entries are forgotten, the later kept.
         tokio::time::advance(Duration::from_secs(12)).await;
-        assert_eq!(store.claim_now(&first, ClaimToken(2)), vec![ClaimOutcome::Claimed; 2]);
-        assert_eq!(store.claim_now(&later, ClaimToken(2)), vec![ClaimOutcome::Seen]);
+        assert_eq!(
+            store.claim_now(&first, ClaimToken(2)),
+            vec![ClaimOutcome::Claimed; 2]
+        );
+        assert_eq!(
+            store.claim_now(&later, ClaimToken(2)),
+            vec![ClaimOutcome::Seen]
+        );
         assert_eq!(store.len(), 1);
     }
 
@@ -335,8 +363,14 @@ mod tests {
         let store = MemoryDedup::new(MemoryDedupConfig::default().capacity(100).shards(1));
         store.commit_now(&ids(150), ClaimToken(1));
         assert_eq!(store.len(), 100);
-        assert_eq!(store.claim_now(&[Uuid::from_u128(1)], ClaimToken(2)), vec![ClaimOutcome::Claimed]);
-        assert_eq!(store.claim_now(&[Uuid::from_u128(150)], ClaimToken(2)), vec![ClaimOutcome::Seen]);
+        assert_eq!(
+            store.claim_now(&[Uuid::from_u128(1)], ClaimToken(2)),
+            vec![ClaimOutcome::Claimed]
+        );
+        assert_eq!(
+            store.claim_now(&[Uuid::from_u128(150)], ClaimToken(2)),
+            vec![ClaimOutcome::Seen]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -350,7 +384,10 @@ mod tests {
         assert_eq!(store.len(), 10);
         tokio::time::advance(Duration::from_secs(40)).await;
         // The old epoch expired; only its two surviving entries go, the newer eight stay.
-        assert_eq!(store.claim_now(&newer, ClaimToken(2)), vec![ClaimOutcome::Seen; 8]);
+        assert_eq!(
+            store.claim_now(&newer, ClaimToken(2)),
+            vec![ClaimOutcome::Seen; 8]
+        );
         assert_eq!(store.len(), 8);
     }
 }

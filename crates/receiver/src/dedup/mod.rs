@@ -58,7 +58,11 @@ pub struct DedupError(pub String);
 /// together.
 pub trait DedupStore: Send + Sync + fmt::Debug + 'static {
     /// Claims each UUID of `uuids` (distinct) for `token`, returning one outcome per UUID in order.
-    fn claim<'a>(&'a self, uuids: &'a [Uuid], token: ClaimToken) -> DedupFuture<'a, Vec<ClaimOutcome>>;
+    fn claim<'a>(
+        &'a self,
+        uuids: &'a [Uuid],
+        token: ClaimToken,
+    ) -> DedupFuture<'a, Vec<ClaimOutcome>>;
 
     /// Marks `uuids`, claimed by `token` and processed, as seen.
     fn commit<'a>(&'a self, uuids: &'a [Uuid], token: ClaimToken) -> DedupFuture<'a, ()>;

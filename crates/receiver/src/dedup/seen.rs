@@ -7,8 +7,8 @@
 //! that glibc rounds to 48, plus a 16-byte table slot); its floor, 68 bytes even with a
 //! size-class allocator, is above the 64-byte target.
 
-use hashbrown::HashTable;
 use hashbrown::DefaultHashBuilder;
+use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::time::Duration;
@@ -62,7 +62,9 @@ impl SeenSet {
 
     pub(crate) fn contains(&self, uuid: &Uuid) -> bool {
         let hash = self.hasher.hash_one(uuid);
-        self.index.find(hash, |&slot| self.ring[slot as usize] == *uuid).is_some()
+        self.index
+            .find(hash, |&slot| self.ring[slot as usize] == *uuid)
+            .is_some()
     }
 
     /// Inserts `uuid` at `now` unless present, forgetting the oldest entry when full.
@@ -77,7 +79,11 @@ impl SeenSet {
         if self.ring.len() < self.capacity {
             if self.ring.len() == self.ring.capacity() {
                 // Exact steps, so the ring never ends larger than `capacity`.
-                let step = self.ring.len().clamp(1024, 1 << 20).min(self.capacity - self.ring.len());
+                let step = self
+                    .ring
+                    .len()
+                    .clamp(1024, 1 << 20)
+                    .min(self.capacity - self.ring.len());
                 self.ring.reserve_exact(step);
             }
             self.ring.push(uuid);
@@ -85,8 +91,9 @@ impl SeenSet {
             self.ring[slot as usize] = uuid;
         }
         let (ring, hasher) = (&self.ring, &self.hasher);
-        self.index
-            .insert_unique(hasher.hash_one(uuid), slot, |&s| hasher.hash_one(ring[s as usize]));
+        self.index.insert_unique(hasher.hash_one(uuid), slot, |&s| {
+            hasher.hash_one(ring[s as usize])
+        });
         self.tail += 1;
         match self.epochs.back_mut() {
             Some((end, started, last)) if now.duration_since(*started) < self.epoch_len => {

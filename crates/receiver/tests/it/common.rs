@@ -15,7 +15,10 @@ pub(crate) fn now() -> SystemTime {
 }
 
 pub(crate) fn receiver() -> Receiver {
-    Receiver::builder().secret(SECRET).build().expect("valid receiver")
+    Receiver::builder()
+        .secret(SECRET)
+        .build()
+        .expect("valid receiver")
 }
 
 /// A realistic audit event with the given UUID.
@@ -50,13 +53,18 @@ pub(crate) fn signed_headers(body: &[u8]) -> http::HeaderMap {
     let mut map = http::HeaderMap::new();
     let signature = sign(&Secret::new(SECRET), body);
     map.insert(headers::SIGNATURE_256, signature.parse().expect("ASCII"));
-    map.insert(http::header::CONTENT_TYPE, "application/json".parse().expect("ASCII"));
+    map.insert(
+        http::header::CONTENT_TYPE,
+        "application/json".parse().expect("ASCII"),
+    );
     map
 }
 
 /// A signed POST /webhook request carrying `body`.
 pub(crate) fn request(body: Vec<u8>) -> http::Request<Body> {
-    let mut req = http::Request::post("/webhook").body(Body::empty()).expect("request");
+    let mut req = http::Request::post("/webhook")
+        .body(Body::empty())
+        .expect("request");
     *req.headers_mut() = signed_headers(&body);
     *req.body_mut() = Body::from(body);
     req

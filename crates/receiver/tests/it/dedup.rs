@@ -22,13 +22,18 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (1u16..).prop_map(Step::Deliver),
-        (any::<usize>(), prop::bool::weighted(0.7)).prop_map(|(which, success)| Step::Finish { which, success }),
+        (any::<usize>(), prop::bool::weighted(0.7))
+            .prop_map(|(which, success)| Step::Finish { which, success }),
     ]
 }
 
 const POOL: usize = 10;
 
-fn deliver(rt: &tokio::runtime::Runtime, receiver: &Receiver, ids: &[Uuid]) -> Result<VerifiedBatch, Rejection> {
+fn deliver(
+    rt: &tokio::runtime::Runtime,
+    receiver: &Receiver,
+    ids: &[Uuid],
+) -> Result<VerifiedBatch, Rejection> {
     let body = common::body(ids, common::now());
     rt.block_on(receiver.accept(&common::signed_headers(&body), body.into(), common::now()))
 }
@@ -105,12 +110,19 @@ async fn concurrent_deliveries_of_the_same_events_process_each_once() {
 
     let tasks: Vec<_> = (0..16)
         .map(|_| {
-            let (receiver, body, headers, processed) =
-                (receiver.clone(), body.clone(), headers.clone(), processed.clone());
+            let (receiver, body, headers, processed) = (
+                receiver.clone(),
+                body.clone(),
+                headers.clone(),
+                processed.clone(),
+            );
             tokio::spawn(async move {
                 // Like a sender: retry a 503 until the delivery is accepted.
                 loop {
-                    match receiver.accept(&headers, body.clone(), std::time::SystemTime::now()).await {
+                    match receiver
+                        .accept(&headers, body.clone(), std::time::SystemTime::now())
+                        .await
+                    {
                         Ok(batch) => {
                             processed.fetch_add(batch.events().len(), Ordering::SeqCst);
                             tokio::task::yield_now().await;

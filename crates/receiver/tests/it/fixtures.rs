@@ -31,9 +31,16 @@ fn clock(expected: &serde_json::Value, body: &[u8]) -> SystemTime {
 }
 
 /// Sends `body` signed with the test secret to the framework-free entry point, at `now`.
-async fn status_of(receiver: &Receiver, body: Vec<u8>, now: SystemTime) -> Result<usize, Rejection> {
+async fn status_of(
+    receiver: &Receiver,
+    body: Vec<u8>,
+    now: SystemTime,
+) -> Result<usize, Rejection> {
     let mut map = http::HeaderMap::new();
-    map.insert(headers::SIGNATURE_256, sign(&Secret::new(SECRET), &body).parse().unwrap());
+    map.insert(
+        headers::SIGNATURE_256,
+        sign(&Secret::new(SECRET), &body).parse().unwrap(),
+    );
     let batch = receiver.accept(&map, body.into(), now).await?;
     Ok(batch.commit().await?.accepted)
 }
@@ -63,7 +70,10 @@ async fn every_invalid_fixture_gets_its_documented_status_and_reason() {
     for (name, body, expected) in cases {
         assert!(expected.is_object(), "{name} has no .expected.json");
         let mut builder = Receiver::builder().secret(SECRET);
-        if let Some(limit) = expected.get("max_body_bytes").and_then(serde_json::Value::as_u64) {
+        if let Some(limit) = expected
+            .get("max_body_bytes")
+            .and_then(serde_json::Value::as_u64)
+        {
             builder = builder.max_body_bytes(limit as usize);
         }
         let receiver = builder.build().unwrap();
@@ -71,7 +81,10 @@ async fn every_invalid_fixture_gets_its_documented_status_and_reason() {
         let rejection = status_of(&receiver, body, now).await.expect_err(&name);
         assert_eq!(
             (rejection.status().as_u16() as u64, rejection.reason_code()),
-            (expected["status"].as_u64().unwrap(), expected["reason"].as_str().unwrap()),
+            (
+                expected["status"].as_u64().unwrap(),
+                expected["reason"].as_str().unwrap()
+            ),
             "{name}"
         );
     }
@@ -86,13 +99,25 @@ async fn every_valid_fixture_is_accepted_through_axum() {
         let receiver = Receiver::builder().secret(SECRET).build().unwrap();
         // The extractor reads the wall clock, so check the replay window separately here.
         let now = clock(&expected, &body);
-        let events = status_of(&receiver, body.clone(), now).await.unwrap_or_else(|r| panic!("{name}: {r}"));
+        let events = status_of(&receiver, body.clone(), now)
+            .await
+            .unwrap_or_else(|r| panic!("{name}: {r}"));
         assert!(events >= 1, "{name}");
 
-        let unsigned = Receiver::builder().allow_unsigned().tolerance(std::time::Duration::MAX / 4).build().unwrap();
-        let app = Router::new().route("/webhook", post(handler)).with_state(unsigned);
+        let unsigned = Receiver::builder()
+            .allow_unsigned()
+            .tolerance(std::time::Duration::MAX / 4)
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/webhook", post(handler))
+            .with_state(unsigned);
         let response = app
-            .oneshot(http::Request::post("/webhook").body(axum::body::Body::from(body)).unwrap())
+            .oneshot(
+                http::Request::post("/webhook")
+                    .body(axum::body::Body::from(body))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), http::StatusCode::OK, "{name}");

@@ -8,9 +8,15 @@ use proptest::prelude::*;
 fn accept_status(receiver: &Receiver, body: Vec<u8>, signed: bool) -> u16 {
     let mut map = http::HeaderMap::new();
     if signed {
-        map.insert(headers::SIGNATURE_256, sign(&Secret::new(common::SECRET), &body).parse().unwrap());
+        map.insert(
+            headers::SIGNATURE_256,
+            sign(&Secret::new(common::SECRET), &body).parse().unwrap(),
+        );
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     match rt.block_on(receiver.accept(&map, body.into(), common::now())) {
         Ok(_) => 200,
         Err(rejection) => rejection.status().as_u16(),
