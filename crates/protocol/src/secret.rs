@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 /// assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
 /// assert_eq!(secret.to_string(), "<redacted>");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
@@ -39,6 +39,15 @@ impl Secret {
         self.0.is_empty()
     }
 }
+
+/// Compared in constant time, so a comparison with a guess leaks nothing about the secret.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]))
+    }
+}
+
+impl Eq for Secret {}
 
 impl From<String> for Secret {
     fn from(value: String) -> Self {
