@@ -1,1 +1,40 @@
-fn main() {}
+//! `evo-siem`: the command line of the evo-siem workspace.
+//!
+//! This binary is thin glue over the library crates. Exit codes:
+//!
+//! - `0`: success (for `verify`: the signature is valid);
+//! - `1`: `verify` found the signature invalid (the reason code is printed on stderr);
+//! - `2`: a usage, configuration or I/O error.
+//!
+//! A broken pipe on stdout (`evo-siem sign … | head -c0`) exits 0, as the reader chose to stop.
+
+mod cli;
+mod secret_source;
+mod sign;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Sign(args) => sign::sign(&args),
+        cli::Command::Verify(args) => sign::verify(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("evo-siem: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

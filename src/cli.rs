@@ -1,0 +1,64 @@
+//! The command-line grammar (clap derive); each subcommand's logic lives in its own module.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Signed, batched SIEM webhooks for Evo tenant audit events.
+#[derive(Debug, Parser)]
+#[command(name = "evo-siem", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print the X-Evo-Signature-256 value of a body.
+    #[command(
+        long_about = "Print the X-Evo-Signature-256 value (sha256=<hex>) of the exact bytes of \
+FILE, or of standard input when FILE is - or absent.\n\n\
+Example:\n  EVO_SIEM_SECRET=change-me evo-siem sign --secret-env EVO_SIEM_SECRET body.json"
+    )]
+    Sign(SignArgs),
+    /// Check an X-Evo-Signature-256 value against a body.
+    #[command(
+        long_about = "Check an X-Evo-Signature-256 value against the exact bytes of FILE (or \
+standard input). Exits 0 and prints `valid` when the signature matches one of the secrets, 1 with \
+the reason when it does not, 2 on usage or I/O errors. Give --secret-env or --secret-file several \
+times during a secret rotation: any one may match.\n\n\
+Example:\n  evo-siem verify --secret-env EVO_SIEM_SECRET --signature \"sha256=…\" body.json"
+    )]
+    Verify(VerifyArgs),
+}
+
+/// Where secrets come from: never the command line, where other users and shell history see it.
+#[derive(Debug, Args)]
+pub(crate) struct SecretArgs {
+    /// Read a signing secret from this environment variable (repeatable for rotation).
+    #[arg(long = "secret-env", value_name = "VAR")]
+    pub(crate) env: Vec<String>,
+    /// Read a signing secret from this file; one trailing newline is ignored (repeatable).
+    #[arg(long = "secret-file", value_name = "PATH")]
+    pub(crate) file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    #[command(flatten)]
+    pub(crate) secrets: SecretArgs,
+    /// The body to sign; `-` or absent for standard input.
+    #[arg(value_name = "FILE")]
+    pub(crate) input: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    pub(crate) secrets: SecretArgs,
+    /// The X-Evo-Signature-256 value received, `sha256=<hex>`.
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) signature: String,
+    /// The body received; `-` or absent for standard input.
+    #[arg(value_name = "FILE")]
+    pub(crate) input: Option<PathBuf>,
+}
