@@ -284,6 +284,13 @@ mod tests {
             for event in &batch.events {
                 prop_assert_eq!(event.data.ts, ts);
             }
+            // parse -> serialize -> parse: the same values, unknown fields and exact integers.
+            let reserialized = serde_json::to_vec(&batch).unwrap();
+            let again = parse(&reserialized).unwrap();
+            prop_assert_eq!(&again, &batch);
+            let before: serde_json::Value = serde_json::from_slice(&input).unwrap();
+            let after: serde_json::Value = serde_json::from_slice(&reserialized).unwrap();
+            prop_assert_eq!(before, after);
         }
 
         #[test]

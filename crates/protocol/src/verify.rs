@@ -156,6 +156,13 @@ pub fn parse_batch(body: &[u8]) -> Result<Batch<'_>, Refusal> {
             }
             Err(match err {
                 WalkError::Shape(detail) => Refusal::InvalidBatch { detail },
+                // JSON of the wrong shape (an array, a string) is an invalid batch, not bad JSON.
+                WalkError::Syntax(detail)
+                    if std::str::from_utf8(body).is_ok()
+                        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() =>
+                {
+                    Refusal::InvalidBatch { detail }
+                }
                 WalkError::Syntax(detail) => Refusal::MalformedJson { detail },
             })
         }
@@ -168,16 +175,13 @@ fn unsupported(found: &str) -> Refusal {
     }
 }
 
-/// On the error path only: the `schema_version` of a JSON object, when it is a string and not "1".
+/// On the error path only: the `schema_version` of a JSON object, when it is not "1".
 fn other_schema_version(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        schema_version: Option<serde_json::Value>,
-    }
-    let probe: Probe = serde_json::from_slice(body).ok()?;
-    match probe.schema_version? {
+    // A map, not a derived struct: serde lets a struct be read from an array too.
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    match object.get("schema_version")? {
         serde_json::Value::String(v) if v == SCHEMA_VERSION => None,
-        serde_json::Value::String(v) => Some(v),
+        serde_json::Value::String(v) => Some(v.clone()),
         other => Some(other.to_string()),
     }
 }

@@ -1,0 +1,171 @@
+//! The crate agrees with every fixture: signature vectors, valid payloads and invalid payloads.
+
+use crate::{fixtures_dir, payloads};
+use evo_siem_protocol::{Batch, Secret, Verifier, parse_rfc3339, sign, verify_signature};
+use serde_json::Value;
+use std::time::SystemTime;
+
+const TEST_SECRET: &str = "fixture-test-secret";
+
+fn signatures() -> Value {
+    let bytes = std::fs::read(fixtures_dir().join("signatures.json")).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn signing_vectors_match() {
+    let vectors = signatures()["vectors"].as_array().unwrap().clone();
+    assert!(vectors.len() >= 8, "only {} vectors", vectors.len());
+    assert_eq!(vectors[0]["name"], "github-published-example");
+    for v in vectors {
+        let secret = Secret::new(v["secret"].as_str().unwrap());
+        let body = v["body"].as_str().unwrap().as_bytes();
+        let expected = v["expected"].as_str().unwrap();
+        assert_eq!(sign(&secret, body), expected, "{}", v["name"]);
+        assert_eq!(
+            verify_signature(Some(expected.as_bytes()), body, &[secret]),
+            Ok(0),
+            "{}",
+            v["name"]
+        );
+    }
+}
+
+#[test]
+fn verification_cases_give_the_documented_outcome() {
+    let cases = signatures()["verification"].as_array().unwrap().clone();
+    assert!(cases.len() >= 10, "only {} verification cases", cases.len());
+    for case in cases {
+        let secrets: Vec<Secret> = case["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| Secret::new(s.as_str().unwrap()))
+            .collect();
+        let header = case["header"].as_str().map(str::as_bytes);
+        let outcome = verify_signature(header, case["body"].as_str().unwrap().as_bytes(), &secrets);
+        let got = match outcome {
+            Ok(index) => serde_json::json!({ "ok": index }),
+            Err(err) => serde_json::json!({ "reason": err.reason_code() }),
+        };
+        assert_eq!(got, case["expected"], "{}", case["name"]);
+    }
+}
+
+/// The body's own `generated_at`: valid fixtures are checked at the time they were made.
+fn own_time(body: &[u8]) -> SystemTime {
+    let value: Value = serde_json::from_slice(body).unwrap();
+    parse_rfc3339(value["generated_at"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn valid_payloads_verify_and_round_trip() {
+    let cases = payloads("valid");
+    assert!(cases.len() >= 5, "only {} valid payloads", cases.len());
+    let secret = Secret::new(TEST_SECRET);
+    for (name, body, _) in cases {
+        let header = sign(&secret, &body);
+        let verified = Verifier::new([secret.clone()])
+            .verify(&body, Some(header.as_bytes()), own_time(&body))
+            .unwrap_or_else(|r| panic!("{name}: {r}"));
+        let batch = &verified.batch;
+        assert_eq!(batch.count as usize, batch.events.len(), "{name}");
+
+        // Each event's raw JSON is the exact text of the body, in order.
+        let text = std::str::from_utf8(&body).unwrap();
+        let mut from = 0;
+        for event in &batch.events {
+            let raw = event.raw_json().unwrap();
+            let at = text[from..]
+                .find(raw)
+                .unwrap_or_else(|| panic!("{name}: raw text not in body"));
+            from += at + raw.len();
+        }
+
+        // parse -> serialize -> parse keeps every value, unknown fields and exact integers included.
+        let reserialized = serde_json::to_vec(batch).unwrap();
+        let original: Value = serde_json::from_slice(&body).unwrap();
+        let again: Value = serde_json::from_slice(&reserialized).unwrap();
+        assert_eq!(original, again, "{name}");
+        let reparsed: Batch<'_> = serde_json::from_slice(&reserialized).unwrap();
+        assert_eq!(&reparsed, batch, "{name}");
+    }
+}
+
+#[test]
+fn large_nanoseconds_are_exact() {
+    let (_, body, _) = payloads("valid")
+        .into_iter()
+        .find(|(n, _, _)| n == "large-nanoseconds.json")
+        .unwrap();
+    let batch = evo_siem_protocol::parse_batch(&body).unwrap();
+    let ts: Vec<(i64, i64)> = batch
+        .events
+        .iter()
+        .map(|e| (e.data.ts, e.data.created_at))
+        .collect();
+    assert_eq!(
+        ts,
+        [
+            (1_706_000_000_123_456_789, 1_706_000_000_123_456_791),
+            (i64::MAX, 9_007_199_254_740_993),
+            (-1, 0)
+        ]
+    );
+}
+
+#[test]
+fn unknown_fields_survive_at_every_level() {
+    let (_, body, _) = payloads("valid")
+        .into_iter()
+        .find(|(n, _, _)| n == "unknown-fields.json")
+        .unwrap();
+    let batch = evo_siem_protocol::parse_batch(&body).unwrap();
+    let event = &batch.events[0];
+    assert!(batch.extra.get("trace").is_some() && batch.extra.get("region").is_some());
+    assert!(event.extra.get("tenant").is_some());
+    assert_eq!(
+        event.data.extra.get("request_id").map(|r| r.get()),
+        Some("null")
+    );
+    assert!(event.data.actor.extra.get("mfa").is_some());
+    assert!(event.data.origin.extra.get("user_agent").is_some());
+    assert_eq!(
+        event.data.target.extra.get("id").map(|r| r.get()),
+        Some("184467440737095516")
+    );
+}
+
+#[test]
+fn invalid_payloads_get_their_documented_refusal() {
+    let cases = payloads("invalid");
+    assert!(cases.len() >= 15, "only {} invalid payloads", cases.len());
+    let secret = Secret::new(TEST_SECRET);
+    for (name, body, expected) in cases {
+        let expected = expected.unwrap_or_else(|| panic!("{name} has no .expected.json"));
+        let mut verifier = Verifier::new([secret.clone()]);
+        if let Some(limit) = expected.get("max_body_bytes").and_then(Value::as_u64) {
+            verifier = verifier.max_body_bytes(limit as usize);
+        }
+        let now = expected
+            .get("now")
+            .and_then(|n| parse_rfc3339(n.as_str()?))
+            .or_else(|| {
+                let value: Value = serde_json::from_slice(&body).ok()?;
+                parse_rfc3339(value.get("generated_at")?.as_str()?)
+            })
+            .unwrap_or_else(SystemTime::now);
+        let header = sign(&secret, &body);
+        let refusal = verifier
+            .verify(&body, Some(header.as_bytes()), now)
+            .expect_err(&name);
+        assert_eq!(
+            (u64::from(refusal.http_status()), refusal.reason_code()),
+            (
+                expected["status"].as_u64().unwrap(),
+                expected["reason"].as_str().unwrap()
+            ),
+            "{name}: {refusal}"
+        );
+    }
+}
