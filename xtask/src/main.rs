@@ -1,1 +1,49 @@
-fn main() {}
+//! Project chores, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
+//!
+//! - `bench [ARGS...]`: run the criterion benchmarks and print each figure next to its target;
+//!   ARGS go to the benchmark harness (for example `--quick`, or a filter such as `accept`).
+//! - `help`: this list.
+//!
+//! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
+//! `cargo test -p xtask`.
+
+mod bench;
+#[cfg(test)]
+mod tidy;
+
+use std::path::PathBuf;
+
+const HELP: &str = "\
+cargo xtask <task>
+
+tasks:
+  bench [ARGS...]   run the criterion benchmarks (verify, accept, dedup) and summarize them
+                    against the targets; ARGS go to the harness, e.g. `--quick` or `accept`
+  help              print this help
+
+The tidy checks run as a test: cargo test -p xtask";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("bench") => bench::run(&args.collect::<Vec<_>>()),
+        Some("help" | "--help" | "-h") | None => {
+            println!("{HELP}");
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown task {other:?}\n\n{HELP}"),
+    }
+}
+
+/// The repository root: xtask lives one level below it.
+fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the repository")
+        .to_path_buf()
+}
+
+/// The cargo that runs this xtask, so that toolchain overrides carry through.
+fn cargo() -> std::process::Command {
+    std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
