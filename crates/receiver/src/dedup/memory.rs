@@ -189,9 +189,9 @@ impl MemoryDedup {
                     ClaimOutcome::Seen
                 } else {
                     match shard.claims.entry(*uuid) {
-                        Entry::Occupied(held) if held.get().0 != token && held.get().1 > now => {
-                            ClaimOutcome::InFlight
-                        }
+                        // Earlier in this same batch: positions are visited in order.
+                        Entry::Occupied(held) if held.get().0 == token => ClaimOutcome::Seen,
+                        Entry::Occupied(held) if held.get().1 > now => ClaimOutcome::InFlight,
                         Entry::Occupied(mut held) => {
                             held.insert((token, now + self.claim_ttl));
                             ClaimOutcome::Claimed

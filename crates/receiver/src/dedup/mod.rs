@@ -57,7 +57,10 @@ pub struct DedupError(pub String);
 /// [`MemoryDedup`] is the default; a shared store (Redis) lets several receivers deduplicate
 /// together.
 pub trait DedupStore: Send + Sync + fmt::Debug + 'static {
-    /// Claims each UUID of `uuids` (distinct) for `token`, returning one outcome per UUID in order.
+    /// Claims each UUID of `uuids` for `token`, returning one outcome per UUID in order.
+    ///
+    /// A batch may repeat a UUID: every occurrence after the first is reported as
+    /// [`ClaimOutcome::Seen`]. A delivery claims once, with a token of its own.
     fn claim<'a>(
         &'a self,
         uuids: &'a [Uuid],
