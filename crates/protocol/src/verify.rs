@@ -66,7 +66,7 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier that requires a signature by any one of `secrets`.
     ///
-    /// An empty list refuses every request with [`SignatureError::NoSecrets`] (HTTP 500), so a
+    /// An empty list refuses every request with [`SignatureError::NoSecrets`](crate::SignatureError::NoSecrets) (HTTP 500), so a
     /// misconfiguration fails closed.
     pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Self {
         Self {
