@@ -1,4 +1,4 @@
-//! A complete receiver: verifies, deduplicates and prints every Evo audit event as one JSON line.
+//! A complete receiver: verifies, deduplicates and prints each new Evo audit event's JSON as received.
 //!
 //! ```sh
 //! EVO_SIEM_SECRET=change-me cargo run -p evo-siem-receiver --example print_events
