@@ -1,0 +1,21 @@
+//! The Evo SIEM webhook sender: what Evo runs to deliver each tenant's audit events to its SIEM.
+//!
+//! This crate is being built in slices (issue 4). What is here today is the pure core that the
+//! spool, the dispatcher and the service will be driven by:
+//!
+//! - [`Exclusions`]: excluded audit actions, matched exactly and case-sensitively.
+//! - [`batcher`]: when a batch closes (events, body bytes including the envelope, linger), and the
+//!   exact size of a body.
+//! - [`retry`]: what an attempt's result means ([`retry::classify`]), capped exponential backoff
+//!   with full jitter ([`retry::Backoff`]), and both forms of `Retry-After`.
+//! - [`guard`]: the outbound guard's address classes and URL rules (SSRF).
+//!
+//! Still to come: the durable spool (SQLite), the dispatcher (reqwest, rustls, resolving and
+//! connecting through the guard), and `evo-siem sender --config FILE`.
+
+pub mod batcher;
+mod filter;
+pub mod guard;
+pub mod retry;
+
+pub use filter::Exclusions;
