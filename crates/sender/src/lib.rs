@@ -9,13 +9,17 @@
 //! - [`retry`]: what an attempt's result means ([`retry::classify`]), capped exponential backoff
 //!   with full jitter ([`retry::Backoff`]), and both forms of `Retry-After`.
 //! - [`guard`]: the outbound guard's address classes and URL rules (SSRF).
+//! - [`spool`]: the durable spool behind a small trait; [`spool::SqliteSpool`] commits groups of
+//!   requests in one transaction so concurrent ingests share an fsync, and bounds each
+//!   integration's backlog.
 //!
-//! Still to come: the durable spool (SQLite), the dispatcher (reqwest, rustls, resolving and
+//! Still to come: the dispatcher (reqwest, rustls, resolving and
 //! connecting through the guard), and `evo-siem sender --config FILE`.
 
 pub mod batcher;
 mod filter;
 pub mod guard;
 pub mod retry;
+pub mod spool;
 
 pub use filter::Exclusions;

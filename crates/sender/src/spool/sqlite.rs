@@ -1,0 +1,397 @@
+//! [`SqliteSpool`]: the embedded spool, one SQLite file in WAL mode with group commit.
+//!
+//! One thread owns the connection. Requests arrive on a bounded channel; the thread takes every
+//! request waiting (up to a bound), applies them in one transaction and commits once, so many
+//! concurrent ingests share one fsync. Each caller is answered only after that commit: an append
+//! that resolved is on disk (`synchronous=FULL`), and a `kill -9` at any moment loses none of
+//! them. Async callers never block: they await the channel and a oneshot reply.
+
+use super::{
+    Backlog, BacklogLimits, DeadLetter, NewEvent, Spool, SpoolError, SpoolFuture, SpooledEvent,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests waiting for the writer, at most; callers wait for room (backpressure).
+const QUEUE_BOUND: usize = 4096;
+/// Requests applied in one transaction, at most.
+const GROUP_BOUND: usize = 1024;
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        integration TEXT NOT NULL,
+        action TEXT NOT NULL,
+        json TEXT NOT NULL,
+        size INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_integration ON events (integration, id);
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        integration TEXT NOT NULL,
+        json TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_unix_ms INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_by_integration ON dead_letters (integration, id);
+"];
+
+type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
+
+enum Op {
+    Append {
+        integration: String,
+        events: Vec<NewEvent>,
+        reply: Reply<()>,
+    },
+    Pending {
+        integration: String,
+        limit: usize,
+        reply: Reply<Vec<SpooledEvent>>,
+    },
+    Ack {
+        integration: String,
+        ids: Vec<i64>,
+        reply: Reply<()>,
+    },
+    DeadLetter {
+        integration: String,
+        id: i64,
+        reason: String,
+        reply: Reply<()>,
+    },
+    DeadLetters {
+        integration: String,
+        reply: Reply<Vec<DeadLetter>>,
+    },
+    Backlog {
+        integration: String,
+        reply: Reply<Backlog>,
+    },
+}
+
+/// The embedded spool: a SQLite database in a file. See the module docs for how it commits.
+#[derive(Debug, Clone)]
+pub struct SqliteSpool {
+    ops: mpsc::Sender<Op>,
+}
+
+fn storage(err: impl std::fmt::Display) -> SpoolError {
+    SpoolError::Storage(err.to_string())
+}
+
+impl SqliteSpool {
+    /// Opens (creating if needed) the spool at `path` and starts its writer thread.
+    pub fn open(path: &Path, limits: BacklogLimits) -> Result<Self, SpoolError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(storage)?;
+        }
+        let mut conn = Connection::open(path).map_err(storage)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(storage)?;
+        migrate(&mut conn)?;
+        let backlogs = load_backlogs(&conn)?;
+        let (ops, rx) = mpsc::channel(QUEUE_BOUND);
+        std::thread::Builder::new()
+            .name("evo-siem-spool".into())
+            .spawn(move || {
+                Writer {
+                    conn,
+                    limits,
+                    backlogs,
+                }
+                .run(rx);
+            })
+            .map_err(storage)?;
+        Ok(Self { ops })
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(Reply<T>) -> Op + Send + 'static,
+    ) -> SpoolFuture<'_, T> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.ops
+                .send(op(reply))
+                .await
+                .map_err(|_| SpoolError::Closed)?;
+            answer.await.map_err(|_| SpoolError::Closed)?
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), SpoolError> {
+    let done: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(storage)?;
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        let tx = conn.transaction().map_err(storage)?;
+        tx.execute_batch(sql).map_err(storage)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)
+            .map_err(storage)?;
+        tx.commit().map_err(storage)?;
+    }
+    Ok(())
+}
+
+fn load_backlogs(conn: &Connection) -> Result<HashMap<String, Backlog>, SpoolError> {
+    let mut stmt = conn
+        .prepare("SELECT integration, count(*), sum(size) FROM events GROUP BY integration")
+        .map_err(storage)?;
+    let rows = stmt
+        .query_map([], |r| {
+            let (events, bytes): (i64, i64) = (r.get(1)?, r.get(2)?);
+            Ok((
+                r.get::<_, String>(0)?,
+                Backlog {
+                    events: events as u64,
+                    bytes: bytes as u64,
+                },
+            ))
+        })
+        .map_err(storage)?;
+    rows.collect::<Result<_, _>>().map_err(storage)
+}
+
+struct Writer {
+    conn: Connection,
+    limits: BacklogLimits,
+    backlogs: HashMap<String, Backlog>,
+}
+
+/// A reply to send once the transaction is committed.
+enum Deferred {
+    Unit(Reply<()>),
+    Events(Reply<Vec<SpooledEvent>>, Vec<SpooledEvent>),
+    Dead(Reply<Vec<DeadLetter>>, Vec<DeadLetter>),
+    Backlog(Reply<Backlog>, Backlog),
+}
+
+impl Deferred {
+    fn send(self, failure: Option<&str>) {
+        let err = || SpoolError::Storage(failure.unwrap_or_default().to_owned());
+        // A caller that went away no longer needs its answer.
+        let _ = match (self, failure) {
+            (Deferred::Unit(r), None) => r.send(Ok(())).map_err(drop),
+            (Deferred::Unit(r), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Events(r, v), None) => r.send(Ok(v)).map_err(drop),
+            (Deferred::Events(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Dead(r, v), None) => r.send(Ok(v)).map_err(drop),
+            (Deferred::Dead(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Backlog(r, v), None) => r.send(Ok(v)).map_err(drop),
+            (Deferred::Backlog(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+        };
+    }
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut group = Vec::with_capacity(GROUP_BOUND);
+        while let Some(first) = rx.blocking_recv() {
+            group.push(first);
+            while group.len() < GROUP_BOUND {
+                match rx.try_recv() {
+                    Ok(op) => group.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.apply(&mut group);
+        }
+    }
+
+    /// Applies a group of requests in one transaction and answers them after the commit.
+    fn apply(&mut self, group: &mut Vec<Op>) {
+        let before = self.backlogs.clone();
+        let mut deferred = Vec::with_capacity(group.len());
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            for op in group.drain(..) {
+                match op {
+                    Op::Append {
+                        integration,
+                        events,
+                        reply,
+                    } => {
+                        let backlog = self.backlogs.entry(integration.clone()).or_default();
+                        let bytes: u64 = events.iter().map(|e| e.json.len() as u64).sum();
+                        if backlog.events + events.len() as u64 > self.limits.max_events
+                            || backlog.bytes + bytes > self.limits.max_bytes
+                        {
+                            let _ = reply.send(Err(SpoolError::Full {
+                                backlog_events: backlog.events,
+                                backlog_bytes: backlog.bytes,
+                                retry_after: Duration::from_secs(5),
+                            }));
+                            continue;
+                        }
+                        let mut insert = tx.prepare_cached(
+                            "INSERT INTO events (integration, action, json, size) VALUES (?1, ?2, ?3, ?4)",
+                        )?;
+                        for event in &events {
+                            insert.execute(params![
+                                integration,
+                                event.action,
+                                event.json,
+                                event.json.len() as i64
+                            ])?;
+                        }
+                        backlog.events += events.len() as u64;
+                        backlog.bytes += bytes;
+                        deferred.push(Deferred::Unit(reply));
+                    }
+                    Op::Pending {
+                        integration,
+                        limit,
+                        reply,
+                    } => {
+                        let mut select = tx.prepare_cached(
+                            "SELECT id, action, json FROM events WHERE integration = ?1 ORDER BY id LIMIT ?2",
+                        )?;
+                        let rows = select.query_map(params![integration, limit as i64], |r| {
+                            Ok(SpooledEvent {
+                                id: r.get(0)?,
+                                action: r.get(1)?,
+                                json: r.get(2)?,
+                            })
+                        })?;
+                        deferred.push(Deferred::Events(reply, rows.collect::<Result<_, _>>()?));
+                    }
+                    Op::Ack {
+                        integration,
+                        ids,
+                        reply,
+                    } => {
+                        let mut delete = tx.prepare_cached(
+                            "DELETE FROM events WHERE integration = ?1 AND id = ?2 RETURNING size",
+                        )?;
+                        for id in ids {
+                            let size: Option<i64> = delete
+                                .query_row(params![integration, id], |r| r.get(0))
+                                .optional()?;
+                            if let (Some(size), Some(backlog)) =
+                                (size, self.backlogs.get_mut(&integration))
+                            {
+                                backlog.events -= 1;
+                                backlog.bytes -= size as u64;
+                            }
+                        }
+                        deferred.push(Deferred::Unit(reply));
+                    }
+                    Op::DeadLetter {
+                        integration,
+                        id,
+                        reason,
+                        reply,
+                    } => {
+                        let at = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_millis() as i64;
+                        tx.prepare_cached(
+                            "INSERT INTO dead_letters (id, integration, json, reason, at_unix_ms)
+                             SELECT id, integration, json, ?3, ?4 FROM events WHERE integration = ?1 AND id = ?2",
+                        )?
+                        .execute(params![integration, id, reason, at])?;
+                        let size: Option<i64> = tx
+                            .prepare_cached("DELETE FROM events WHERE integration = ?1 AND id = ?2 RETURNING size")?
+                            .query_row(params![integration, id], |r| r.get(0))
+                            .optional()?;
+                        if let (Some(size), Some(backlog)) =
+                            (size, self.backlogs.get_mut(&integration))
+                        {
+                            backlog.events -= 1;
+                            backlog.bytes -= size as u64;
+                        }
+                        deferred.push(Deferred::Unit(reply));
+                    }
+                    Op::DeadLetters { integration, reply } => {
+                        let mut select = tx.prepare_cached(
+                            "SELECT id, json, reason FROM dead_letters WHERE integration = ?1 ORDER BY id",
+                        )?;
+                        let rows = select.query_map(params![integration], |r| {
+                            Ok(DeadLetter {
+                                id: r.get(0)?,
+                                json: r.get(1)?,
+                                reason: r.get(2)?,
+                            })
+                        })?;
+                        deferred.push(Deferred::Dead(reply, rows.collect::<Result<_, _>>()?));
+                    }
+                    Op::Backlog { integration, reply } => {
+                        let backlog = self.backlogs.get(&integration).copied().unwrap_or_default();
+                        deferred.push(Deferred::Backlog(reply, backlog));
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => deferred.into_iter().for_each(|d| d.send(None)),
+            Err(err) => {
+                tracing::error!(error = %err, "spool transaction failed; its requests are refused");
+                // Dropped requests (after a failed statement) are answered by their dropped
+                // reply channels as `Closed`; the others get the storage error.
+                group.clear();
+                self.backlogs = before;
+                let message = err.to_string();
+                deferred.into_iter().for_each(|d| d.send(Some(&message)));
+            }
+        }
+    }
+}
+
+impl Spool for SqliteSpool {
+    fn append(&self, integration: &str, events: Vec<NewEvent>) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::Append {
+            integration,
+            events,
+            reply,
+        })
+    }
+
+    fn pending(&self, integration: &str, limit: usize) -> SpoolFuture<'_, Vec<SpooledEvent>> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::Pending {
+            integration,
+            limit,
+            reply,
+        })
+    }
+
+    fn ack(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::Ack {
+            integration,
+            ids,
+            reply,
+        })
+    }
+
+    fn dead_letter(&self, integration: &str, id: i64, reason: String) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::DeadLetter {
+            integration,
+            id,
+            reason,
+            reply,
+        })
+    }
+
+    fn dead_letters(&self, integration: &str) -> SpoolFuture<'_, Vec<DeadLetter>> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::DeadLetters { integration, reply })
+    }
+
+    fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::Backlog { integration, reply })
+    }
+}

@@ -1,0 +1,181 @@
+//! The SQLite spool: order, acknowledgement, dead letters, backlog bounds, group commit, reopen.
+
+use evo_siem_sender::spool::{Backlog, BacklogLimits, NewEvent, Spool, SpoolError, SqliteSpool};
+use std::sync::Arc;
+
+fn event(label: &str) -> NewEvent {
+    NewEvent {
+        action: "User login".into(),
+        json: format!(r#"{{"label":"{label}"}}"#),
+    }
+}
+
+fn labels(events: &[evo_siem_sender::spool::SpooledEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.json[10..e.json.len() - 2].to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn events_come_back_in_ingest_order_per_integration_until_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap();
+    spool
+        .append("acme", vec![event("a1"), event("a2")])
+        .await
+        .unwrap();
+    spool.append("globex", vec![event("g1")]).await.unwrap();
+    spool.append("acme", vec![event("a3")]).await.unwrap();
+
+    let pending = spool.pending("acme", 10).await.unwrap();
+    assert_eq!(labels(&pending), ["a1", "a2", "a3"]);
+    assert_eq!(labels(&spool.pending("globex", 10).await.unwrap()), ["g1"]);
+    assert_eq!(
+        labels(&spool.pending("acme", 2).await.unwrap()),
+        ["a1", "a2"]
+    );
+
+    spool
+        .ack("acme", vec![pending[0].id, pending[1].id])
+        .await
+        .unwrap();
+    assert_eq!(labels(&spool.pending("acme", 10).await.unwrap()), ["a3"]);
+    // Acknowledging another integration's ids removes nothing.
+    spool.ack("globex", vec![pending[2].id]).await.unwrap();
+    assert_eq!(labels(&spool.pending("acme", 10).await.unwrap()), ["a3"]);
+    let a3 = &pending[2];
+    assert_eq!(
+        spool.backlog("acme").await.unwrap(),
+        Backlog {
+            events: 1,
+            bytes: a3.json.len() as u64
+        }
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_leave_the_queue_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap();
+    spool
+        .append("acme", vec![event("good"), event("poison")])
+        .await
+        .unwrap();
+    let pending = spool.pending("acme", 10).await.unwrap();
+    spool
+        .dead_letter("acme", pending[1].id, "http 422".into())
+        .await
+        .unwrap();
+    assert_eq!(labels(&spool.pending("acme", 10).await.unwrap()), ["good"]);
+    let dead = spool.dead_letters("acme").await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].id, dead[0].json.as_str(), dead[0].reason.as_str()),
+        (pending[1].id, pending[1].json.as_str(), "http 422")
+    );
+    assert_eq!(spool.backlog("acme").await.unwrap().events, 1);
+}
+
+#[tokio::test]
+async fn a_full_backlog_refuses_the_whole_request_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = BacklogLimits {
+        max_events: 3,
+        max_bytes: 1 << 20,
+    };
+    let spool = SqliteSpool::open(&dir.path().join("spool.db"), limits).unwrap();
+    spool
+        .append("acme", vec![event("1"), event("2")])
+        .await
+        .unwrap();
+    let refused = spool.append("acme", vec![event("3"), event("4")]).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SpoolError::Full {
+                backlog_events: 2,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        labels(&spool.pending("acme", 10).await.unwrap()),
+        ["1", "2"]
+    );
+    // Another integration has its own bound.
+    spool
+        .append("globex", vec![event("g1"), event("g2"), event("g3")])
+        .await
+        .unwrap();
+    // Room again once delivered.
+    let ids = spool
+        .pending("acme", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    spool.ack("acme", ids).await.unwrap();
+    spool
+        .append("acme", vec![event("3"), event("4")])
+        .await
+        .unwrap();
+
+    let bytes = BacklogLimits {
+        max_events: 100,
+        max_bytes: 20,
+    }; // One 13-byte event fits, two do not.
+    let spool = SqliteSpool::open(&dir.path().join("bytes.db"), bytes).unwrap();
+    spool.append("acme", vec![event("x")]).await.unwrap();
+    assert!(matches!(
+        spool.append("acme", vec![event("y")]).await,
+        Err(SpoolError::Full { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(
+        SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap(),
+    );
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let spool = spool.clone();
+            tokio::spawn(async move { spool.append("acme", vec![event(&format!("{i}"))]).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let mut got = labels(&spool.pending("acme", 1000).await.unwrap());
+    got.sort_by_key(|l| l.parse::<u32>().unwrap());
+    assert_eq!(got, (0..200).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn state_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool.db");
+    {
+        let spool = SqliteSpool::open(&path, BacklogLimits::default()).unwrap();
+        spool
+            .append("acme", vec![event("kept"), event("gone")])
+            .await
+            .unwrap();
+        let pending = spool.pending("acme", 10).await.unwrap();
+        spool.ack("acme", vec![pending[1].id]).await.unwrap();
+    }
+    let spool = SqliteSpool::open(&path, BacklogLimits::default()).unwrap();
+    let pending = spool.pending("acme", 10).await.unwrap();
+    assert_eq!(labels(&pending), ["kept"]);
+    assert_eq!(
+        spool.backlog("acme").await.unwrap(),
+        Backlog {
+            events: 1,
+            bytes: pending[0].json.len() as u64
+        }
+    );
+}
