@@ -17,9 +17,14 @@
 //! connecting through the guard), and `evo-siem sender --config FILE`.
 
 pub mod batcher;
+mod deliver;
+pub mod dispatch;
 mod filter;
 pub mod guard;
+mod integration;
 pub mod retry;
 pub mod spool;
 
+pub use deliver::{DeliveryStats, Step, Worker};
 pub use filter::Exclusions;
+pub use integration::{Integration, IntegrationError};

@@ -1,3 +1,5 @@
-//! Integration tests of the sender crate: the SQLite spool's behaviour on a real file.
+//! Integration tests of the sender crate: the SQLite spool on a real file, and delivery through
+//! the dispatcher to wiremock servers for every row of the retry table.
 
+mod deliver;
 mod spool;

@@ -1,0 +1,228 @@
+//! [`Worker`]: one integration's delivery loop, from the spool to the SIEM and back.
+//!
+//! Each integration has its own worker task, so a SIEM that hangs until every timeout only ever
+//! delays its own queue. Per integration, batches go out one at a time, in ingest order.
+
+use crate::Integration;
+use crate::batcher::{Plan, plan};
+use crate::dispatch::Dispatcher;
+use crate::retry::{AttemptResult, Backoff, Outcome, classify};
+use crate::spool::{Spool, SpoolError, SpooledEvent};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Counters of one integration's delivery, readable while the worker runs.
+#[derive(Debug, Default)]
+pub struct DeliveryStats {
+    /// Events delivered (2xx).
+    pub delivered: AtomicU64,
+    /// Events dropped because their action is excluded.
+    pub excluded: AtomicU64,
+    /// Attempts that are retried (after 408, 429, 5xx, transport errors, or while paused).
+    pub retried: AtomicU64,
+    /// Events moved to the dead-letter store.
+    pub dead_lettered: AtomicU64,
+    /// Whether the integration is paused (401, 403, 404, 410, redirect) and being probed.
+    pub paused: AtomicBool,
+}
+
+/// What one step of the worker did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Events were delivered, excluded or dead-lettered: step again.
+    Progress,
+    /// The next batch is not due yet: step again after this long, or when events arrive.
+    Wait(Duration),
+    /// The queue is empty.
+    Idle,
+}
+
+/// Delivers one integration's queue.
+#[derive(Debug)]
+pub struct Worker {
+    spool: Arc<dyn Spool>,
+    dispatcher: Dispatcher,
+    integration: Arc<Integration>,
+    backoff: Backoff,
+    rng: fastrand::Rng,
+    stats: Arc<DeliveryStats>,
+    /// The oldest queued event and when this worker first saw it, for `linger`.
+    head: Option<(i64, Instant)>,
+}
+
+impl Worker {
+    /// A worker for `integration`.
+    pub fn new(
+        spool: Arc<dyn Spool>,
+        dispatcher: Dispatcher,
+        integration: Arc<Integration>,
+        backoff: Backoff,
+    ) -> Self {
+        Self {
+            spool,
+            dispatcher,
+            integration,
+            backoff,
+            rng: fastrand::Rng::new(),
+            stats: Arc::default(),
+            head: None,
+        }
+    }
+
+    /// The worker's counters.
+    pub fn stats(&self) -> Arc<DeliveryStats> {
+        self.stats.clone()
+    }
+
+    /// Builds and delivers the next batch if one is due, retrying it until it is settled
+    /// (delivered, split and delivered, or dead-lettered).
+    pub async fn step(&mut self) -> Result<Step, SpoolError> {
+        let tenant = self.integration.tenant().to_owned();
+        let limits = *self.integration.limits();
+        let pending = self.spool.pending(&tenant, limits.max_events()).await?;
+        let Some(first) = pending.first() else {
+            self.head = None;
+            return Ok(Step::Idle);
+        };
+        // The exclusion list in force now decides, even for events queued before it changed.
+        let (excluded, kept): (Vec<SpooledEvent>, Vec<SpooledEvent>) = pending
+            .iter()
+            .cloned()
+            .partition(|e| self.integration.exclusions().excludes(&e.action));
+        if !excluded.is_empty() {
+            self.spool
+                .ack(&tenant, excluded.iter().map(|e| e.id).collect())
+                .await?;
+            self.stats
+                .excluded
+                .fetch_add(excluded.len() as u64, Ordering::Relaxed);
+            return Ok(Step::Progress);
+        }
+        let since = match self.head {
+            Some((id, since)) if id == first.id => since,
+            _ => self.head.insert((first.id, Instant::now())).1,
+        };
+        let sizes: Vec<usize> = kept.iter().map(|e| e.json.len()).collect();
+        match plan(&sizes, since.elapsed(), &limits) {
+            Plan::Idle => Ok(Step::Idle),
+            Plan::Wait(after) => Ok(Step::Wait(after)),
+            Plan::TooLarge => {
+                self.dead_letter(&kept[0], "larger than max_batch_bytes".into())
+                    .await?;
+                Ok(Step::Progress)
+            }
+            Plan::Send(n) => {
+                self.deliver(&kept[..n]).await?;
+                self.head = None;
+                Ok(Step::Progress)
+            }
+        }
+    }
+
+    /// Runs until `shutdown` says stop; an attempt in flight finishes first.
+    pub async fn run(
+        mut self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), SpoolError> {
+        while !*shutdown.borrow() {
+            let pause = match self.step().await? {
+                Step::Progress => continue,
+                Step::Wait(after) => after.min(Duration::from_millis(200)),
+                Step::Idle => Duration::from_millis(50),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, event: &SpooledEvent, reason: String) -> Result<(), SpoolError> {
+        tracing::warn!(tenant = self.integration.tenant(), event = event.id, %reason, "event dead-lettered");
+        self.spool
+            .dead_letter(self.integration.tenant(), event.id, reason)
+            .await?;
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Delivers one batch with one delivery id until it is settled.
+    async fn deliver(&mut self, batch: &[SpooledEvent]) -> Result<(), SpoolError> {
+        let raws: Vec<Box<RawValue>> = match batch
+            .iter()
+            .map(|e| RawValue::from_string(e.json.clone()))
+            .collect()
+        {
+            Ok(raws) => raws,
+            Err(_) => {
+                // The ingest API only stores valid JSON; a corrupted row is recorded, not sent.
+                for event in batch
+                    .iter()
+                    .filter(|e| serde_json::from_str::<&RawValue>(&e.json).is_err())
+                {
+                    self.dead_letter(event, "stored JSON is not valid".into())
+                        .await?;
+                }
+                return Ok(());
+            }
+        };
+        let refs: Vec<&RawValue> = raws.iter().map(|r| &**r).collect();
+        let delivery_id = Uuid::new_v4();
+        let (mut attempt, mut retries) = (0u32, 0u32);
+        loop {
+            attempt += 1;
+            let report = self
+                .dispatcher
+                .attempt(&self.integration, &refs, delivery_id, attempt)
+                .await;
+            let outcome = classify(report.result, batch.len());
+            tracing::debug!(tenant = self.integration.tenant(), %delivery_id, attempt, ?outcome, latency = ?report.latency, "attempt");
+            match outcome {
+                Outcome::Delivered => {
+                    self.spool
+                        .ack(
+                            self.integration.tenant(),
+                            batch.iter().map(|e| e.id).collect(),
+                        )
+                        .await?;
+                    self.stats
+                        .delivered
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats.paused.store(false, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Outcome::Split => {
+                    let (left, right) = batch.split_at(batch.len() / 2);
+                    Box::pin(self.deliver(left)).await?;
+                    return Box::pin(self.deliver(right)).await;
+                }
+                Outcome::DeadLetter => {
+                    let status = match report.result {
+                        AttemptResult::Status { status, .. } => status,
+                        AttemptResult::Transport => 0,
+                    };
+                    return self
+                        .dead_letter(&batch[0], format!("http {status}: {}", report.detail))
+                        .await;
+                }
+                Outcome::Retry { after } => {
+                    retries += 1;
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.backoff.delay(retries, after, &mut self.rng)).await;
+                }
+                Outcome::Pause => {
+                    retries += 1;
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    if !self.stats.paused.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(tenant = self.integration.tenant(), detail = %report.detail, "integration paused");
+                    }
+                    tokio::time::sleep(self.backoff.delay(retries, None, &mut self.rng)).await;
+                }
+            }
+        }
+    }
+}

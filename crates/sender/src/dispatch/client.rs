@@ -1,0 +1,159 @@
+//! [`Dispatcher`]: one attempt at delivering one batch, through the guarded client.
+
+use super::resolver::GuardedResolver;
+use crate::Integration;
+use crate::retry::{AttemptResult, parse_retry_after};
+use evo_siem_protocol::{encode_batch, headers, sign};
+use http::{HeaderValue, header};
+use ipnet::IpNet;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use uuid::Uuid;
+
+/// At most this much of a response body is kept for diagnostics.
+pub const SNIPPET_BYTES: usize = 512;
+
+/// Timeouts and the outbound guard's allow-list.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Time to establish the TCP and TLS connection. Default: 5 s.
+    pub connect_timeout: Duration,
+    /// Time for the whole attempt, response included. Default: 30 s.
+    pub timeout: Duration,
+    /// Private networks the sender may post to anyway (local testing only). Default: none.
+    pub allowed: Vec<IpNet>,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            allowed: Vec::new(),
+        }
+    }
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptReport {
+    /// The result, for [`classify`](crate::retry::classify).
+    pub result: AttemptResult,
+    /// How long the attempt took.
+    pub latency: Duration,
+    /// A bounded snippet of the response body, or the transport error.
+    pub detail: String,
+}
+
+/// Sends batches: HTTP/1.1 or 2 over rustls, redirects never followed, every address checked.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    client: reqwest::Client,
+}
+
+impl Dispatcher {
+    /// A dispatcher resolving host names with the system resolver.
+    pub fn new(settings: &DispatchSettings) -> Result<Self, reqwest::Error> {
+        let allowed: Arc<[IpNet]> = settings.allowed.clone().into();
+        Self::with_resolver(settings, GuardedResolver::new(allowed))
+    }
+
+    /// A dispatcher with a given resolver (tests inject a fake DNS).
+    pub fn with_resolver(
+        settings: &DispatchSettings,
+        resolver: GuardedResolver,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .dns_resolver(Arc::new(resolver))
+            .user_agent(concat!("evo-siem/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client })
+    }
+
+    /// Sends `events` once to `integration`: a fresh `generated_at`, signed afresh, with the
+    /// delivery id (stable across retries) and the attempt number.
+    pub async fn attempt(
+        &self,
+        integration: &Integration,
+        events: &[&RawValue],
+        delivery_id: Uuid,
+        attempt: u32,
+    ) -> AttemptReport {
+        let body = encode_batch(events, SystemTime::now());
+        let mut request = self
+            .client
+            .post(integration.url().clone())
+            .headers(integration.headers().clone())
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(headers::CONTENT_TYPE_JSON),
+            )
+            .header(headers::DELIVERY_ID, delivery_id.to_string())
+            .header(headers::DELIVERY_ATTEMPT, attempt.to_string());
+        if let Some(secret) = integration.secret() {
+            request = request.header(headers::SIGNATURE_256, sign(secret, &body));
+        }
+        let started = Instant::now();
+        match request.body(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let detail = snippet(response).await;
+                AttemptReport {
+                    result: AttemptResult::Status {
+                        status,
+                        retry_after,
+                    },
+                    latency: started.elapsed(),
+                    detail,
+                }
+            }
+            Err(err) => AttemptReport {
+                result: AttemptResult::Transport,
+                latency: started.elapsed(),
+                detail: describe(&err),
+            },
+        }
+    }
+}
+
+/// The first [`SNIPPET_BYTES`] of a response body, read without buffering more.
+async fn snippet(mut response: reqwest::Response) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < SNIPPET_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                kept.extend_from_slice(&chunk[..chunk.len().min(SNIPPET_BYTES - kept.len())]);
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// A transport error as one line: its kind and its causes (no URL credentials: URLs carry none).
+fn describe(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    let mut text = format!("{kind}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,7 @@
+//! Delivery attempts over HTTP: the guarded resolver and the [`Dispatcher`].
+
+mod client;
+mod resolver;
+
+pub use client::{AttemptReport, DispatchSettings, Dispatcher, SNIPPET_BYTES};
+pub use resolver::{AllBlocked, GuardedResolver, Lookup};

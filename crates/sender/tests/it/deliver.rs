@@ -1,0 +1,563 @@
+//! Delivery end to end against wiremock: each row of the retry table, signing and headers,
+//! exclusions, the outbound guard, and isolation between integrations.
+
+use evo_siem_protocol::{Secret, Verifier, headers};
+use evo_siem_sender::batcher::BatchLimits;
+use evo_siem_sender::dispatch::{DispatchSettings, Dispatcher, GuardedResolver};
+use evo_siem_sender::retry::{AttemptResult, Backoff};
+use evo_siem_sender::spool::{BacklogLimits, NewEvent, Spool, SqliteSpool};
+use evo_siem_sender::{Exclusions, Integration, Step, Worker};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const SECRET: &str = "whsec-sender-test";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    spool: Arc<SqliteSpool>,
+    server: MockServer,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(
+        SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap(),
+    );
+    Fixture {
+        _dir: dir,
+        spool,
+        server: MockServer::start().await,
+    }
+}
+
+fn allowed() -> Vec<ipnet::IpNet> {
+    vec!["127.0.0.1/32".parse().unwrap()]
+}
+
+fn settings() -> DispatchSettings {
+    DispatchSettings {
+        timeout: Duration::from_secs(2),
+        allowed: allowed(),
+        ..DispatchSettings::default()
+    }
+}
+
+fn integration(fx: &Fixture, tenant: &str) -> Integration {
+    Integration::new(tenant, &format!("{}/webhook", fx.server.uri()), &allowed())
+        .unwrap()
+        .with_secret(Secret::new(SECRET))
+        .with_header("Authorization", "Splunk 0000-1111")
+        .unwrap()
+        .with_limits(BatchLimits::new(100, 1 << 20, Duration::ZERO).unwrap())
+}
+
+fn worker(fx: &Fixture, integration: Integration) -> Worker {
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(40)).unwrap();
+    Worker::new(
+        fx.spool.clone(),
+        Dispatcher::new(&settings()).unwrap(),
+        Arc::new(integration),
+        backoff,
+    )
+}
+
+fn event(n: usize, action: &str) -> NewEvent {
+    let json = serde_json::json!({
+        "event_type": "create", "table": "events", "timestamp": "2024-01-15T10:30:00.000Z",
+        "data": {
+            "uuid": uuid::Uuid::new_v4().to_string(), "action": action, "status": "Success",
+            "actor": {"kind": "User", "name": format!("user{n}@example.com")},
+            "origin": {"hostname": "DESKTOP-ABC", "ipaddr": "192.0.2.1"},
+            "target": {"kind": "User", "name": "user@example.com"},
+            "ts": 1_706_000_000_123_456_789_i64 + n as i64, "created_at": 1_706_000_000_123_456_789_i64,
+            "seq": n,
+        },
+    });
+    NewEvent {
+        action: action.to_owned(),
+        json: json.to_string(),
+    }
+}
+
+async fn ingest(fx: &Fixture, tenant: &str, events: Vec<NewEvent>) {
+    fx.spool.append(tenant, events).await.unwrap();
+}
+
+/// Steps the worker until its queue is empty.
+async fn drain(worker: &mut Worker) {
+    for _ in 0..100 {
+        if worker.step().await.unwrap() == Step::Idle {
+            return;
+        }
+    }
+    panic!("the queue did not drain");
+}
+
+/// The `seq` of every event in a request, in order.
+fn seqs(request: &Request) -> Vec<u64> {
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["seq"].as_u64().unwrap())
+        .collect()
+}
+
+fn header<'r>(request: &'r Request, name: &str) -> &'r str {
+    request
+        .headers
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_2xx_delivers_a_signed_v1_batch_with_every_header_and_empties_the_queue() {
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .and(path("/webhook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fx.server)
+        .await;
+    ingest(
+        &fx,
+        "acme",
+        (0..3).map(|n| event(n, "User login")).collect(),
+    )
+    .await;
+    let mut worker = worker(&fx, integration(&fx, "acme"));
+    drain(&mut worker).await;
+
+    let requests = fx.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(seqs(request), [0, 1, 2]);
+    assert_eq!(header(request, "content-type"), "application/json");
+    assert_eq!(header(request, "authorization"), "Splunk 0000-1111");
+    assert_eq!(header(request, headers::DELIVERY_ATTEMPT), "1");
+    assert!(uuid::Uuid::parse_str(header(request, headers::DELIVERY_ID)).is_ok());
+    let signature = header(request, headers::SIGNATURE_256).as_bytes();
+    let verified = Verifier::new([Secret::new(SECRET)]).verify(
+        &request.body,
+        Some(signature),
+        SystemTime::now(),
+    );
+    assert_eq!(verified.map(|v| v.batch.events.len()), Ok(3));
+    assert_eq!(fx.spool.backlog("acme").await.unwrap().events, 0);
+    assert_eq!(worker.stats().delivered.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn no_secret_means_no_signature_header() {
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&fx.server)
+        .await;
+    ingest(&fx, "acme", vec![event(0, "User login")]).await;
+    let unsigned =
+        Integration::new("acme", &format!("{}/webhook", fx.server.uri()), &allowed()).unwrap();
+    drain(&mut worker(
+        &fx,
+        unsigned.with_limits(BatchLimits::new(10, 1 << 20, Duration::ZERO).unwrap()),
+    ))
+    .await;
+    let requests = fx.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].headers.get(headers::SIGNATURE_256).is_none());
+}
+
+/// 408, 429, 500 and 503 are retried with the same delivery id and an increasing attempt number,
+/// each attempt stamped and signed afresh.
+#[tokio::test]
+async fn retryable_statuses_are_retried_with_a_stable_delivery_id() {
+    for status in [408, 429, 500, 503] {
+        let fx = fixture().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status))
+            .up_to_n_times(2)
+            .with_priority(1)
+            .mount(&fx.server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .with_priority(2)
+            .mount(&fx.server)
+            .await;
+        ingest(
+            &fx,
+            "acme",
+            vec![event(0, "User login"), event(1, "User login")],
+        )
+        .await;
+        let mut worker = worker(&fx, integration(&fx, "acme"));
+        drain(&mut worker).await;
+        let requests = fx.server.received_requests().await.unwrap();
+        let ids: Vec<&str> = requests
+            .iter()
+            .map(|r| header(r, headers::DELIVERY_ID))
+            .collect();
+        let attempts: Vec<&str> = requests
+            .iter()
+            .map(|r| header(r, headers::DELIVERY_ATTEMPT))
+            .collect();
+        assert_eq!(attempts, ["1", "2", "3"], "{status}");
+        assert!(ids.iter().all(|id| *id == ids[0]), "{status}: {ids:?}");
+        assert_eq!(
+            worker.stats().retried.load(Ordering::Relaxed),
+            2,
+            "{status}"
+        );
+        assert_eq!(
+            fx.spool.backlog("acme").await.unwrap().events,
+            0,
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retry_after_in_seconds_and_as_a_date_is_honoured() {
+    for as_date in [false, true] {
+        // A date has whole seconds: three seconds ahead is at least two away.
+        let value = if as_date {
+            httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3))
+        } else {
+            "1".to_owned()
+        };
+        let fx = fixture().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", value.as_str()))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&fx.server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .with_priority(2)
+            .mount(&fx.server)
+            .await;
+        ingest(&fx, "acme", vec![event(0, "User login")]).await;
+        let started = Instant::now();
+        drain(&mut worker(&fx, integration(&fx, "acme"))).await;
+        // The backoff alone would wait at most 40 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{value}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(fx.server.received_requests().await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_413_splits_the_batch_and_keeps_the_order() {
+    let fx = fixture().await;
+    // Refuse any batch of more than two events.
+    Mock::given(method("POST"))
+        .respond_with(|request: &Request| {
+            if seqs(request).len() > 2 {
+                ResponseTemplate::new(413)
+            } else {
+                ResponseTemplate::new(200)
+            }
+        })
+        .mount(&fx.server)
+        .await;
+    ingest(
+        &fx,
+        "acme",
+        (0..6).map(|n| event(n, "User login")).collect(),
+    )
+    .await;
+    let mut worker = worker(&fx, integration(&fx, "acme"));
+    drain(&mut worker).await;
+    let delivered: Vec<u64> = fx
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| seqs(r).len() <= 2)
+        .flat_map(seqs)
+        .collect();
+    assert_eq!(delivered, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(worker.stats().delivered.load(Ordering::Relaxed), 6);
+}
+
+#[tokio::test]
+async fn a_400_is_bisected_down_to_the_poison_event_which_is_dead_lettered() {
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Poison"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("schema violation in event"))
+        .with_priority(1)
+        .mount(&fx.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&fx.server)
+        .await;
+    let mut events: Vec<NewEvent> = (0..7).map(|n| event(n, "User login")).collect();
+    events[4] = event(4, "Poison");
+    ingest(&fx, "acme", events).await;
+    let mut worker = worker(&fx, integration(&fx, "acme"));
+    drain(&mut worker).await;
+
+    let dead = fx.spool.dead_letters("acme").await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].json.contains("Poison"));
+    assert_eq!(dead[0].reason, "http 400: schema violation in event");
+    let delivered: Vec<u64> = fx
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| !String::from_utf8_lossy(&r.body).contains("Poison"))
+        .flat_map(seqs)
+        .collect();
+    assert_eq!(delivered, [0, 1, 2, 3, 5, 6]);
+    assert_eq!(worker.stats().dead_lettered.load(Ordering::Relaxed), 1);
+}
+
+/// 401, 403, 404 and 410 pause the integration; its events stay queued and are delivered once
+/// the receiver is fixed. A redirect pauses too, and is never followed.
+#[tokio::test]
+async fn auth_and_gone_statuses_pause_and_keep_the_events() {
+    for status in [401, 403, 404, 410, 302] {
+        let fx = fixture().await;
+        let template = ResponseTemplate::new(status)
+            .insert_header("Location", format!("{}/elsewhere", fx.server.uri()));
+        Mock::given(method("POST"))
+            .and(path("/webhook"))
+            .respond_with(template)
+            .up_to_n_times(3)
+            .with_priority(1)
+            .mount(&fx.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/webhook"))
+            .respond_with(ResponseTemplate::new(200))
+            .with_priority(2)
+            .mount(&fx.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/elsewhere"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&fx.server)
+            .await;
+        ingest(&fx, "acme", vec![event(0, "User login")]).await;
+        let mut worker = worker(&fx, integration(&fx, "acme"));
+        let stats = worker.stats();
+        let watcher = tokio::spawn(async move {
+            // The pause is visible while the receiver refuses.
+            for _ in 0..200 {
+                if stats.paused.load(Ordering::Relaxed) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            false
+        });
+        drain(&mut worker).await;
+        assert!(watcher.await.unwrap(), "{status}: never paused");
+        assert!(
+            !worker.stats().paused.load(Ordering::Relaxed),
+            "{status}: still paused after delivery"
+        );
+        assert_eq!(
+            fx.server.received_requests().await.unwrap().len(),
+            4,
+            "{status}"
+        );
+        assert_eq!(
+            worker.stats().delivered.load(Ordering::Relaxed),
+            1,
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_and_a_dropped_connection_are_retried() {
+    let fx = fixture().await;
+    // Slower than the 2-second timeout, once.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&fx.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&fx.server)
+        .await;
+    ingest(&fx, "acme", vec![event(0, "User login")]).await;
+    let mut worker = worker(&fx, integration(&fx, "acme"));
+    drain(&mut worker).await;
+    assert_eq!(worker.stats().retried.load(Ordering::Relaxed), 1);
+    assert_eq!(worker.stats().delivered.load(Ordering::Relaxed), 1);
+
+    // Nothing listens on this port any more: the connection is refused, and retried.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let integration =
+        Integration::new("acme", &format!("http://{closed}/webhook"), &allowed()).unwrap();
+    let report = Dispatcher::new(&settings())
+        .unwrap()
+        .attempt(&integration, &[], uuid::Uuid::new_v4(), 1)
+        .await;
+    assert_eq!(report.result, AttemptResult::Transport);
+    assert!(report.detail.starts_with("connect"), "{}", report.detail);
+}
+
+#[tokio::test]
+async fn excluded_actions_are_never_sent_and_are_counted() {
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fx.server)
+        .await;
+    let actions = [
+        "User login",
+        "User logout",
+        "user login",
+        "User login ",
+        "User login",
+    ];
+    ingest(
+        &fx,
+        "acme",
+        actions
+            .iter()
+            .enumerate()
+            .map(|(n, a)| event(n, a))
+            .collect(),
+    )
+    .await;
+    let integration = integration(&fx, "acme").with_exclusions(Exclusions::new(["User login"]));
+    let mut worker = worker(&fx, integration);
+    drain(&mut worker).await;
+    let sent: Vec<u64> = fx
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(seqs)
+        .collect();
+    assert_eq!(sent, [1, 2, 3]);
+    assert_eq!(worker.stats().excluded.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn the_guard_refuses_internal_addresses_even_when_dns_changes_its_answer() {
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fx.server)
+        .await;
+    let port = fx.server.address().port();
+    // A rebinding DNS: the first answer is allowed (the local test server), every later one is
+    // internal. Every connection is checked again, so the later ones never connect. (All traffic
+    // stays on this machine: 127.0.0.1 is the only address ever connected to.)
+    let answers = Arc::new(std::sync::Mutex::new(vec![
+        "127.0.0.1",
+        "169.254.169.254",
+        "10.0.0.7",
+        "127.0.0.2",
+        "::ffff:192.168.0.1",
+    ]));
+    let lookup: evo_siem_sender::dispatch::Lookup = Arc::new(move |_host: String| {
+        let answer = answers.lock().unwrap().remove(0).parse().unwrap();
+        Box::pin(async move { Ok(vec![answer]) })
+    });
+    // The URL names a host, so the guard acts at connection time.
+    let integration = Integration::new(
+        "acme",
+        &format!("https://siem.example.test:{port}/webhook"),
+        &[],
+    )
+    .unwrap();
+    let resolver = GuardedResolver::with_lookup(allowed().into(), lookup);
+    let dispatcher = Dispatcher::with_resolver(&settings(), resolver).unwrap();
+    // The allowed answer connects (and fails the TLS handshake with the plain-HTTP test server).
+    let first = dispatcher
+        .attempt(&integration, &[], uuid::Uuid::new_v4(), 1)
+        .await;
+    assert_eq!(first.result, AttemptResult::Transport);
+    assert!(!first.detail.contains("outbound guard"), "{}", first.detail);
+    for class in ["link-local", "private", "loopback", "private"] {
+        let report = dispatcher
+            .attempt(&integration, &[], uuid::Uuid::new_v4(), 1)
+            .await;
+        assert_eq!(report.result, AttemptResult::Transport);
+        assert!(
+            report.detail.contains("blocked by the outbound guard"),
+            "{}",
+            report.detail
+        );
+        assert!(report.detail.contains(class), "{}", report.detail);
+    }
+    assert!(fx.server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_siem_does_not_delay_a_healthy_one() {
+    let hanging = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30)))
+        .mount(&hanging.server)
+        .await;
+    let healthy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&healthy)
+        .await;
+
+    ingest(
+        &hanging,
+        "stuck",
+        (0..5).map(|n| event(n, "User login")).collect(),
+    )
+    .await;
+    ingest(
+        &hanging,
+        "fine",
+        (0..5).map(|n| event(n, "User login")).collect(),
+    )
+    .await;
+    let stuck = worker(&hanging, integration(&hanging, "stuck"));
+    let fine_integration =
+        Integration::new("fine", &format!("{}/webhook", healthy.uri()), &allowed())
+            .unwrap()
+            .with_limits(BatchLimits::new(100, 1 << 20, Duration::ZERO).unwrap());
+    let fine = worker(&hanging, fine_integration);
+    let fine_stats = fine.stats();
+
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let stuck_task = tokio::spawn(stuck.run(shutdown.clone()));
+    let fine_task = tokio::spawn(fine.run(shutdown));
+    while fine_stats.delivered.load(Ordering::Relaxed) < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the healthy SIEM waited for the hanging one"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    fine_task.await.unwrap().unwrap();
+    stuck_task.abort();
+    assert_eq!(hanging.spool.backlog("stuck").await.unwrap().events, 5);
+}
