@@ -29,6 +29,22 @@ times during a secret rotation: any one may match.\n\n\
 Example:\n  evo-siem verify --secret-env EVO_SIEM_SECRET --signature \"sha256=…\" body.json"
     )]
     Verify(VerifyArgs),
+    /// Run the sender: ingest API, spool, delivery to each integration's SIEM.
+    #[command(
+        long_about = "Run the sender: the ingest API (POST /v1/tenants/{tenant}/audit-events), \
+the durable spool, and one delivery worker per integration. Stops on SIGTERM or Ctrl-C, letting \
+attempts in flight finish; undelivered events stay in the spool for the next start.\n\n\
+Example:\n  EVO_SIEM_INGEST_TOKEN=change-me evo-siem sender --config sender.toml\n\n\
+See crates/sender/README.md for the configuration keys."
+    )]
+    Sender(SenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SenderArgs {
+    /// The TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
 }
 
 /// Where secrets come from: never the command line, where other users and shell history see it.

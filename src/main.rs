@@ -10,6 +10,7 @@
 
 mod cli;
 mod secret_source;
+mod sender;
 mod sign;
 
 use clap::Parser;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Sign(args) => sign::sign(&args),
         cli::Command::Verify(args) => sign::verify(&args),
+        cli::Command::Sender(args) => sender::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -23,6 +23,7 @@ mod filter;
 pub mod guard;
 mod integration;
 pub mod retry;
+pub mod service;
 pub mod spool;
 
 pub use deliver::{DeliveryStats, Step, Worker};

@@ -2,4 +2,5 @@
 //! the dispatcher to wiremock servers for every row of the retry table.
 
 mod deliver;
+mod service;
 mod spool;

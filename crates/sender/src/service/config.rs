@@ -1,0 +1,213 @@
+//! The sender's TOML configuration (`evo-siem sender --config FILE`).
+//!
+//! ```toml
+//! listen = "127.0.0.1:7700"                  # ingest API
+//! data_dir = "evo-siem-data"                 # spool and state
+//! ingest_token_env = "EVO_SIEM_INGEST_TOKEN" # bearer token the platform uses to ingest
+//!                                            # (or ingest_token_file = "/run/secrets/ingest")
+//! allow_private_targets = ["127.0.0.1/32"]   # outbound-guard exceptions, for local testing only
+//!
+//! [[integration]]
+//! tenant = "acme"
+//! webhook_url = "https://siem.example.com/evo"
+//! signing_secret_env = "ACME_SIEM_SECRET"    # optional
+//! headers = { Authorization = "Splunk 00000000-0000-0000-0000-000000000000" }  # optional
+//! excluded_actions = ["User login"]          # optional
+//! max_batch_events = 500                     # optional
+//! max_batch_bytes = 1048576                  # optional
+//! linger_ms = 1000                           # optional
+//! ```
+//!
+//! Secrets are never in the file: the file names environment variables that hold them.
+
+use crate::batcher::BatchLimits;
+use crate::spool::BacklogLimits;
+use crate::{Exclusions, Integration};
+use evo_siem_protocol::Secret;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why the configuration cannot be used. Messages name the field or variable, never a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    /// An environment variable the file names is unset or empty.
+    #[error("environment variable {var} ({what}) is not set")]
+    MissingEnv {
+        /// The variable.
+        var: String,
+        /// What it should hold.
+        what: &'static str,
+    },
+    /// Neither or both of `ingest_token_env` and `ingest_token_file` are set, or the file is empty.
+    #[error("set exactly one of ingest_token_env and ingest_token_file, to a non-empty token")]
+    NoIngestToken,
+    /// A setting is out of range or refused.
+    #[error("integration {tenant}: {reason}")]
+    Invalid {
+        /// The tenant of the integration.
+        tenant: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn default_max_events() -> u64 {
+    BacklogLimits::default().max_events
+}
+
+fn default_max_bytes() -> u64 {
+    BacklogLimits::default().max_bytes
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the ingest API.
+    pub listen: SocketAddr,
+    /// Directory of the spool and state.
+    pub data_dir: PathBuf,
+    /// Environment variable holding the platform's ingest bearer token.
+    pub ingest_token_env: Option<String>,
+    /// Or a file holding it (a mounted secret); one trailing newline is ignored.
+    pub ingest_token_file: Option<PathBuf>,
+    /// Private networks the outbound guard lets through (local testing only).
+    #[serde(default)]
+    pub allow_private_targets: Vec<IpNet>,
+    /// Most events queued per integration before ingest is refused with 503.
+    #[serde(default = "default_max_events")]
+    pub backlog_max_events: u64,
+    /// Most bytes queued per integration before ingest is refused with 503.
+    #[serde(default = "default_max_bytes")]
+    pub backlog_max_bytes: u64,
+    /// The integrations this file seeds.
+    #[serde(default, rename = "integration")]
+    pub integrations: Vec<IntegrationConfig>,
+}
+
+/// One `[[integration]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationConfig {
+    /// The tenant; also the path segment of its ingest URL.
+    pub tenant: String,
+    /// Where to deliver.
+    pub webhook_url: String,
+    /// Environment variable holding the signing secret; no signature when absent.
+    pub signing_secret_env: Option<String>,
+    /// Authorization headers, sent verbatim.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Audit actions not forwarded (exact match).
+    #[serde(default)]
+    pub excluded_actions: Vec<String>,
+    /// Most events per batch.
+    pub max_batch_events: Option<usize>,
+    /// Most bytes per batch body.
+    pub max_batch_bytes: Option<usize>,
+    /// Most time the oldest event waits for a batch to fill, in milliseconds.
+    pub linger_ms: Option<u64>,
+}
+
+fn env(var: &str, what: &'static str) -> Result<String, ConfigError> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ConfigError::MissingEnv {
+            var: var.to_owned(),
+            what,
+        })
+}
+
+impl Config {
+    /// Reads and parses `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Ok(toml::from_str(&text)?)
+    }
+
+    /// The ingest token, from its environment variable or its file.
+    pub fn ingest_token(&self) -> Result<String, ConfigError> {
+        match (&self.ingest_token_env, &self.ingest_token_file) {
+            (Some(var), None) => env(var, "the ingest token"),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let token = text.strip_suffix('\n').unwrap_or(&text);
+                let token = token.strip_suffix('\r').unwrap_or(token);
+                if token.is_empty() {
+                    return Err(ConfigError::NoIngestToken);
+                }
+                Ok(token.to_owned())
+            }
+            _ => Err(ConfigError::NoIngestToken),
+        }
+    }
+
+    /// The spool's backlog bounds.
+    pub fn backlog_limits(&self) -> BacklogLimits {
+        BacklogLimits {
+            max_events: self.backlog_max_events,
+            max_bytes: self.backlog_max_bytes,
+        }
+    }
+
+    /// Every integration, checked, with its secret read from the environment.
+    pub fn integrations(&self) -> Result<Vec<Integration>, ConfigError> {
+        self.integrations
+            .iter()
+            .map(|c| c.build(&self.allow_private_targets))
+            .collect()
+    }
+}
+
+impl IntegrationConfig {
+    fn build(&self, allowed: &[IpNet]) -> Result<Integration, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            tenant: self.tenant.clone(),
+            reason,
+        };
+        let defaults = BatchLimits::default();
+        let limits = BatchLimits::new(
+            self.max_batch_events.unwrap_or(defaults.max_events()),
+            self.max_batch_bytes.unwrap_or(defaults.max_bytes()),
+            self.linger_ms
+                .map_or(defaults.linger(), Duration::from_millis),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let mut integration = Integration::new(&self.tenant, &self.webhook_url, allowed)
+            .map_err(|e| invalid(e.to_string()))?
+            .with_exclusions(Exclusions::new(self.excluded_actions.iter().cloned()))
+            .with_limits(limits);
+        if let Some(var) = &self.signing_secret_env {
+            integration = integration.with_secret(Secret::new(env(var, "a signing secret")?));
+        }
+        for (name, value) in &self.headers {
+            integration = integration
+                .with_header(name, value)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(integration)
+    }
+}

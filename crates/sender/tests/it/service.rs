@@ -1,0 +1,182 @@
+//! The sender service over HTTP: authentication, tenants, all-or-nothing validation, backpressure,
+//! and events ingested through the API arriving at the SIEM.
+
+use evo_siem_sender::service::{Config, Sender};
+use std::time::{Duration, Instant};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "ingest-token-for-tests";
+
+fn config(dir: &std::path::Path, siem: &str, extra: &str) -> Config {
+    let token_file = dir.join("ingest-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let text = format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{}"
+        ingest_token_file = "{}"
+        allow_private_targets = ["127.0.0.1/32"]
+        {extra}
+
+        [[integration]]
+        tenant = "acme"
+        webhook_url = "{siem}/webhook"
+        excluded_actions = ["User login"]
+        linger_ms = 0
+        "#,
+        dir.display(),
+        token_file.display(),
+    );
+    toml::from_str(&text).unwrap()
+}
+
+fn event(n: usize, action: &str) -> serde_json::Value {
+    serde_json::json!({
+        "event_type": "create", "table": "events", "timestamp": "2024-01-15T10:30:00.000Z",
+        "data": {
+            "uuid": uuid::Uuid::new_v4().to_string(), "action": action, "status": "Success",
+            "actor": {"kind": "User", "name": format!("user{n}@example.com")},
+            "origin": {"hostname": "DESKTOP-ABC", "ipaddr": "192.0.2.1"},
+            "target": {"kind": "User", "name": "user@example.com"},
+            "ts": 1_706_000_000_123_456_789_i64, "created_at": 1_706_000_000_123_456_789_i64,
+        },
+    })
+}
+
+async fn post(
+    sender: &Sender,
+    tenant: &str,
+    token: Option<&str>,
+    body: String,
+) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/tenants/{tenant}/audit-events",
+            sender.addr()
+        ))
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingested_events_reach_the_siem_and_bad_requests_are_refused() {
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sender = Sender::start(&config(dir.path(), &siem.uri(), ""))
+        .await
+        .unwrap();
+
+    let batch = serde_json::to_string(&[
+        event(0, "User logout"),
+        event(1, "User login"),
+        event(2, "Role assigned"),
+    ])
+    .unwrap();
+    assert_eq!(post(&sender, "acme", None, batch.clone()).await.0, 401);
+    assert_eq!(
+        post(&sender, "acme", Some("wrong"), batch.clone()).await.0,
+        401
+    );
+    assert_eq!(
+        post(&sender, "globex", Some(TOKEN), batch.clone()).await.0,
+        404
+    );
+
+    // One bad event refuses the whole request, naming it.
+    let mut bad = vec![event(3, "User logout"), event(4, "User logout")];
+    bad[1]["data"]["ts"] = serde_json::json!("yesterday");
+    let (status, body) = post(
+        &sender,
+        "acme",
+        Some(TOKEN),
+        serde_json::to_string(&bad).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["index"].as_u64()),
+        (400, Some("invalid_event"), Some(1))
+    );
+
+    let (status, body) = post(&sender, "acme", Some(TOKEN), batch).await;
+    assert_eq!(
+        (status, body),
+        (202, serde_json::json!({"accepted": 2, "excluded": 1}))
+    );
+    let ndjson = format!("{}\n{}\n", event(5, "User logout"), event(6, "User logout"));
+    let (status, body) = post(&sender, "acme", Some(TOKEN), ndjson).await;
+    assert_eq!(
+        (status, body),
+        (202, serde_json::json!({"accepted": 2, "excluded": 0}))
+    );
+
+    let stats = sender.stats("acme").unwrap();
+    let started = Instant::now();
+    while stats.delivered.load(std::sync::atomic::Ordering::Relaxed) < 4 {
+        assert!(started.elapsed() < Duration::from_secs(5), "not delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent: Vec<String> = siem
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["data"]["actor"]["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "user0@example.com",
+            "user2@example.com",
+            "user5@example.com",
+            "user6@example.com"
+        ]
+    );
+    sender.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_backlog_answers_503_with_retry_after() {
+    let siem = MockServer::start().await;
+    // The SIEM is down, so the backlog only grows.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&siem)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let sender = Sender::start(&config(dir.path(), &siem.uri(), "backlog_max_events = 3"))
+        .await
+        .unwrap();
+    let two = serde_json::to_string(&[event(0, "A"), event(1, "B")]).unwrap();
+    assert_eq!(post(&sender, "acme", Some(TOKEN), two.clone()).await.0, 202);
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/tenants/acme/audit-events",
+            sender.addr()
+        ))
+        .bearer_auth(TOKEN)
+        .body(two)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    sender.shutdown().await;
+}

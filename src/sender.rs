@@ -1,0 +1,19 @@
+//! `evo-siem sender --config FILE`: runs the sender service until SIGTERM or Ctrl-C.
+
+use crate::cli::SenderArgs;
+use anyhow::Context;
+use evo_siem_sender::service::{self, Config};
+use std::process::ExitCode;
+
+pub(crate) fn run(args: &SenderArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::load(&args.config)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(service::run(&config))?;
+    Ok(ExitCode::SUCCESS)
+}
