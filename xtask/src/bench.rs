@@ -66,5 +66,6 @@ fn summarize(criterion: &Path) -> anyhow::Result<()> {
         println!("dedup claim+commit: {rate:10.0} UUIDs/s (batches of 1,000)");
     }
     println!("dedup bytes per entry: see the `dedup memory:` lines above (target <= 64)");
+    println!("sender end to end: see the `sender e2e:` line above (target >= 100,000 events/s)");
     Ok(())
 }

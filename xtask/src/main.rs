@@ -17,7 +17,7 @@ const HELP: &str = "\
 cargo xtask <task>
 
 tasks:
-  bench [ARGS...]   run the criterion benchmarks (verify, accept, dedup) and summarize them
+  bench [ARGS...]   run the benchmarks (verify, accept, dedup, sender_e2e) and summarize them
                     against the targets; ARGS go to the harness, e.g. `--quick` or `accept`
   help              print this help
 

@@ -58,7 +58,7 @@ mod verify;
 mod wire;
 
 pub use batch::{Batch, Entity, Event, EventData, Origin, SCHEMA_VERSION};
-pub use encode::encode_batch;
+pub use encode::{encode_batch, encode_batch_from_text};
 pub use refusal::Refusal;
 pub use secret::Secret;
 pub use signature::{SignatureError, TAG_LEN, parse_header, sign, tag, verify_signature};

@@ -8,7 +8,6 @@ use crate::batcher::{Plan, plan};
 use crate::dispatch::Dispatcher;
 use crate::retry::{AttemptResult, Backoff, Outcome, classify};
 use crate::spool::{Spool, SpoolError, SpooledEvent};
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -152,25 +151,7 @@ impl Worker {
 
     /// Delivers one batch with one delivery id until it is settled.
     async fn deliver(&mut self, batch: &[SpooledEvent]) -> Result<(), SpoolError> {
-        let raws: Vec<Box<RawValue>> = match batch
-            .iter()
-            .map(|e| RawValue::from_string(e.json.clone()))
-            .collect()
-        {
-            Ok(raws) => raws,
-            Err(_) => {
-                // The ingest API only stores valid JSON; a corrupted row is recorded, not sent.
-                for event in batch
-                    .iter()
-                    .filter(|e| serde_json::from_str::<&RawValue>(&e.json).is_err())
-                {
-                    self.dead_letter(event, "stored JSON is not valid".into())
-                        .await?;
-                }
-                return Ok(());
-            }
-        };
-        let refs: Vec<&RawValue> = raws.iter().map(|r| &**r).collect();
+        let refs: Vec<&str> = batch.iter().map(|e| e.json.as_str()).collect();
         let delivery_id = Uuid::new_v4();
         let (mut attempt, mut retries) = (0u32, 0u32);
         loop {

@@ -3,10 +3,9 @@
 use super::resolver::GuardedResolver;
 use crate::Integration;
 use crate::retry::{AttemptResult, parse_retry_after};
-use evo_siem_protocol::{encode_batch, headers, sign};
+use evo_siem_protocol::{encode_batch_from_text, headers, sign};
 use http::{HeaderValue, header};
 use ipnet::IpNet;
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
@@ -74,16 +73,17 @@ impl Dispatcher {
         Ok(Self { client })
     }
 
-    /// Sends `events` once to `integration`: a fresh `generated_at`, signed afresh, with the
-    /// delivery id (stable across retries) and the attempt number.
+    /// Sends `events` (JSON objects, as validated at ingest) once to `integration`: a fresh
+    /// `generated_at`, signed afresh, with the delivery id (stable across retries) and the
+    /// attempt number.
     pub async fn attempt(
         &self,
         integration: &Integration,
-        events: &[&RawValue],
+        events: &[&str],
         delivery_id: Uuid,
         attempt: u32,
     ) -> AttemptReport {
-        let body = encode_batch(events, SystemTime::now());
+        let body = encode_batch_from_text(events, SystemTime::now());
         let mut request = self
             .client
             .post(integration.url().clone())

@@ -10,7 +10,7 @@
 //! [[integration]]
 //! tenant = "acme"
 //! webhook_url = "https://siem.example.com/evo"
-//! signing_secret_env = "ACME_SIEM_SECRET"    # optional
+//! signing_secret_env = "ACME_SIEM_SECRET"    # optional (or signing_secret_file = "...")
 //! headers = { Authorization = "Splunk 00000000-0000-0000-0000-000000000000" }  # optional
 //! excluded_actions = ["User login"]          # optional
 //! max_batch_events = 500                     # optional
@@ -54,9 +54,15 @@ pub enum ConfigError {
         /// What it should hold.
         what: &'static str,
     },
-    /// Neither or both of `ingest_token_env` and `ingest_token_file` are set, or the file is empty.
-    #[error("set exactly one of ingest_token_env and ingest_token_file, to a non-empty token")]
+    /// Neither or both of `ingest_token_env` and `ingest_token_file` are set.
+    #[error("set exactly one of ingest_token_env and ingest_token_file")]
     NoIngestToken,
+    /// A secret file is empty.
+    #[error("the secret file {path} is empty")]
+    EmptySecretFile {
+        /// The file.
+        path: PathBuf,
+    },
     /// A setting is out of range or refused.
     #[error("integration {tenant}: {reason}")]
     Invalid {
@@ -111,6 +117,8 @@ pub struct IntegrationConfig {
     pub webhook_url: String,
     /// Environment variable holding the signing secret; no signature when absent.
     pub signing_secret_env: Option<String>,
+    /// Or a file holding it (a mounted secret); one trailing newline is ignored.
+    pub signing_secret_file: Option<PathBuf>,
     /// Authorization headers, sent verbatim.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -135,6 +143,20 @@ fn env(var: &str, what: &'static str) -> Result<String, ConfigError> {
         })
 }
 
+/// A secret from a file, without one trailing newline; an empty one is refused.
+fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let secret = text.strip_suffix('\n').unwrap_or(&text);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        return Err(ConfigError::EmptySecretFile { path: path.into() });
+    }
+    Ok(secret.to_owned())
+}
+
 impl Config {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -149,18 +171,7 @@ impl Config {
     pub fn ingest_token(&self) -> Result<String, ConfigError> {
         match (&self.ingest_token_env, &self.ingest_token_file) {
             (Some(var), None) => env(var, "the ingest token"),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let token = text.strip_suffix('\n').unwrap_or(&text);
-                let token = token.strip_suffix('\r').unwrap_or(token);
-                if token.is_empty() {
-                    return Err(ConfigError::NoIngestToken);
-                }
-                Ok(token.to_owned())
-            }
+            (None, Some(path)) => read_secret(path),
             _ => Err(ConfigError::NoIngestToken),
         }
     }
@@ -200,8 +211,18 @@ impl IntegrationConfig {
             .map_err(|e| invalid(e.to_string()))?
             .with_exclusions(Exclusions::new(self.excluded_actions.iter().cloned()))
             .with_limits(limits);
-        if let Some(var) = &self.signing_secret_env {
-            integration = integration.with_secret(Secret::new(env(var, "a signing secret")?));
+        let secret = match (&self.signing_secret_env, &self.signing_secret_file) {
+            (Some(var), None) => Some(env(var, "a signing secret")?),
+            (None, Some(path)) => Some(read_secret(path)?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "set signing_secret_env or signing_secret_file, not both".into(),
+                ));
+            }
+        };
+        if let Some(secret) = secret {
+            integration = integration.with_secret(Secret::new(secret));
         }
         for (name, value) in &self.headers {
             integration = integration

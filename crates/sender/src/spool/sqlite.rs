@@ -207,7 +207,22 @@ impl Writer {
     }
 
     /// Applies a group of requests in one transaction and answers them after the commit.
+    ///
+    /// Only appends need the commit on disk before answering. Losing an acknowledgement or a
+    /// dead-letter move to a power cut means the events are sent again, which at-least-once
+    /// allows; so a group without appends commits without waiting for an fsync.
     fn apply(&mut self, group: &mut Vec<Op>) {
+        let durable = group.iter().any(|op| matches!(op, Op::Append { .. }));
+        let level = if durable { "FULL" } else { "NORMAL" };
+        if let Err(err) = self.conn.pragma_update(None, "synchronous", level) {
+            // Never acknowledge an append without knowing it will be on disk.
+            tracing::error!(error = %err, "cannot set the spool's synchronous level");
+            let message = err.to_string();
+            for op in group.drain(..) {
+                fail(op, &message);
+            }
+            return;
+        }
         let before = self.backlogs.clone();
         let mut deferred = Vec::with_capacity(group.len());
         let result = (|| -> rusqlite::Result<()> {
@@ -345,6 +360,19 @@ impl Writer {
             }
         }
     }
+}
+
+/// Answers a request that could not be applied.
+fn fail(op: Op, message: &str) {
+    let err = || SpoolError::Storage(message.to_owned());
+    let _ = match op {
+        Op::Append { reply, .. } | Op::Ack { reply, .. } | Op::DeadLetter { reply, .. } => {
+            reply.send(Err(err())).map_err(drop)
+        }
+        Op::Pending { reply, .. } => reply.send(Err(err())).map_err(drop),
+        Op::DeadLetters { reply, .. } => reply.send(Err(err())).map_err(drop),
+        Op::Backlog { reply, .. } => reply.send(Err(err())).map_err(drop),
+    };
 }
 
 impl Spool for SqliteSpool {

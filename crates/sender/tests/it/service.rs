@@ -180,3 +180,48 @@ async fn a_full_backlog_answers_503_with_retry_after() {
     assert!(response.headers().get("retry-after").is_some());
     sender.shutdown().await;
 }
+
+#[test]
+fn the_example_config_parses_and_mistakes_are_refused() {
+    use evo_siem_sender::service::ConfigError;
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sender-local.toml");
+    let config = Config::load(&example).unwrap();
+    assert_eq!(
+        (
+            config.integrations.len(),
+            config.integrations[0].tenant.as_str()
+        ),
+        (1, "acme")
+    );
+
+    let typo = "listen = \"127.0.0.1:0\"\ndata_dir = \"d\"\ningest_token_env = \"T\"\nlisen = 1\n";
+    assert!(
+        toml::from_str::<Config>(typo)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `lisen`")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    let empty = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"d\"\ningest_token_file = \"{}\"\n",
+        dir.path().join("empty").display()
+    );
+    let config: Config = toml::from_str(&empty).unwrap();
+    assert!(matches!(
+        config.ingest_token(),
+        Err(ConfigError::EmptySecretFile { .. })
+    ));
+
+    let internal = format!(
+        "{empty}[[integration]]\ntenant = \"acme\"\nwebhook_url = \"https://10.0.0.8/hook\"\n"
+    );
+    let config: Config = toml::from_str(&internal).unwrap();
+    let err = config.integrations().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "integration acme: webhook_url: 10.0.0.8 is a private address"
+    );
+}

@@ -1,0 +1,115 @@
+//! The sender end to end on this machine: ingest API → SQLite spool (fsync on commit) → batch →
+//! sign → POST to a local sink answering 200 → delete. Prints sustained events/s and the spool's
+//! append rate. Target: 100,000 events/s with the default durability.
+
+mod common;
+
+use axum::Router;
+use axum::routing::post;
+use common::Rng;
+use evo_siem_sender::service::{Config, Sender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const EVENTS: usize = 200_000;
+const PER_REQUEST: usize = 1_000;
+const CONCURRENT_REQUESTS: usize = 4;
+
+fn ndjson(rng: &mut Rng, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{{"uuid":"{}","action":"User logout","status":"Success","actor":{{"kind":"User","name":"user{i}@example.com"}},"origin":{{"hostname":"DESKTOP-ABC","ipaddr":"192.0.2.10"}},"target":{{"kind":"User","name":"user@example.com"}},"ts":1706000000123456789,"created_at":1706000000123456789}}}}"#,
+                rng.uuid()
+            ) + "\n"
+        })
+        .collect()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return; // `cargo test --benches` only checks that it builds.
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // The sink: a webhook answering 200 and counting events by the batch's `count`, read from
+        // the body's tail so that the sink costs little of the two cores the sender runs on.
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = received.clone();
+        let sink = Router::new().route(
+            "/webhook",
+            post(move |body: axum::body::Bytes| {
+                let counter = counter.clone();
+                async move {
+                    let tail = std::str::from_utf8(&body[body.len().saturating_sub(64)..]).unwrap();
+                    let count = tail.rsplit_once("\"count\":").unwrap().1;
+                    let digits: String = count.chars().take_while(char::is_ascii_digit).collect();
+                    counter.fetch_add(digits.parse::<u64>().unwrap(), Ordering::Relaxed);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink_addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "bench-token").unwrap();
+        std::fs::write(dir.path().join("secret"), "whsec-bench").unwrap();
+        let config: Config = toml::from_str(&format!(
+            r#"
+            listen = "127.0.0.1:0"
+            data_dir = "{dir}"
+            ingest_token_file = "{dir}/token"
+            allow_private_targets = ["127.0.0.1/32"]
+            [[integration]]
+            tenant = "acme"
+            webhook_url = "http://{sink_addr}/webhook"
+            signing_secret_file = "{dir}/secret"
+            linger_ms = 50
+            "#,
+            dir = dir.path().display()
+        ))
+        .unwrap();
+        let sender = Sender::start(&config).await.unwrap();
+        let url = format!("http://{}/v1/tenants/acme/audit-events", sender.addr());
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let bodies: Vec<String> = (0..EVENTS / PER_REQUEST).map(|_| ndjson(&mut rng, PER_REQUEST)).collect();
+        let client = reqwest::Client::new();
+
+        let started = Instant::now();
+        let mut ingest_done = Duration::ZERO;
+        let chunks: Vec<Vec<String>> = bodies.chunks(CONCURRENT_REQUESTS).map(<[String]>::to_vec).collect();
+        for chunk in chunks {
+            let requests = chunk.into_iter().map(|body| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let response = client.post(url).bearer_auth("bench-token").body(body).send().await.unwrap();
+                    assert_eq!(response.status().as_u16(), 202);
+                })
+            });
+            for request in requests.collect::<Vec<_>>() {
+                request.await.unwrap();
+            }
+            ingest_done = started.elapsed();
+        }
+        while received.load(Ordering::Relaxed) < EVENTS as u64 {
+            assert!(started.elapsed() < Duration::from_secs(300), "not delivered in 5 minutes");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let total = started.elapsed();
+        println!(
+            "sender e2e: {EVENTS} events ingested in {:.2} s ({:.0} events/s durable ingest), delivered in {:.2} s: {:.0} events/s end to end (target >= 100000)",
+            ingest_done.as_secs_f64(),
+            EVENTS as f64 / ingest_done.as_secs_f64(),
+            total.as_secs_f64(),
+            EVENTS as f64 / total.as_secs_f64(),
+        );
+        sender.shutdown().await;
+    });
+}
