@@ -121,16 +121,22 @@ impl Worker {
         }
     }
 
-    /// Runs until `shutdown` says stop; an attempt in flight finishes first.
+    /// Runs until `shutdown` says stop; an attempt in flight finishes first. A storage error is
+    /// logged and retried after a second: the events stay in the spool.
     pub async fn run(
         mut self,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), SpoolError> {
         while !*shutdown.borrow() {
-            let pause = match self.step().await? {
-                Step::Progress => continue,
-                Step::Wait(after) => after.min(Duration::from_millis(200)),
-                Step::Idle => Duration::from_millis(50),
+            let pause = match self.step().await {
+                Ok(Step::Progress) => continue,
+                Ok(Step::Wait(after)) => after.min(Duration::from_millis(200)),
+                Ok(Step::Idle) => Duration::from_millis(50),
+                Err(SpoolError::Closed) => return Err(SpoolError::Closed),
+                Err(err) => {
+                    tracing::error!(tenant = self.integration.tenant(), error = %err, "spool error; retrying");
+                    Duration::from_secs(1)
+                }
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
