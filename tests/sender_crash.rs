@@ -1,0 +1,159 @@
+//! Crash safety of the whole sender: `evo-siem sender` is killed with SIGKILL at random moments
+//! while the platform ingests and while it delivers, then restarted; every event it acknowledged
+//! (202) must reach the SIEM. Duplicates are allowed, and counted.
+
+use axum::Router;
+use axum::routing::post;
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Received = Arc<Mutex<HashMap<String, usize>>>;
+
+/// A SIEM that records how often each event UUID arrived.
+async fn sink() -> (String, Received) {
+    let received = Received::default();
+    let seen = received.clone();
+    let app = Router::new().route(
+        "/webhook",
+        post(move |body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let batch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let mut seen = seen.lock().unwrap();
+                for event in batch["events"].as_array().unwrap() {
+                    *seen
+                        .entry(event["data"]["uuid"].as_str().unwrap().to_owned())
+                        .or_default() += 1;
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+fn start(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_evo-siem"))
+        .args(["sender", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the sender did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn events(n: usize) -> (Vec<String>, String) {
+    let uuids: Vec<String> = (0..n).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let body = uuids
+        .iter()
+        .map(|u| {
+            format!(
+                r#"{{"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{{"uuid":"{u}","action":"User logout","status":"Success","actor":{{"kind":"User","name":"ana@example.com"}},"origin":{{"hostname":"h","ipaddr":"192.0.2.1"}},"target":{{"kind":"User","name":"ana@example.com"}},"ts":1706000000123456789,"created_at":1706000000123456789}}}}"#
+            ) + "\n"
+        })
+        .collect();
+    (uuids, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
+    let (siem, received) = sink().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.path().join("token"), "crash-token").unwrap();
+    let config = dir.path().join("sender.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{dir}\"\ningest_token_file = \"{dir}/token\"\n\
+             allow_private_targets = [\"127.0.0.1/32\"]\n\n[[integration]]\ntenant = \"acme\"\n\
+             webhook_url = \"{siem}\"\nmax_batch_events = 50\nlinger_ms = 5\n",
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut rng = fastrand::Rng::new();
+    let mut acknowledged = HashSet::new();
+
+    for _round in 0..5 {
+        let mut child = start(&config);
+        wait_healthy(&client, &base).await;
+        let deadline = Instant::now() + Duration::from_millis(rng.u64(50..400));
+        while Instant::now() < deadline {
+            let (uuids, body) = events(rng.usize(1..120));
+            let response = client
+                .post(format!("{base}/v1/tenants/acme/audit-events"))
+                .bearer_auth("crash-token")
+                .body(body)
+                .send()
+                .await;
+            if response.is_ok_and(|r| r.status().as_u16() == 202) {
+                acknowledged.extend(uuids);
+            }
+        }
+        child.kill().unwrap(); // SIGKILL: mid-ingest and mid-delivery.
+        child.wait().unwrap();
+    }
+
+    // A last start delivers what is left.
+    let mut child = start(&config);
+    wait_healthy(&client, &base).await;
+    let started = Instant::now();
+    let missing = loop {
+        let missing: Vec<String> = {
+            let seen = received.lock().unwrap();
+            acknowledged
+                .iter()
+                .filter(|u| !seen.contains_key(*u))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() || started.elapsed() > Duration::from_secs(30) {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let duplicates: usize = received.lock().unwrap().values().map(|n| n - 1).sum();
+    println!(
+        "{} acknowledged events, {} duplicates after 5 SIGKILLs",
+        acknowledged.len(),
+        duplicates
+    );
+    assert!(
+        acknowledged.len() > 100,
+        "too few events ingested to mean anything"
+    );
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged events lost",
+        missing.len(),
+        acknowledged.len()
+    );
+}
