@@ -157,3 +157,89 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         acknowledged.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_a_restart_delivers_the_rest() {
+    // A SIEM that refuses everything, so events stay queued across the stop.
+    let refusing = Router::new().route(
+        "/webhook",
+        post(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refusing_url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, refusing).await.unwrap() });
+    let (siem, received) = sink().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(dir.path().join("token"), "term-token").unwrap();
+    let write_config = |url: &str| {
+        let config = dir.path().join("sender.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{dir}\"\ningest_token_file = \"{dir}/token\"\n\
+                 allow_private_targets = [\"127.0.0.1/32\"]\n\n[[integration]]\ntenant = \"acme\"\n\
+                 webhook_url = \"{url}\"\nlinger_ms = 5\n",
+                dir = dir.path().display()
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+
+    let mut child = start(&write_config(&refusing_url));
+    wait_healthy(&client, &base).await;
+    let (uuids, body) = events(40);
+    let response = client
+        .post(format!("{base}/v1/tenants/acme/audit-events"))
+        .bearer_auth("term-token")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+
+    // The same spool, a SIEM that accepts: everything queued is delivered.
+    let mut child = start(&write_config(&siem));
+    wait_healthy(&client, &base).await;
+    let started = Instant::now();
+    while uuids
+        .iter()
+        .any(|u| !received.lock().unwrap().contains_key(u))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "queued events not delivered after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -67,5 +67,6 @@ fn summarize(criterion: &Path) -> anyhow::Result<()> {
     }
     println!("dedup bytes per entry: see the `dedup memory:` lines above (target <= 64)");
     println!("sender end to end: see the `sender e2e:` line above (target >= 100,000 events/s)");
+    println!("spool: see the `spool:` line above (target RSS <= 256 MiB with 10 M queued)");
     Ok(())
 }

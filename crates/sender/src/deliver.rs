@@ -50,6 +50,8 @@ pub struct Worker {
     stats: Arc<DeliveryStats>,
     /// The oldest queued event and when this worker first saw it, for `linger`.
     head: Option<(i64, Instant)>,
+    /// Set while `run` runs: a backoff wait ends early when it says stop.
+    shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Worker {
@@ -68,6 +70,7 @@ impl Worker {
             rng: fastrand::Rng::new(),
             stats: Arc::default(),
             head: None,
+            shutdown: None,
         }
     }
 
@@ -146,6 +149,23 @@ impl Worker {
         Ok(())
     }
 
+    /// Waits `delay`, or less if the worker is told to stop; returns whether it is stopping.
+    async fn wait_or_stop(&mut self, delay: Duration) -> bool {
+        match &mut self.shutdown {
+            Some(shutdown) => {
+                let stopped = tokio::select! {
+                    _ = tokio::time::sleep(delay) => false,
+                    _ = shutdown.wait_for(|stop| *stop) => true,
+                };
+                stopped || *shutdown.borrow()
+            }
+            None => {
+                tokio::time::sleep(delay).await;
+                false
+            }
+        }
+    }
+
     async fn dead_letter(&self, event: &SpooledEvent, reason: String) -> Result<(), SpoolError> {
         tracing::warn!(tenant = self.integration.tenant(), event = event.id, %reason, "event dead-lettered");
         self.spool
@@ -199,7 +219,10 @@ impl Worker {
                 Outcome::Retry { after } => {
                     retries += 1;
                     self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(self.backoff.delay(retries, after, &mut self.rng)).await;
+                    let delay = self.backoff.delay(retries, after, &mut self.rng);
+                    if self.wait_or_stop(delay).await {
+                        return Ok(()); // Stopping: the batch stays queued for the next start.
+                    }
                 }
                 Outcome::Pause => {
                     retries += 1;
@@ -207,7 +230,10 @@ impl Worker {
                     if !self.stats.paused.swap(true, Ordering::Relaxed) {
                         tracing::warn!(tenant = self.integration.tenant(), detail = %report.detail, "integration paused");
                     }
-                    tokio::time::sleep(self.backoff.delay(retries, None, &mut self.rng)).await;
+                    let delay = self.backoff.delay(retries, None, &mut self.rng);
+                    if self.wait_or_stop(delay).await {
+                        return Ok(());
+                    }
                 }
             }
         }
