@@ -85,14 +85,13 @@ impl Worker {
         let tenant = self.integration.tenant().to_owned();
         let limits = *self.integration.limits();
         let pending = self.spool.pending(&tenant, limits.max_events()).await?;
-        let Some(first) = pending.first() else {
+        let Some(first_id) = pending.first().map(|e| e.id) else {
             self.head = None;
             return Ok(Step::Idle);
         };
         // The exclusion list in force now decides, even for events queued before it changed.
         let (excluded, kept): (Vec<SpooledEvent>, Vec<SpooledEvent>) = pending
-            .iter()
-            .cloned()
+            .into_iter()
             .partition(|e| self.integration.exclusions().excludes(&e.action));
         if !excluded.is_empty() {
             self.spool
@@ -104,8 +103,8 @@ impl Worker {
             return Ok(Step::Progress);
         }
         let since = match self.head {
-            Some((id, since)) if id == first.id => since,
-            _ => self.head.insert((first.id, Instant::now())).1,
+            Some((id, since)) if id == first_id => since,
+            _ => self.head.insert((first_id, Instant::now())).1,
         };
         let sizes: Vec<usize> = kept.iter().map(|e| e.json.len()).collect();
         match plan(&sizes, since.elapsed(), &limits) {
