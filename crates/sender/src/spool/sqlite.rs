@@ -283,19 +283,8 @@ impl Writer {
                         ids,
                         reply,
                     } => {
-                        let mut delete = tx.prepare_cached(
-                            "DELETE FROM events WHERE integration = ?1 AND id = ?2 RETURNING size",
-                        )?;
                         for id in ids {
-                            let size: Option<i64> = delete
-                                .query_row(params![integration, id], |r| r.get(0))
-                                .optional()?;
-                            if let (Some(size), Some(backlog)) =
-                                (size, self.backlogs.get_mut(&integration))
-                            {
-                                backlog.events -= 1;
-                                backlog.bytes -= size as u64;
-                            }
+                            remove_event(&tx, &mut self.backlogs, &integration, id)?;
                         }
                         deferred.push(Deferred::Unit(reply));
                     }
@@ -314,16 +303,7 @@ impl Writer {
                              SELECT id, integration, json, ?3, ?4 FROM events WHERE integration = ?1 AND id = ?2",
                         )?
                         .execute(params![integration, id, reason, at])?;
-                        let size: Option<i64> = tx
-                            .prepare_cached("DELETE FROM events WHERE integration = ?1 AND id = ?2 RETURNING size")?
-                            .query_row(params![integration, id], |r| r.get(0))
-                            .optional()?;
-                        if let (Some(size), Some(backlog)) =
-                            (size, self.backlogs.get_mut(&integration))
-                        {
-                            backlog.events -= 1;
-                            backlog.bytes -= size as u64;
-                        }
+                        remove_event(&tx, &mut self.backlogs, &integration, id)?;
                         deferred.push(Deferred::Unit(reply));
                     }
                     Op::DeadLetters { integration, reply } => {
@@ -360,6 +340,25 @@ impl Writer {
             }
         }
     }
+}
+
+/// Deletes one queued event and takes it off the integration's backlog; an id that is not
+/// queued (already acknowledged, or another integration's) changes nothing.
+fn remove_event(
+    tx: &rusqlite::Transaction<'_>,
+    backlogs: &mut HashMap<String, Backlog>,
+    integration: &str,
+    id: i64,
+) -> rusqlite::Result<()> {
+    let size: Option<i64> = tx
+        .prepare_cached("DELETE FROM events WHERE integration = ?1 AND id = ?2 RETURNING size")?
+        .query_row(params![integration, id], |r| r.get(0))
+        .optional()?;
+    if let (Some(size), Some(backlog)) = (size, backlogs.get_mut(integration)) {
+        backlog.events -= 1;
+        backlog.bytes -= size as u64;
+    }
+    Ok(())
 }
 
 /// Answers a request that could not be applied.

@@ -32,16 +32,7 @@ fn config(dir: &std::path::Path, siem: &str, extra: &str) -> Config {
 }
 
 fn event(n: usize, action: &str) -> serde_json::Value {
-    serde_json::json!({
-        "event_type": "create", "table": "events", "timestamp": "2024-01-15T10:30:00.000Z",
-        "data": {
-            "uuid": uuid::Uuid::new_v4().to_string(), "action": action, "status": "Success",
-            "actor": {"kind": "User", "name": format!("user{n}@example.com")},
-            "origin": {"hostname": "DESKTOP-ABC", "ipaddr": "192.0.2.1"},
-            "target": {"kind": "User", "name": "user@example.com"},
-            "ts": 1_706_000_000_123_456_789_i64, "created_at": 1_706_000_000_123_456_789_i64,
-        },
-    })
+    crate::common::event_json(n, action)
 }
 
 async fn post(
