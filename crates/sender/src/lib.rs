@@ -1,20 +1,25 @@
-//! The Evo SIEM webhook sender: what Evo runs to deliver each tenant's audit events to its SIEM.
+//! The Evo SIEM webhook sender: what Evo runs to deliver each tenant's audit events to its SIEM,
+//! at least once, from a durable spool, with retries that respect the receiver.
 //!
-//! This crate is being built in slices (issue 4). What is here today is the pure core that the
-//! spool, the dispatcher and the service will be driven by:
-//!
+//! - [`service`]: `evo-siem sender --config FILE`: the ingest API, one [`Worker`] per
+//!   integration, graceful shutdown ([`service::Sender`], [`service::Config`]).
+//! - [`spool`]: the durable spool behind a small trait; [`spool::SqliteSpool`] commits groups of
+//!   requests in one transaction so concurrent ingests share an fsync, and bounds each
+//!   integration's backlog.
+//! - [`Worker`]: one integration's delivery loop: plan a batch, drop excluded actions, send it,
+//!   and settle it by the retry table (delivered, retried, split, dead-lettered, paused).
+//! - [`dispatch`]: one attempt over HTTP ([`dispatch::Dispatcher`]), resolving through the
+//!   outbound guard ([`dispatch::GuardedResolver`]) so only checked addresses are connected to.
+//! - [`Integration`]: one tenant's settings, checked when built; secrets never in `Debug`.
 //! - [`Exclusions`]: excluded audit actions, matched exactly and case-sensitively.
 //! - [`batcher`]: when a batch closes (events, body bytes including the envelope, linger), and the
 //!   exact size of a body.
 //! - [`retry`]: what an attempt's result means ([`retry::classify`]), capped exponential backoff
 //!   with full jitter ([`retry::Backoff`]), and both forms of `Retry-After`.
 //! - [`guard`]: the outbound guard's address classes and URL rules (SSRF).
-//! - [`spool`]: the durable spool behind a small trait; [`spool::SqliteSpool`] commits groups of
-//!   requests in one transaction so concurrent ingests share an fsync, and bounds each
-//!   integration's backlog.
 //!
-//! Still to come: the dispatcher (reqwest, rustls, resolving and
-//! connecting through the guard), and `evo-siem sender --config FILE`.
+//! Integrations are seeded from the configuration file and kept in memory for now; the admin API
+//! (issue 6) will keep them in the sender's own store.
 
 pub mod batcher;
 mod deliver;
