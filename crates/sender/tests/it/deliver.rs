@@ -410,6 +410,70 @@ async fn a_timeout_and_a_dropped_connection_are_retried() {
     assert!(report.detail.starts_with("connect"), "{}", report.detail);
 }
 
+/// A receiver that closes the first connection in the middle of reading the request, without a
+/// word, then answers 200: the batch is sent again, with the same delivery id.
+#[tokio::test]
+async fn a_connection_dropped_mid_request_is_retried() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for connection in 0..2 {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the head and a little of the body, then either drop or answer.
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+            }
+            let head = String::from_utf8_lossy(&request).to_lowercase();
+            let id = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-evo-delivery-id: "))
+                .unwrap()
+                .to_owned();
+            ids.push(id);
+            if connection == 0 {
+                drop(socket); // No answer at all.
+            } else {
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .unwrap()
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap();
+                let body_so_far = request.len() - (head.find("\r\n\r\n").unwrap() + 4);
+                let mut remaining = length - body_so_far;
+                while remaining > 0 {
+                    remaining -= socket.read(&mut buf[..remaining.min(4096)]).await.unwrap();
+                }
+                socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+        }
+        ids
+    });
+    let fx = fixture().await;
+    ingest(&fx, "acme", vec![event(0, "User login")]).await;
+    let integration =
+        Integration::new("acme", &format!("http://{addr}/webhook"), &allowed()).unwrap();
+    let mut worker = worker(
+        &fx,
+        integration.with_limits(BatchLimits::new(10, 1 << 20, Duration::ZERO).unwrap()),
+    );
+    drain(&mut worker).await;
+    let ids = server.await.unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1], "a retry keeps its delivery id");
+    assert_eq!(worker.stats().retried.load(Ordering::Relaxed), 1);
+    assert_eq!(worker.stats().delivered.load(Ordering::Relaxed), 1);
+}
+
 #[tokio::test]
 async fn excluded_actions_are_never_sent_and_are_counted() {
     let fx = fixture().await;
