@@ -6,6 +6,7 @@
 use crate::Integration;
 use crate::batcher::{Plan, plan};
 use crate::dispatch::Dispatcher;
+use crate::registry::Registry;
 use crate::retry::{AttemptResult, Backoff, Outcome, classify};
 use crate::spool::{Spool, SpoolError, SpooledEvent};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub enum Step {
     Wait(Duration),
     /// The queue is empty.
     Idle,
+    /// The integration was removed from the registry: the worker stops (events stay queued).
+    Removed,
 }
 
 /// Delivers one integration's queue.
@@ -52,6 +55,8 @@ pub struct Worker {
     head: Option<(i64, Instant)>,
     /// Set while `run` runs: a backoff wait ends early when it says stop.
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    /// When set, the integration is read from here at every step, so changes apply at once.
+    registry: Option<Arc<Registry>>,
 }
 
 impl Worker {
@@ -71,7 +76,16 @@ impl Worker {
             stats: Arc::default(),
             head: None,
             shutdown: None,
+            registry: None,
         }
+    }
+
+    /// Makes the worker follow `registry`: each step uses the integration in force then, and the
+    /// worker stops when the integration is removed.
+    #[must_use]
+    pub fn following(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// The worker's counters.
@@ -83,6 +97,12 @@ impl Worker {
     /// (delivered, split and delivered, or dead-lettered).
     pub async fn step(&mut self) -> Result<Step, SpoolError> {
         let tenant = self.integration.tenant().to_owned();
+        if let Some(registry) = &self.registry {
+            match registry.get(&tenant) {
+                Some(current) => self.integration = current,
+                None => return Ok(Step::Removed),
+            }
+        }
         let limits = *self.integration.limits();
         let pending = self.spool.pending(&tenant, limits.max_events()).await?;
         let Some(first_id) = pending.first().map(|e| e.id) else {
@@ -134,6 +154,7 @@ impl Worker {
                 Ok(Step::Progress) => continue,
                 Ok(Step::Wait(after)) => after.min(Duration::from_millis(200)),
                 Ok(Step::Idle) => Duration::from_millis(50),
+                Ok(Step::Removed) => return Ok(()),
                 Err(SpoolError::Closed) => return Err(SpoolError::Closed),
                 Err(err) => {
                     tracing::error!(tenant = self.integration.tenant(), error = %err, "spool error; retrying");

@@ -18,8 +18,8 @@
 //!   with full jitter ([`retry::Backoff`]), and both forms of `Retry-After`.
 //! - [`guard`]: the outbound guard's address classes and URL rules (SSRF).
 //!
-//! Integrations are seeded from the configuration file and kept in memory for now; the admin API
-//! (issue 6) will keep them in the sender's own store.
+//! - [`registry`]: the integrations in force, kept in the sender's own store (the configuration
+//!   file only seeds it) so that they can change while the sender runs.
 
 pub mod batcher;
 mod deliver;
@@ -27,6 +27,7 @@ pub mod dispatch;
 mod filter;
 pub mod guard;
 mod integration;
+pub mod registry;
 pub mod retry;
 pub mod service;
 pub mod spool;

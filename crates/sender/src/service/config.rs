@@ -20,16 +20,14 @@
 //!
 //! Secrets are never in the file: the file names environment variables that hold them.
 
-use crate::batcher::BatchLimits;
+use crate::Integration;
+use crate::registry::{IntegrationSettings, RegistryError};
 use crate::spool::BacklogLimits;
-use crate::{Exclusions, Integration};
-use evo_siem_protocol::Secret;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Why the configuration cannot be used. Messages name the field or variable, never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -184,51 +182,55 @@ impl Config {
         }
     }
 
-    /// Every integration, checked, with its secret read from the environment.
-    pub fn integrations(&self) -> Result<Vec<Integration>, ConfigError> {
+    /// Every integration's settings, with secrets read from their variables or files.
+    pub fn settings(&self) -> Result<Vec<IntegrationSettings>, ConfigError> {
         self.integrations
             .iter()
-            .map(|c| c.build(&self.allow_private_targets))
+            .map(IntegrationConfig::settings)
+            .collect()
+    }
+
+    /// Every integration, checked.
+    pub fn integrations(&self) -> Result<Vec<Integration>, ConfigError> {
+        self.settings()?
+            .iter()
+            .map(|s| {
+                s.build(&self.allow_private_targets).map_err(|e| match e {
+                    RegistryError::Invalid { tenant, reason } => {
+                        ConfigError::Invalid { tenant, reason }
+                    }
+                    other => ConfigError::Invalid {
+                        tenant: s.tenant.clone(),
+                        reason: other.to_string(),
+                    },
+                })
+            })
             .collect()
     }
 }
 
 impl IntegrationConfig {
-    fn build(&self, allowed: &[IpNet]) -> Result<Integration, ConfigError> {
-        let invalid = |reason: String| ConfigError::Invalid {
-            tenant: self.tenant.clone(),
-            reason,
-        };
-        let defaults = BatchLimits::default();
-        let limits = BatchLimits::new(
-            self.max_batch_events.unwrap_or(defaults.max_events()),
-            self.max_batch_bytes.unwrap_or(defaults.max_bytes()),
-            self.linger_ms
-                .map_or(defaults.linger(), Duration::from_millis),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
-        let mut integration = Integration::new(&self.tenant, &self.webhook_url, allowed)
-            .map_err(|e| invalid(e.to_string()))?
-            .with_exclusions(Exclusions::new(self.excluded_actions.iter().cloned()))
-            .with_limits(limits);
-        let secret = match (&self.signing_secret_env, &self.signing_secret_file) {
+    fn settings(&self) -> Result<IntegrationSettings, ConfigError> {
+        let signing_secret = match (&self.signing_secret_env, &self.signing_secret_file) {
             (Some(var), None) => Some(env(var, "a signing secret")?),
             (None, Some(path)) => Some(read_secret(path)?),
             (None, None) => None,
             (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "set signing_secret_env or signing_secret_file, not both".into(),
-                ));
+                return Err(ConfigError::Invalid {
+                    tenant: self.tenant.clone(),
+                    reason: "set signing_secret_env or signing_secret_file, not both".into(),
+                });
             }
         };
-        if let Some(secret) = secret {
-            integration = integration.with_secret(Secret::new(secret));
-        }
-        for (name, value) in &self.headers {
-            integration = integration
-                .with_header(name, value)
-                .map_err(|e| invalid(e.to_string()))?;
-        }
-        Ok(integration)
+        Ok(IntegrationSettings {
+            tenant: self.tenant.clone(),
+            webhook_url: self.webhook_url.clone(),
+            signing_secret,
+            headers: self.headers.clone(),
+            excluded_actions: self.excluded_actions.clone(),
+            max_batch_events: self.max_batch_events,
+            max_batch_bytes: self.max_batch_bytes,
+            linger_ms: self.linger_ms,
+        })
     }
 }

@@ -60,7 +60,7 @@ pub(super) async fn ingest(
             "a valid ingest bearer token is required",
         );
     }
-    let Some(integration) = app.integrations.get(&tenant) else {
+    let Some(integration) = app.registry.get(&tenant) else {
         return error(
             StatusCode::NOT_FOUND,
             "no_integration",

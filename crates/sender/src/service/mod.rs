@@ -6,9 +6,10 @@ mod ingest;
 pub use config::{Config, ConfigError, IntegrationConfig};
 
 use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::registry::Registry;
 use crate::retry::Backoff;
 use crate::spool::{Spool, SqliteSpool};
-use crate::{DeliveryStats, Integration, Worker};
+use crate::{DeliveryStats, Worker};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -42,9 +43,11 @@ pub enum ServiceError {
 
 pub(crate) struct App {
     ingest_token: String,
-    integrations: HashMap<String, Arc<Integration>>,
+    registry: Arc<Registry>,
     spool: Arc<dyn Spool>,
 }
+
+type StatsMap = Arc<std::sync::Mutex<HashMap<String, Arc<DeliveryStats>>>>;
 
 /// A running sender.
 #[derive(Debug)]
@@ -52,14 +55,30 @@ pub struct Sender {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    stats: HashMap<String, Arc<DeliveryStats>>,
+    stats: StatsMap,
+    registry: Arc<Registry>,
 }
 
 impl Sender {
-    /// Opens the spool, starts a worker per integration and the ingest API.
+    /// Opens the spool and the integration store (seeding it from the file), starts a worker per
+    /// integration and the ingest API.
     pub async fn start(config: &Config) -> Result<Self, ServiceError> {
-        let integrations = config.integrations()?;
         let ingest_token = config.ingest_token()?;
+        let registry = Arc::new(
+            Registry::open(&config.data_dir, config.allow_private_targets.clone())
+                .map_err(|e| ServiceError::Io(e.to_string()))?,
+        );
+        for settings in config.settings()? {
+            if registry
+                .seed(&settings)
+                .map_err(|e| ServiceError::Io(e.to_string()))?
+            {
+                tracing::info!(
+                    tenant = settings.tenant,
+                    "integration settings applied from the configuration file"
+                );
+            }
+        }
         let spool: Arc<dyn Spool> = Arc::new(SqliteSpool::open(
             &config.data_dir.join("spool.db"),
             config.backlog_limits(),
@@ -71,29 +90,17 @@ impl Sender {
         let dispatcher = Dispatcher::new(&settings).map_err(|e| ServiceError::Io(e.to_string()))?;
         let (stop, shutdown) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut stats = HashMap::new();
-        let mut by_tenant = HashMap::new();
-        for integration in integrations {
-            let integration = Arc::new(integration);
-            let worker = Worker::new(
-                spool.clone(),
-                dispatcher.clone(),
-                integration.clone(),
-                Backoff::default(),
-            );
-            stats.insert(integration.tenant().to_owned(), worker.stats());
-            let shutdown = shutdown.clone();
-            let tenant = integration.tenant().to_owned();
-            tasks.spawn(async move {
-                if let Err(err) = worker.run(shutdown).await {
-                    tracing::error!(tenant, error = %err, "delivery worker stopped");
-                }
-            });
-            by_tenant.insert(integration.tenant().to_owned(), integration);
-        }
+        let stats = StatsMap::default();
+        tasks.spawn(supervise(
+            registry.clone(),
+            spool.clone(),
+            dispatcher,
+            stats.clone(),
+            shutdown.clone(),
+        ));
         let app = Arc::new(App {
             ingest_token,
-            integrations: by_tenant,
+            registry: registry.clone(),
             spool,
         });
         let router = Router::new()
@@ -125,6 +132,7 @@ impl Sender {
             stop,
             tasks,
             stats,
+            registry,
         })
     }
 
@@ -135,7 +143,16 @@ impl Sender {
 
     /// The delivery counters of `tenant`'s integration.
     pub fn stats(&self, tenant: &str) -> Option<Arc<DeliveryStats>> {
-        self.stats.get(tenant).cloned()
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .cloned()
+    }
+
+    /// The integrations in force; changes apply without a restart.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// Stops taking events, lets attempts in flight finish (up to [`SHUTDOWN_GRACE`]), and stops.
@@ -152,6 +169,56 @@ impl Sender {
             );
             self.tasks.abort_all();
         }
+    }
+}
+
+/// Keeps one worker running per integration in the registry, starting workers for integrations
+/// added at run time; a removed integration's worker stops by itself. On shutdown, waits for the
+/// workers (each lets its attempt in flight finish).
+async fn supervise(
+    registry: Arc<Registry>,
+    spool: Arc<dyn Spool>,
+    dispatcher: Dispatcher,
+    stats: StatsMap,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        for tenant in registry.tenants() {
+            if workers.get(&tenant).is_some_and(|w| !w.is_finished()) {
+                continue;
+            }
+            let Some(integration) = registry.get(&tenant) else {
+                continue;
+            };
+            let worker = Worker::new(
+                spool.clone(),
+                dispatcher.clone(),
+                integration,
+                Backoff::default(),
+            )
+            .following(registry.clone());
+            stats
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(tenant.clone(), worker.stats());
+            let (name, stop) = (tenant.clone(), shutdown.clone());
+            workers.insert(
+                tenant,
+                tokio::spawn(async move {
+                    if let Err(err) = worker.run(stop).await {
+                        tracing::error!(tenant = name, error = %err, "delivery worker stopped");
+                    }
+                }),
+            );
+        }
+        tokio::select! {
+            _ = registry.changed() => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    for (_, worker) in workers {
+        let _ = worker.await;
     }
 }
 

@@ -216,3 +216,74 @@ fn the_example_config_parses_and_mistakes_are_refused() {
         "integration acme: webhook_url: 10.0.0.8 is a private address"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_change_at_run_time_and_survive_a_restart() {
+    use evo_siem_sender::registry::IntegrationSettings;
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &siem.uri(), "");
+    let sender = Sender::start(&config).await.unwrap();
+    let one = |action: &str| serde_json::to_string(&[event(0, action)]).unwrap();
+
+    // A tenant added while the sender runs gets a worker and takes events at once.
+    let globex = IntegrationSettings {
+        tenant: "globex".into(),
+        webhook_url: format!("{}/webhook", siem.uri()),
+        signing_secret: Some("globex-secret".into()),
+        headers: Default::default(),
+        excluded_actions: vec![],
+        max_batch_events: None,
+        max_batch_bytes: None,
+        linger_ms: Some(0),
+    };
+    sender.registry().put(&globex).unwrap();
+    assert_eq!(
+        post(&sender, "globex", Some(TOKEN), one("User logout"))
+            .await
+            .0,
+        202
+    );
+    let started = Instant::now();
+    while sender
+        .stats("globex")
+        .is_none_or(|s| s.delivered.load(std::sync::atomic::Ordering::Relaxed) < 1)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the new tenant's events were not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A changed exclusion list applies to the next request, without a restart.
+    let mut acme = sender.registry().settings("acme").unwrap().unwrap();
+    acme.excluded_actions.push("User logout".into());
+    sender.registry().put(&acme).unwrap();
+    let (_, body) = post(&sender, "acme", Some(TOKEN), one("User logout")).await;
+    assert_eq!(body, serde_json::json!({"accepted": 0, "excluded": 1}));
+    sender.shutdown().await;
+
+    // A restart with the same file keeps both run-time changes.
+    let sender = Sender::start(&config).await.unwrap();
+    assert_eq!(
+        post(&sender, "globex", Some(TOKEN), one("User logout"))
+            .await
+            .0,
+        202
+    );
+    let (_, body) = post(&sender, "acme", Some(TOKEN), one("User logout")).await;
+    assert_eq!(body, serde_json::json!({"accepted": 0, "excluded": 1}));
+    assert!(sender.registry().remove("globex").unwrap());
+    assert_eq!(
+        post(&sender, "globex", Some(TOKEN), one("User logout"))
+            .await
+            .0,
+        404
+    );
+    sender.shutdown().await;
+}
