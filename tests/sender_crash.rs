@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 type Received = Arc<Mutex<HashMap<String, usize>>>;
 
+/// The sink's key for arrivals of the excluded action.
+const EXCLUDED_KEY: &str = "excluded action";
+
 /// A SIEM that records how often each event UUID arrived.
 async fn sink() -> (String, Received) {
     let received = Received::default();
@@ -58,21 +61,44 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) {
     }
 }
 
-fn events(n: usize) -> (Vec<String>, String) {
-    let uuids: Vec<String> = (0..n).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    let body = uuids
-        .iter()
-        .map(|u| {
-            format!(
-                r#"{{"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{{"uuid":"{u}","action":"User logout","status":"Success","actor":{{"kind":"User","name":"ana@example.com"}},"origin":{{"hostname":"h","ipaddr":"192.0.2.1"}},"target":{{"kind":"User","name":"ana@example.com"}},"ts":1706000000123456789,"created_at":1706000000123456789}}}}"#
-            ) + "\n"
-        })
-        .collect();
-    (uuids, body)
+/// `n` events as NDJSON, every `excluded_every`-th with the excluded action "User login"; returns
+/// the UUIDs of the others (those the SIEM must receive) and the body.
+fn events(n: usize, excluded_every: usize) -> (Vec<String>, String) {
+    let mut kept = Vec::new();
+    let mut body = String::new();
+    for i in 0..n {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let action = if i % excluded_every == 0 {
+            "User login"
+        } else {
+            "User logout"
+        };
+        if action != "User login" {
+            kept.push(uuid.clone());
+        }
+        body += &format!(
+            r#"{{"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{{"uuid":"{uuid}","action":"{action}","status":"Success","actor":{{"kind":"User","name":"ana@example.com"}},"origin":{{"hostname":"h","ipaddr":"192.0.2.1"}},"target":{{"kind":"User","name":"ana@example.com"}},"ts":1706000000123456789,"created_at":1706000000123456789}}}}"#
+        );
+        body.push('\n');
+    }
+    (kept, body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3))]
+
+    /// Over kill moments and event streams: every acknowledged, non-excluded event arrives.
+    #[test]
+    fn sigkill_at_random_moments_loses_no_acknowledged_event(
+        rounds in proptest::collection::vec((20u64..400, 1usize..150), 2..5),
+        excluded_every in 2usize..7,
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(crash_scenario(rounds, excluded_every));
+    }
+}
+
+async fn crash_scenario(rounds: Vec<(u64, usize)>, excluded_every: usize) {
     let (siem, received) = sink().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,7 +113,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{dir}\"\ningest_token_file = \"{dir}/token\"\n\
              allow_private_targets = [\"127.0.0.1/32\"]\n\n[[integration]]\ntenant = \"acme\"\n\
-             webhook_url = \"{siem}\"\nmax_batch_events = 50\nlinger_ms = 5\n",
+             webhook_url = \"{siem}\"\nexcluded_actions = [\"User login\"]\nmax_batch_events = 50\nlinger_ms = 5\n",
             dir = dir.path().display()
         ),
     )
@@ -97,15 +123,14 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let mut rng = fastrand::Rng::new();
     let mut acknowledged = HashSet::new();
 
-    for _round in 0..5 {
+    for &(kill_after_ms, per_request) in &rounds {
         let mut child = start(&config);
         wait_healthy(&client, &base).await;
-        let deadline = Instant::now() + Duration::from_millis(rng.u64(50..400));
+        let deadline = Instant::now() + Duration::from_millis(kill_after_ms);
         while Instant::now() < deadline {
-            let (uuids, body) = events(rng.usize(1..120));
+            let (uuids, body) = events(per_request, excluded_every);
             let response = client
                 .post(format!("{base}/v1/tenants/acme/audit-events"))
                 .bearer_auth("crash-token")
@@ -142,13 +167,16 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_event() {
     child.wait().unwrap();
     let duplicates: usize = received.lock().unwrap().values().map(|n| n - 1).sum();
     println!(
-        "{} acknowledged events, {} duplicates after 5 SIGKILLs",
+        "{} acknowledged events, {} duplicates after {} SIGKILLs",
         acknowledged.len(),
-        duplicates
+        duplicates,
+        rounds.len()
     );
-    assert!(
-        acknowledged.len() > 100,
-        "too few events ingested to mean anything"
+    assert!(!acknowledged.is_empty(), "nothing was ingested");
+    assert_eq!(
+        received.lock().unwrap().get(EXCLUDED_KEY),
+        None,
+        "an excluded action reached the SIEM"
     );
     assert!(
         missing.is_empty(),
@@ -199,7 +227,7 @@ async fn sigterm_stops_cleanly_and_a_restart_delivers_the_rest() {
 
     let mut child = start(&write_config(&refusing_url));
     wait_healthy(&client, &base).await;
-    let (uuids, body) = events(40);
+    let (uuids, body) = events(40, usize::MAX);
     let response = client
         .post(format!("{base}/v1/tenants/acme/audit-events"))
         .bearer_auth("term-token")
