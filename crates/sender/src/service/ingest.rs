@@ -33,18 +33,20 @@ fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
     bool::from(presented.ct_eq(token))
 }
 
-/// Splits a body into events: a JSON array, or NDJSON.
-fn split(body: &[u8]) -> Result<Vec<&RawValue>, (usize, String)> {
+/// Splits a body into the text of each event: the elements of a JSON array, or the lines of
+/// NDJSON. NDJSON lines are not parsed here: the typed parse that follows checks each one whole.
+fn split(body: &[u8]) -> Result<Vec<&str>, (usize, String)> {
     let text = std::str::from_utf8(body).map_err(|e| (0, format!("not UTF-8: {e}")))?;
     if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text)
-            .map_err(|e| (0, format!("not a JSON array of events: {e}")));
+        let raws: Vec<&RawValue> = serde_json::from_str(text)
+            .map_err(|e| (0, format!("not a JSON array of events: {e}")))?;
+        return Ok(raws.into_iter().map(RawValue::get).collect());
     }
-    text.lines()
-        .filter(|line| !line.trim().is_empty())
-        .enumerate()
-        .map(|(index, line)| serde_json::from_str(line).map_err(|e| (index, e.to_string())))
-        .collect()
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect())
 }
 
 pub(super) async fn ingest(
@@ -84,7 +86,8 @@ pub(super) async fn ingest(
     let mut accepted = Vec::with_capacity(raws.len());
     let mut excluded = 0;
     for (index, raw) in raws.iter().enumerate() {
-        let event = match Event::from_json(raw.get()) {
+        // One typed parse checks the whole text; the text itself is what gets stored and sent.
+        let event = match serde_json::from_str::<Event<'_>>(raw) {
             Ok(event) if uuid::Uuid::try_parse(&event.data.uuid).is_ok() => event,
             Ok(_) => {
                 let body = json!({ "error": "invalid_event", "index": index, "message": "data.uuid is not a UUID" });
@@ -101,7 +104,7 @@ pub(super) async fn ingest(
         } else {
             accepted.push(NewEvent {
                 action: event.data.action.into_owned(),
-                json: raw.get().to_owned(),
+                json: (*raw).to_owned(),
             });
         }
     }

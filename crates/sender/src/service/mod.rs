@@ -26,6 +26,9 @@ pub const MAX_INGEST_BYTES: usize = 16 * 1024 * 1024;
 /// How long shutdown waits for attempts in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long shutdown waits for ingest requests in progress before closing their connections.
+pub const HTTP_GRACE: Duration = Duration::from_secs(2);
+
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -114,16 +117,25 @@ impl Sender {
         let addr = listener
             .local_addr()
             .map_err(|e| ServiceError::Io(e.to_string()))?;
-        let mut http_shutdown = shutdown;
+        let (mut http_shutdown, mut http_deadline) = (shutdown.clone(), shutdown);
         tasks.spawn(async move {
             let stopping = async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;
             };
-            if let Err(err) = axum::serve(listener, router)
-                .with_graceful_shutdown(stopping)
-                .await
-            {
-                tracing::error!(error = %err, "ingest API stopped");
+            let server = axum::serve(listener, router).with_graceful_shutdown(stopping);
+            // Requests in progress get a moment to finish; then open connections are closed, so
+            // a client holding one cannot hold up the stop.
+            let deadline = async move {
+                let _ = http_deadline.wait_for(|stop| *stop).await;
+                tokio::time::sleep(HTTP_GRACE).await;
+            };
+            tokio::select! {
+                result = server => {
+                    if let Err(err) = result {
+                        tracing::error!(error = %err, "ingest API stopped");
+                    }
+                }
+                () = deadline => tracing::warn!("ingest connections still open at shutdown; closing them"),
             }
         });
         tracing::info!(%addr, "sender listening");
