@@ -38,6 +38,31 @@ Example:\n  EVO_SIEM_INGEST_TOKEN=change-me evo-siem sender --config sender.toml
 See crates/sender/README.md for the configuration keys."
     )]
     Sender(SenderArgs),
+    /// Run a mock SIEM that verifies, records and can misbehave on demand.
+    #[command(
+        long_about = "Run a mock SIEM: it verifies deliveries with the receiver SDK (one or \
+several secrets, or unsigned when no --secret-env is given), records them, and can misbehave on \
+demand. Inspect it with GET /_mock/stats, /_mock/events, /_mock/deliveries; reset with DELETE \
+/_mock/state; inject faults with POST /_mock/faults.\n\n\
+Example:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:8080 --secret-env EVO_SIEM_SECRET"
+    )]
+    MockSiem(MockSiemArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MockSiemArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Environment variable holding an accepted signing secret (repeatable).
+    #[arg(long = "secret-env", value_name = "VAR")]
+    pub(crate) secret_env: Vec<String>,
+    /// Path of the webhook.
+    #[arg(long, default_value = "/webhook")]
+    pub(crate) path: String,
+    /// Seed of the fault generator, so that probabilistic faults replay.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
 }
 
 #[derive(Debug, Args)]

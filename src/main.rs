@@ -9,6 +9,7 @@
 //! A broken pipe on stdout (`evo-siem sign … | head -c0`) exits 0, as the reader chose to stop.
 
 mod cli;
+mod mock_siem;
 mod secret_source;
 mod sender;
 mod sign;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Sign(args) => sign::sign(&args),
         cli::Command::Verify(args) => sign::verify(&args),
         cli::Command::Sender(args) => sender::run(&args),
+        cli::Command::MockSiem(args) => mock_siem::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,348 @@
+//! A local mock SIEM for Evo SIEM webhooks, for developing and testing on one machine.
+//!
+//! It is built on the receiver SDK, so it verifies signatures (one or several secrets, or none),
+//! applies the replay window, deduplicates by event UUID and answers with the SDK's statuses. It
+//! records every delivery and can misbehave on demand ([`faults`]).
+//!
+//! - `POST /webhook` (the path is configurable): the webhook.
+//! - `GET /_mock/stats`, `GET /_mock/events` (unique events, first-arrival order, raw JSON),
+//!   `GET /_mock/deliveries`, `DELETE /_mock/state`.
+//! - `POST /_mock/faults` (a list of [`faults::Rule`]), `DELETE /_mock/faults`.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use evo_siem_mock::{MockSiem, MockSiemConfig};
+//! let siem = MockSiem::start("127.0.0.1:0".parse().unwrap(), MockSiemConfig::signed(["whsec-test"])).await?;
+//! println!("deliver to {}", siem.webhook_url());
+//! // ... run a sender against it, then:
+//! assert_eq!(siem.stats().rejected.bad_signature, 0);
+//! # Ok(()) }
+//! ```
+
+pub mod faults;
+mod record;
+
+pub use record::{Delivery, ReceivedEvent, Rejected, Stats};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use evo_siem_protocol::Secret;
+use evo_siem_receiver::{Receiver, read_body};
+use faults::{Action, Faults, Rule};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How the mock SIEM verifies.
+#[derive(Debug, Clone)]
+pub struct MockSiemConfig {
+    secrets: Vec<Secret>,
+    path: String,
+    max_body_bytes: usize,
+    seed: u64,
+}
+
+impl MockSiemConfig {
+    /// Requires a signature by any of `secrets`.
+    pub fn signed<S: Into<Secret>>(secrets: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            secrets: secrets.into_iter().map(Into::into).collect(),
+            ..Self::unsigned()
+        }
+    }
+
+    /// Accepts unsigned batches (an integration without a signing secret).
+    pub fn unsigned() -> Self {
+        Self {
+            secrets: Vec::new(),
+            path: "/webhook".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            seed: 0,
+        }
+    }
+
+    /// Serves the webhook at `path` instead of `/webhook`.
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The seed of the fault generator.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    stats: Stats,
+    deliveries: Vec<Delivery>,
+    events: Vec<ReceivedEvent>,
+    seen: HashSet<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    receiver: Receiver,
+    max_body_bytes: usize,
+    records: Mutex<Records>,
+    faults: Mutex<Faults>,
+}
+
+impl Shared {
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
+        self.records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A running mock SIEM.
+#[derive(Debug)]
+pub struct MockSiem {
+    addr: SocketAddr,
+    path: String,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MockSiem {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl MockSiem {
+    /// Starts serving on `listen` (`127.0.0.1:0` picks a free port).
+    pub async fn start(listen: SocketAddr, config: MockSiemConfig) -> std::io::Result<Self> {
+        let mut builder = Receiver::builder().max_body_bytes(config.max_body_bytes);
+        if config.secrets.is_empty() {
+            builder = builder.allow_unsigned();
+        }
+        for secret in config.secrets {
+            builder = builder.secret(secret);
+        }
+        let receiver = builder
+            .build()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            receiver,
+            max_body_bytes: config.max_body_bytes,
+            records: Mutex::default(),
+            faults: Mutex::new(Faults::new(config.seed)),
+        });
+        let router = Router::new()
+            .route(&config.path, post(webhook))
+            .route("/_mock/stats", get(|State(s): State<Arc<Shared>>| async move { Json(s.records().stats.clone()) }))
+            .route("/_mock/events", get(|State(s): State<Arc<Shared>>| async move { Json(s.records().events.clone()) }))
+            .route(
+                "/_mock/deliveries",
+                get(|State(s): State<Arc<Shared>>| async move { Json(s.records().deliveries.clone()) }),
+            )
+            .route(
+                "/_mock/state",
+                axum::routing::delete(|State(s): State<Arc<Shared>>| async move {
+                    *s.records() = Records::default();
+                    StatusCode::NO_CONTENT
+                }),
+            )
+            .route("/_mock/faults", post(set_faults).delete(clear_faults))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, router).await {
+                tracing::error!(error = %err, "mock SIEM stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            path: config.path,
+            shared,
+            server,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The webhook URL to configure in a sender.
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.path)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.records().stats.clone()
+    }
+
+    /// Every request so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared.records().deliveries.clone()
+    }
+
+    /// The distinct events so far, in first-arrival order.
+    pub fn events(&self) -> Vec<ReceivedEvent> {
+        self.shared.records().events.clone()
+    }
+
+    /// Replaces the fault rules (and restarts the request count).
+    pub fn set_faults(&self, rules: Vec<Rule>) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set(rules);
+    }
+}
+
+async fn set_faults(State(shared): State<Arc<Shared>>, Json(rules): Json<Vec<Rule>>) -> StatusCode {
+    shared
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .set(rules);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .set(Vec::new());
+    StatusCode::NO_CONTENT
+}
+
+async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut delivery = Delivery {
+        delivery_id: header(evo_siem_protocol::headers::DELIVERY_ID),
+        attempt: header(evo_siem_protocol::headers::DELIVERY_ATTEMPT),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    record::redact(n.as_str(), v.to_str().unwrap_or("<binary>")),
+                )
+            })
+            .collect(),
+        verdict: String::new(),
+        status: 0,
+        events: Vec::new(),
+    };
+    let fault = shared
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .next();
+    if let Some(Action::Status {
+        status,
+        retry_after,
+    }) = fault
+    {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        delivery.verdict = format!("fault:status {}", status.as_u16());
+        delivery.status = status.as_u16();
+        record_delivery(&shared, delivery);
+        let mut response = (status, "fault injected by the mock SIEM").into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        return response;
+    }
+    if let Some(Action::DelayMs(ms)) = fault {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let outcome = match read_body(&parts.headers, body, shared.max_body_bytes).await {
+        Ok(bytes) => {
+            shared
+                .receiver
+                .accept(&parts.headers, bytes, SystemTime::now())
+                .await
+        }
+        Err(rejection) => Err(rejection),
+    };
+    let batch = match outcome {
+        Ok(batch) => batch,
+        Err(rejection) => {
+            delivery.verdict = rejection.reason_code().to_owned();
+            delivery.status = rejection.status().as_u16();
+            shared
+                .records()
+                .stats
+                .rejected
+                .count(rejection.reason_code());
+            record_delivery(&shared, delivery);
+            return rejection.into_response();
+        }
+    };
+    {
+        let mut records = shared.records();
+        let records = &mut *records;
+        for event in &batch.batch().events {
+            let uuid = event.data.uuid.to_string();
+            delivery.events.push(uuid.clone());
+            records.stats.events_received += 1;
+            if records.seen.insert(uuid.clone()) {
+                records.stats.unique_events += 1;
+                records.events.push(ReceivedEvent {
+                    uuid,
+                    action: event.data.action.to_string(),
+                    raw: event.raw_json().unwrap_or_default().to_owned(),
+                });
+            } else {
+                records.stats.duplicate_events += 1;
+            }
+        }
+    }
+    let response = match batch.commit().await {
+        Ok(delivered) => {
+            delivery.verdict = "accepted".into();
+            delivery.status = 200;
+            shared.records().stats.accepted_deliveries += 1;
+            delivered.into_response()
+        }
+        Err(rejection) => {
+            delivery.verdict = rejection.reason_code().to_owned();
+            delivery.status = rejection.status().as_u16();
+            rejection.into_response()
+        }
+    };
+    if fault == Some(Action::AcceptThenHang) {
+        delivery.verdict = "fault:accept_then_hang".into();
+        delivery.status = 0;
+        record_delivery(&shared, delivery);
+        // The batch is committed; the sender never hears so and times out.
+        return std::future::pending::<Response>().await;
+    }
+    record_delivery(&shared, delivery);
+    response
+}
+
+fn record_delivery(shared: &Shared, delivery: Delivery) {
+    let mut records = shared.records();
+    records.stats.deliveries += 1;
+    records.deliveries.push(delivery);
+}
