@@ -47,6 +47,37 @@ demand. Inspect it with GET /_mock/stats, /_mock/events, /_mock/deliveries; rese
 Example:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:8080 --secret-env EVO_SIEM_SECRET"
     )]
     MockSiem(MockSiemArgs),
+    /// Check a receiver (or sender) against the wire contract.
+    #[command(subcommand)]
+    Conformance(ConformanceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConformanceCommand {
+    /// Send a battery of deliveries to a receiver URL and judge each answer.
+    #[command(
+        long_about = "Send a battery of deliveries to a receiver and judge each answer: a \
+valid batch and its redelivery must get 2xx; unsigned, forged, tampered and stale ones 401; \
+malformed ones 400; an oversized one 413. Another 4xx than the recommended one is a warning; \
+a 2xx or 5xx where a refusal is due is a failure. Exits 1 on any failure.\n\n\
+Example:\n  EVO_SIEM_SECRET=change-me evo-siem conformance receiver --url http://127.0.0.1:8080/webhook --secret-env EVO_SIEM_SECRET"
+    )]
+    Receiver(ReceiverSuiteArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReceiverSuiteArgs {
+    /// The receiver's webhook URL.
+    #[arg(long)]
+    pub(crate) url: String,
+    #[command(flatten)]
+    pub(crate) secrets: SecretArgs,
+    /// The receiver's body limit in bytes; one byte more is sent.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub(crate) max_body: usize,
+    /// `table` or `json`.
+    #[arg(long, default_value = "table")]
+    pub(crate) format: String,
 }
 
 #[derive(Debug, Args)]

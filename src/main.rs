@@ -9,6 +9,7 @@
 //! A broken pipe on stdout (`evo-siem sign … | head -c0`) exits 0, as the reader chose to stop.
 
 mod cli;
+mod conformance;
 mod mock_siem;
 mod secret_source;
 mod sender;
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => sign::verify(&args),
         cli::Command::Sender(args) => sender::run(&args),
         cli::Command::MockSiem(args) => mock_siem::run(&args),
+        cli::Command::Conformance(cli::ConformanceCommand::Receiver(args)) => {
+            conformance::receiver(&args)
+        }
     };
     match result {
         Ok(code) => code,

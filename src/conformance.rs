@@ -1,0 +1,37 @@
+//! `evo-siem conformance receiver`: the receiver suite against any URL.
+
+use crate::cli::ReceiverSuiteArgs;
+use crate::secret_source;
+use anyhow::{Context, bail};
+use evo_siem_conformance::receiver::{self, ReceiverTarget, Verdict};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub(crate) fn receiver(args: &ReceiverSuiteArgs) -> anyhow::Result<ExitCode> {
+    let secret = secret_source::load(&args.secrets)?.remove(0);
+    let target = ReceiverTarget {
+        url: args.url.clone(),
+        secret,
+        max_body: args.max_body,
+        timeout: Duration::from_secs(10),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let results = runtime.block_on(receiver::run(&target))?;
+    match args.format.as_str() {
+        "table" => print!("{}", receiver::table(&results)),
+        "json" => println!("{}", serde_json::to_string_pretty(&results)?),
+        other => bail!("unknown --format {other:?}: use table or json"),
+    }
+    let count = |v| results.iter().filter(|r| r.verdict == v).count();
+    let (passed, warned, failed) = (
+        count(Verdict::Pass),
+        count(Verdict::Warn),
+        count(Verdict::Fail),
+    );
+    eprintln!("{passed} passed, {warned} warnings, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
