@@ -10,6 +10,7 @@
 
 mod cli;
 mod conformance;
+mod logging;
 mod mock_siem;
 mod secret_source;
 mod sender;

@@ -7,13 +7,7 @@ use evo_siem_mock::{MockSiem, MockSiemConfig};
 use std::process::ExitCode;
 
 pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,evo_siem_receiver=debug".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init("info,evo_siem_receiver=debug");
     let config = if args.secret_env.is_empty() {
         MockSiemConfig::unsigned()
     } else {

@@ -6,12 +6,7 @@ use evo_siem_sender::service::{self, Config};
 use std::process::ExitCode;
 
 pub(crate) fn run(args: &SenderArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init("info");
     let config = Config::load(&args.config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(service::run(&config))?;
