@@ -44,7 +44,8 @@ See crates/sender/README.md for the configuration keys."
 several secrets, or unsigned when no --secret-env is given), records them, and can misbehave on \
 demand. Inspect it with GET /_mock/stats, /_mock/events, /_mock/deliveries; reset with DELETE \
 /_mock/state; inject faults with POST /_mock/faults.\n\n\
-Example:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:8080 --secret-env EVO_SIEM_SECRET"
+Examples:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:8080 --secret-env EVO_SIEM_SECRET\n  \
+evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2 --drop-rate 0.05 --seed 7"
     )]
     MockSiem(MockSiemArgs),
     /// Check a receiver (or sender) against the wire contract.
@@ -94,6 +95,33 @@ pub(crate) struct MockSiemArgs {
     /// Seed of the fault generator, so that probabilistic faults replay.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// Fault rules from a JSON file (the body `POST /_mock/faults` takes); checked before the
+    /// flags below. For each request the first matching rule acts.
+    #[arg(long, value_name = "FILE", help_heading = "Faults")]
+    pub(crate) faults: Option<PathBuf>,
+    /// Answer --fail-status to the first N requests.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    pub(crate) fail_first: Option<u64>,
+    /// Close the connection without answering, with this probability (0 to 1).
+    #[arg(long, value_name = "P", help_heading = "Faults")]
+    pub(crate) drop_rate: Option<f64>,
+    /// Answer --fail-status with this probability (0 to 1).
+    #[arg(long, value_name = "P", help_heading = "Faults")]
+    pub(crate) fail_rate: Option<f64>,
+    /// The status of --fail-first and --fail-rate.
+    #[arg(
+        long,
+        value_name = "CODE",
+        default_value_t = 503,
+        help_heading = "Faults"
+    )]
+    pub(crate) fail_status: u16,
+    /// A Retry-After, in seconds, with --fail-first and --fail-rate answers.
+    #[arg(long, value_name = "SECS", help_heading = "Faults")]
+    pub(crate) retry_after: Option<u64>,
+    /// Delay every request no other fault took by this long.
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    pub(crate) delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]

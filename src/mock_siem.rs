@@ -3,6 +3,7 @@
 use crate::cli::{MockSiemArgs, SecretArgs};
 use crate::secret_source;
 use anyhow::Context;
+use evo_siem_mock::faults::{Action, Rule, When};
 use evo_siem_mock::{MockSiem, MockSiemConfig};
 use std::process::ExitCode;
 
@@ -18,11 +19,16 @@ pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
         MockSiemConfig::signed(secret_source::load(&sources)?)
     };
     let config = config.path(args.path.clone()).seed(args.seed);
+    let rules = rules(args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let siem = MockSiem::start(args.listen, config)
             .await
             .context("cannot start the mock SIEM")?;
+        if !rules.is_empty() {
+            eprintln!("fault rules: {}", rules.len());
+        }
+        siem.set_faults(rules).context("invalid fault flags")?;
         eprintln!("mock SIEM listening: deliver to {}", siem.webhook_url());
         eprintln!("inspect: curl -s http://{}/_mock/stats", siem.addr());
         tokio::signal::ctrl_c()
@@ -31,4 +37,127 @@ pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fault rules of the command line: the file's first, then the flags, most specific first
+/// (the first matching rule acts, so the delay that applies to everything comes last).
+fn rules(args: &MockSiemArgs) -> anyhow::Result<Vec<Rule>> {
+    let mut rules: Vec<Rule> = match &args.faults {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a list of fault rules", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let fail = Action::Status {
+        status: args.fail_status,
+        retry_after: args.retry_after,
+    };
+    if let Some(n) = args.fail_first {
+        rules.push(Rule {
+            when: When::First(n),
+            action: fail.clone(),
+        });
+    }
+    if let Some(p) = args.drop_rate {
+        rules.push(Rule {
+            when: When::Probability(p),
+            action: Action::Drop,
+        });
+    }
+    if let Some(p) = args.fail_rate {
+        rules.push(Rule {
+            when: When::Probability(p),
+            action: fail,
+        });
+    }
+    if let Some(ms) = args.delay_ms {
+        rules.push(Rule {
+            when: When::Always,
+            action: Action::DelayMs(ms),
+        });
+    }
+    evo_siem_mock::faults::validate(&rules).context("invalid fault flags")?;
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> MockSiemArgs {
+        let cli =
+            crate::cli::Cli::try_parse_from(["evo-siem", "mock-siem"].iter().chain(args.iter()))
+                .unwrap();
+        match cli.command {
+            crate::cli::Command::MockSiem(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_become_rules_in_a_fixed_order() {
+        let args = parse(&[
+            "--delay-ms",
+            "50",
+            "--fail-rate",
+            "0.1",
+            "--drop-rate",
+            "0.05",
+            "--fail-first",
+            "3",
+            "--fail-status",
+            "429",
+            "--retry-after",
+            "2",
+        ]);
+        let fail = Action::Status {
+            status: 429,
+            retry_after: Some(2),
+        };
+        assert_eq!(
+            rules(&args).unwrap(),
+            [
+                Rule {
+                    when: When::First(3),
+                    action: fail.clone()
+                },
+                Rule {
+                    when: When::Probability(0.05),
+                    action: Action::Drop
+                },
+                Rule {
+                    when: When::Probability(0.1),
+                    action: fail
+                },
+                Rule {
+                    when: When::Always,
+                    action: Action::DelayMs(50)
+                },
+            ]
+        );
+        assert!(rules(&parse(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn nonsense_flags_are_refused() {
+        let err = rules(&parse(&["--fail-rate", "3"])).unwrap_err();
+        assert!(format!("{err:#}").contains("probability"), "{err:#}");
+        let err = rules(&parse(&["--fail-first", "1", "--fail-status", "42"])).unwrap_err();
+        assert!(format!("{err:#}").contains("status"), "{err:#}");
+    }
+
+    #[test]
+    fn a_rules_file_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("faults.json");
+        std::fs::write(&file, r#"[{"when": {"nth": 2}, "action": "reset"}]"#).unwrap();
+        let args = parse(&["--faults", file.to_str().unwrap(), "--fail-first", "1"]);
+        let rules = rules(&args).unwrap();
+        assert_eq!(rules[0].action, Action::Reset);
+        assert_eq!(rules[1].when, When::First(1));
+    }
 }

@@ -1,17 +1,27 @@
 //! Fault injection: rules that make the mock SIEM misbehave on chosen requests.
 //!
 //! `POST /_mock/faults` takes a JSON list of rules, checked in order for every webhook request
-//! (counted from 1); the first that matches acts:
+//! (counted from 1 since the rules were set); the first that matches acts:
 //!
 //! ```json
 //! [{"when": {"first": 2}, "action": {"status": 503, "retry_after": 1}},
 //!  {"when": {"nth": 5}, "action": "accept_then_hang"},
+//!  {"when": {"nth": 6}, "action": "drop"},
+//!  {"when": {"window": {"from_ms": 2000, "until_ms": 4000}}, "action": "reset"},
 //!  {"when": {"probability": 0.1}, "action": {"delay_ms": 800}}]
 //! ```
+//!
+//! Matches: `"always"`, `{"first": n}`, `{"nth": n}`, `{"probability": p}`, and
+//! `{"window": {"from_ms", "until_ms"}}` (milliseconds since the rules were set).
+//! Actions: `{"status": s, "retry_after": secs}` answers `s` without processing the batch;
+//! `{"delay_ms": ms}` waits, then processes normally; `"drop"` closes the connection without an
+//! answer; `"reset"` reads the first part of the body and resets the connection (TCP RST);
+//! `"accept_then_hang"` processes and commits the batch and never answers.
 //!
 //! Probabilities draw from a generator seeded by `seed` (default 0), so a run can be replayed.
 
 use serde::Deserialize;
+use std::time::{Duration, Instant};
 
 /// Which requests a rule applies to.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -25,10 +35,16 @@ pub enum When {
     Nth(u64),
     /// Each request with this probability.
     Probability(f64),
+    /// Requests arriving in this window, counted from when the rules were set.
+    Window {
+        /// Start, in milliseconds (inclusive).
+        from_ms: u64,
+        /// End, in milliseconds (exclusive).
+        until_ms: u64,
+    },
 }
 
-/// What the mock SIEM does instead of (or before) its normal answer. In JSON:
-/// `{"status": 503, "retry_after": 1}`, `{"delay_ms": 800}` or `"accept_then_hang"`.
+/// What the mock SIEM does instead of (or before) its normal answer.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "ActionJson")]
 pub enum Action {
@@ -37,14 +53,30 @@ pub enum Action {
         /// The status.
         status: u16,
         /// `Retry-After`, in seconds.
-        #[serde(default)]
         retry_after: Option<u64>,
     },
     /// Wait this long, then process normally.
     DelayMs(u64),
+    /// Close the connection without answering (the sender sees the connection end).
+    Drop,
+    /// Read the first part of the body, then reset the connection (TCP RST).
+    Reset,
     /// Process and commit the batch, then never answer: the sender times out after the receiver
     /// committed, and must redeliver (the duplicate is counted).
     AcceptThenHang,
+}
+
+impl Action {
+    /// The name recorded in a delivery's verdict (`fault:<name>`).
+    pub fn name(&self) -> String {
+        match self {
+            Action::Status { status, .. } => format!("status {status}"),
+            Action::DelayMs(ms) => format!("delay {ms}ms"),
+            Action::Drop => "drop".into(),
+            Action::Reset => "reset".into(),
+            Action::AcceptThenHang => "accept_then_hang".into(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -64,6 +96,8 @@ enum ActionJson {
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Named {
+    Drop,
+    Reset,
     AcceptThenHang,
 }
 
@@ -78,6 +112,8 @@ impl From<ActionJson> for Action {
                 retry_after,
             },
             ActionJson::Delay { delay_ms } => Action::DelayMs(delay_ms),
+            ActionJson::Named(Named::Drop) => Action::Drop,
+            ActionJson::Named(Named::Reset) => Action::Reset,
             ActionJson::Named(Named::AcceptThenHang) => Action::AcceptThenHang,
         }
     }
@@ -92,11 +128,48 @@ pub struct Rule {
     pub action: Action,
 }
 
+/// Why a list of rules is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRule {
+    /// A probability outside [0, 1].
+    #[error("rule {0}: a probability must be between 0 and 1")]
+    Probability(usize),
+    /// A status the mock cannot answer with.
+    #[error("rule {0}: status must be between 100 and 599")]
+    Status(usize),
+    /// An empty window.
+    #[error("rule {0}: the window's until_ms must be after from_ms")]
+    Window(usize),
+}
+
+/// Checks every rule; the index in the error counts from 0.
+pub fn validate(rules: &[Rule]) -> Result<(), InvalidRule> {
+    for (i, rule) in rules.iter().enumerate() {
+        match rule.when {
+            When::Probability(p) if !(0.0..=1.0).contains(&p) => {
+                return Err(InvalidRule::Probability(i));
+            }
+            When::Window { from_ms, until_ms } if until_ms <= from_ms => {
+                return Err(InvalidRule::Window(i));
+            }
+            _ => {}
+        }
+        if let Action::Status { status, .. } = rule.action
+            && !(100..=599).contains(&status)
+        {
+            return Err(InvalidRule::Status(i));
+        }
+    }
+    Ok(())
+}
+
 /// The rules in force, the request counter and the seeded generator.
 #[derive(Debug)]
 pub(crate) struct Faults {
     rules: Vec<Rule>,
     requests: u64,
+    since: Instant,
     rng: fastrand::Rng,
 }
 
@@ -105,6 +178,7 @@ impl Faults {
         Self {
             rules: Vec::new(),
             requests: 0,
+            since: Instant::now(),
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -112,12 +186,18 @@ impl Faults {
     pub(crate) fn set(&mut self, rules: Vec<Rule>) {
         self.rules = rules;
         self.requests = 0;
+        self.since = Instant::now();
     }
 
     /// Counts a request and returns the action of the first rule that matches it.
     pub(crate) fn next(&mut self) -> Option<Action> {
+        self.next_at(Instant::now())
+    }
+
+    fn next_at(&mut self, now: Instant) -> Option<Action> {
         self.requests += 1;
         let n = self.requests;
+        let elapsed = now.saturating_duration_since(self.since);
         let rng = &mut self.rng;
         self.rules
             .iter()
@@ -126,6 +206,9 @@ impl Faults {
                 When::First(k) => n <= k,
                 When::Nth(k) => n == k,
                 When::Probability(p) => rng.f64() < p,
+                When::Window { from_ms, until_ms } => (Duration::from_millis(from_ms)
+                    ..Duration::from_millis(until_ms))
+                    .contains(&elapsed),
             })
             .map(|rule| rule.action.clone())
     }
@@ -135,16 +218,20 @@ impl Faults {
 mod tests {
     use super::*;
 
+    fn rules(json: &str) -> Vec<Rule> {
+        serde_json::from_str(json).unwrap()
+    }
+
     #[test]
     fn rules_match_in_order_and_reset_the_count() {
-        let rules: Vec<Rule> = serde_json::from_str(
-            r#"[{"when": {"first": 2}, "action": {"status": 503, "retry_after": 1}},
-                {"when": {"nth": 4}, "action": "accept_then_hang"}]"#,
-        )
-        .unwrap();
         let mut faults = Faults::new(0);
-        faults.set(rules);
-        let seen: Vec<Option<Action>> = (0..5).map(|_| faults.next()).collect();
+        faults.set(rules(
+            r#"[{"when": {"first": 2}, "action": {"status": 503, "retry_after": 1}},
+                {"when": {"nth": 4}, "action": "accept_then_hang"},
+                {"when": {"nth": 5}, "action": "drop"},
+                {"when": {"nth": 6}, "action": "reset"}]"#,
+        ));
+        let seen: Vec<Option<Action>> = (0..7).map(|_| faults.next()).collect();
         let unavailable = Some(Action::Status {
             status: 503,
             retry_after: Some(1),
@@ -156,9 +243,27 @@ mod tests {
                 unavailable,
                 None,
                 Some(Action::AcceptThenHang),
+                Some(Action::Drop),
+                Some(Action::Reset),
                 None
             ]
         );
+        faults.set(Vec::new());
+        assert_eq!(faults.next(), None);
+    }
+
+    #[test]
+    fn a_window_matches_only_inside_it() {
+        let mut faults = Faults::new(0);
+        faults.set(rules(
+            r#"[{"when": {"window": {"from_ms": 100, "until_ms": 200}}, "action": {"status": 500}}]"#,
+        ));
+        let start = faults.since;
+        let at = |ms| start + Duration::from_millis(ms);
+        assert_eq!(faults.next_at(at(99)), None);
+        assert!(faults.next_at(at(100)).is_some());
+        assert!(faults.next_at(at(199)).is_some());
+        assert_eq!(faults.next_at(at(200)), None);
     }
 
     #[test]
@@ -177,5 +282,25 @@ mod tests {
         assert_eq!(run(7), run(7));
         let hits = run(7).iter().filter(|h| **h).count();
         assert!((16..48).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn nonsense_rules_are_refused() {
+        assert_eq!(
+            validate(&rules(
+                r#"[{"when": "always", "action": "drop"}, {"when": {"probability": 1.5}, "action": "drop"}]"#
+            )),
+            Err(InvalidRule::Probability(1))
+        );
+        assert_eq!(
+            validate(&rules(r#"[{"when": "always", "action": {"status": 42}}]"#)),
+            Err(InvalidRule::Status(0))
+        );
+        assert_eq!(
+            validate(&rules(
+                r#"[{"when": {"window": {"from_ms": 5, "until_ms": 5}}, "action": "reset"}]"#
+            )),
+            Err(InvalidRule::Window(0))
+        );
     }
 }

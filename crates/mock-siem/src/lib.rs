@@ -21,6 +21,7 @@
 
 pub mod faults;
 mod record;
+mod serve;
 
 pub use record::{Delivery, ReceivedEvent, Rejected, Stats};
 
@@ -33,6 +34,7 @@ use axum::routing::{get, post};
 use evo_siem_protocol::Secret;
 use evo_siem_receiver::{Receiver, read_body};
 use faults::{Action, Faults, Rule};
+use serve::{Ending, Kill};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -103,6 +105,20 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_faults(&self, rules: Vec<Rule>) {
+        self.faults().set(rules);
+    }
+
+    fn next_fault(&self) -> Option<Action> {
+        self.faults().next()
+    }
 }
 
 /// A running mock SIEM.
@@ -158,11 +174,7 @@ impl MockSiem {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let server = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, router).await {
-                tracing::error!(error = %err, "mock SIEM stopped");
-            }
-        });
+        let server = tokio::spawn(serve::serve(listener, router));
         Ok(Self {
             addr,
             path: config.path,
@@ -196,36 +208,81 @@ impl MockSiem {
         self.shared.records().events.clone()
     }
 
-    /// Replaces the fault rules (and restarts the request count).
-    pub fn set_faults(&self, rules: Vec<Rule>) {
-        self.shared
-            .faults
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .set(rules);
+    /// Replaces the fault rules (and restarts the request count and the clock of time windows).
+    pub fn set_faults(&self, rules: Vec<Rule>) -> Result<(), faults::InvalidRule> {
+        faults::validate(&rules)?;
+        self.shared.set_faults(rules);
+        Ok(())
+    }
+
+    /// Forgets every delivery and event (the counters too); the fault rules stay.
+    pub fn clear_records(&self) {
+        *self.shared.records() = Records::default();
     }
 }
 
-async fn set_faults(State(shared): State<Arc<Shared>>, Json(rules): Json<Vec<Rule>>) -> StatusCode {
-    shared
-        .faults
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .set(rules);
-    StatusCode::NO_CONTENT
+async fn set_faults(State(shared): State<Arc<Shared>>, Json(rules): Json<Vec<Rule>>) -> Response {
+    if let Err(err) = faults::validate(&rules) {
+        let body = serde_json::json!({"error": "invalid_fault", "message": err.to_string()});
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+    }
+    shared.set_faults(rules);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
-    shared
-        .faults
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .set(Vec::new());
+    shared.set_faults(Vec::new());
     StatusCode::NO_CONTENT
+}
+
+/// How long `accept_then_hang` holds a connection before closing it, so that a long run of such
+/// faults cannot pile up connections without bound.
+const HANG_FOR: Duration = Duration::from_secs(300);
+
+/// Ends the request's connection without an answer; only returns when the request did not come
+/// through [`serve::serve`] (then it answers 503).
+async fn end_connection(kill: Option<&Arc<Kill>>, ending: Ending) -> Response {
+    match kill {
+        Some(kill) => {
+            kill.fire(ending);
+            std::future::pending().await
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fault injected by the mock SIEM",
+        )
+            .into_response(),
+    }
+}
+
+/// The UUIDs and the age of a batch that is not verified (a faulted request), as far as it
+/// parses.
+fn peek(bytes: &[u8], now: SystemTime) -> (Vec<String>, Option<i64>) {
+    match evo_siem_protocol::parse_batch(bytes) {
+        Ok(batch) => (
+            batch
+                .events
+                .iter()
+                .map(|e| e.data.uuid.to_string())
+                .collect(),
+            age_ms(&batch.generated_at, now),
+        ),
+        Err(_) => (Vec::new(), None),
+    }
+}
+
+/// Milliseconds from `generated_at` to `now` (negative when it is in the future).
+fn age_ms(generated_at: &str, now: SystemTime) -> Option<i64> {
+    let at = evo_siem_protocol::parse_rfc3339(generated_at)?;
+    Some(match now.duration_since(at) {
+        Ok(age) => i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
+        Err(ahead) => -i64::try_from(ahead.duration().as_millis()).unwrap_or(i64::MAX),
+    })
 }
 
 async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let kill = parts.extensions.get::<Arc<Kill>>().cloned();
     let header = |name: &str| {
         parts
             .headers
@@ -249,19 +306,40 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         verdict: String::new(),
         status: 0,
         events: Vec::new(),
+        age_ms: None,
     };
-    let fault = shared
-        .faults
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .next();
+    let fault = shared.next_fault();
+    if let Some(action) = &fault {
+        shared.records().stats.faults_injected += 1;
+        delivery.verdict = format!("fault:{}", action.name());
+    }
+    match fault {
+        Some(Action::Drop) => {
+            record_delivery(&shared, delivery);
+            return end_connection(kill.as_ref(), Ending::Close).await;
+        }
+        Some(Action::Reset) => {
+            // Take the first part of the body, so that the reset comes mid-request.
+            let mut body = body;
+            let _ = http_body_util::BodyExt::frame(&mut body).await;
+            record_delivery(&shared, delivery);
+            return end_connection(kill.as_ref(), Ending::Reset).await;
+        }
+        Some(Action::DelayMs(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        _ => {}
+    }
+    let now = SystemTime::now();
+    let bytes = match read_body(&parts.headers, body, shared.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return refused(&shared, delivery, rejection),
+    };
     if let Some(Action::Status {
         status,
         retry_after,
     }) = fault
     {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        delivery.verdict = format!("fault:status {}", status.as_u16());
+        (delivery.events, delivery.age_ms) = peek(&bytes, now);
         delivery.status = status.as_u16();
         record_delivery(&shared, delivery);
         let mut response = (status, "fault injected by the mock SIEM").into_response();
@@ -272,32 +350,11 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         }
         return response;
     }
-    if let Some(Action::DelayMs(ms)) = fault {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    let outcome = match read_body(&parts.headers, body, shared.max_body_bytes).await {
-        Ok(bytes) => {
-            shared
-                .receiver
-                .accept(&parts.headers, bytes, SystemTime::now())
-                .await
-        }
-        Err(rejection) => Err(rejection),
-    };
-    let batch = match outcome {
+    let batch = match shared.receiver.accept(&parts.headers, bytes, now).await {
         Ok(batch) => batch,
-        Err(rejection) => {
-            delivery.verdict = rejection.reason_code().to_owned();
-            delivery.status = rejection.status().as_u16();
-            shared
-                .records()
-                .stats
-                .rejected
-                .count(rejection.reason_code());
-            record_delivery(&shared, delivery);
-            return rejection.into_response();
-        }
+        Err(rejection) => return refused(&shared, delivery, rejection),
     };
+    delivery.age_ms = age_ms(&batch.batch().generated_at, now);
     {
         let mut records = shared.records();
         let records = &mut *records;
@@ -319,26 +376,40 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     }
     let response = match batch.commit().await {
         Ok(delivered) => {
-            delivery.verdict = "accepted".into();
+            if fault != Some(Action::AcceptThenHang) {
+                delivery.verdict = "accepted".into();
+            }
             delivery.status = 200;
             shared.records().stats.accepted_deliveries += 1;
             delivered.into_response()
         }
-        Err(rejection) => {
-            delivery.verdict = rejection.reason_code().to_owned();
-            delivery.status = rejection.status().as_u16();
-            rejection.into_response()
-        }
+        Err(rejection) => return refused(&shared, delivery, rejection),
     };
     if fault == Some(Action::AcceptThenHang) {
-        delivery.verdict = "fault:accept_then_hang".into();
         delivery.status = 0;
         record_delivery(&shared, delivery);
         // The batch is committed; the sender never hears so and times out.
-        return std::future::pending::<Response>().await;
+        tokio::time::sleep(HANG_FOR).await;
+        return end_connection(kill.as_ref(), Ending::Close).await;
     }
     record_delivery(&shared, delivery);
     response
+}
+
+fn refused(
+    shared: &Shared,
+    mut delivery: Delivery,
+    rejection: evo_siem_receiver::Rejection,
+) -> Response {
+    delivery.verdict = rejection.reason_code().to_owned();
+    delivery.status = rejection.status().as_u16();
+    shared
+        .records()
+        .stats
+        .rejected
+        .count(rejection.reason_code());
+    record_delivery(shared, delivery);
+    rejection.into_response()
 }
 
 fn record_delivery(shared: &Shared, delivery: Delivery) {

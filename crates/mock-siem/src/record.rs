@@ -15,6 +15,8 @@ pub struct Stats {
     pub unique_events: u64,
     /// Events received again.
     pub duplicate_events: u64,
+    /// Requests a fault rule acted on.
+    pub faults_injected: u64,
     /// Refused requests by kind.
     pub rejected: Rejected,
 }
@@ -60,12 +62,17 @@ pub struct Delivery {
     pub attempt: Option<String>,
     /// Request headers, with secret-bearing ones redacted.
     pub headers: Vec<(String, String)>,
-    /// `accepted`, a refusal's reason code, or `fault:<what>` when a fault answered.
+    /// `accepted`, a refusal's reason code, or `fault:<what>` when a fault acted
+    /// (`fault:status 503`, `fault:drop`, `fault:reset`, `fault:accept_then_hang`, `fault:delay 800ms`).
     pub verdict: String,
     /// The status answered (0 when the connection was dropped).
     pub status: u16,
-    /// UUIDs of the events in an accepted batch, in batch order.
+    /// UUIDs of the events in the batch, in batch order: of every accepted batch, and of a
+    /// batch answered by a status fault as far as it parses. Empty for refused batches.
     pub events: Vec<String>,
+    /// Milliseconds from the batch's `generated_at` to its arrival (negative when ahead), when
+    /// the body was read and parsed.
+    pub age_ms: Option<i64>,
 }
 
 /// One distinct event, as `GET /_mock/events` lists them (first-arrival order).

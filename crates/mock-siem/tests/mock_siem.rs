@@ -63,17 +63,21 @@ async fn records_verifies_and_survives_faults_with_the_sender() {
     .unwrap();
     let rules: Vec<Rule> = serde_json::from_str(
         r#"[{"when": {"first": 2}, "action": {"status": 503, "retry_after": 0}},
-            {"when": {"nth": 3}, "action": "accept_then_hang"}]"#,
+            {"when": {"nth": 3}, "action": "accept_then_hang"},
+            {"when": {"nth": 4}, "action": "drop"},
+            {"when": {"nth": 5}, "action": "reset"}]"#,
     )
     .unwrap();
-    siem.set_faults(rules);
+    siem.set_faults(rules).unwrap();
     let events: Vec<NewEvent> = (0..5).map(event).collect();
     let texts: Vec<String> = events.iter().map(|e| e.json.clone()).collect();
     deliver(&siem, "whsec-mock", events).await;
 
     let stats = siem.stats();
-    // Two refusals, one accepted but never answered (the sender timed out), one accepted.
-    assert_eq!((stats.deliveries, stats.accepted_deliveries), (4, 2));
+    // Two refusals, one accepted but never answered (the sender timed out), one connection
+    // closed and one reset without an answer, one accepted.
+    assert_eq!((stats.deliveries, stats.accepted_deliveries), (6, 2));
+    assert_eq!(stats.faults_injected, 5);
     assert_eq!(
         (
             stats.events_received,
@@ -90,14 +94,21 @@ async fn records_verifies_and_survives_faults_with_the_sender() {
             "fault:status 503",
             "fault:status 503",
             "fault:accept_then_hang",
+            "fault:drop",
+            "fault:reset",
             "accepted"
         ]
     );
+    // A status fault reads the batch and records what it held; a dropped one cannot.
+    let held: Vec<usize> = deliveries.iter().map(|d| d.events.len()).collect();
+    assert_eq!(held, [5, 5, 5, 0, 0, 5]);
+    let age = deliveries[5].age_ms.unwrap();
+    assert!((-5_000..5_000).contains(&age), "{age}");
     let attempts: Vec<&str> = deliveries
         .iter()
         .map(|d| d.attempt.as_deref().unwrap())
         .collect();
-    assert_eq!(attempts, ["1", "2", "3", "4"]);
+    assert_eq!(attempts, ["1", "2", "3", "4", "5", "6"]);
     assert!(
         deliveries
             .iter()
@@ -180,4 +191,98 @@ async fn a_wrong_secret_is_counted_and_exposed_over_http() {
         .await
         .unwrap();
     assert_eq!(stats["deliveries"], 0);
+}
+
+/// A raw HTTP/1.1 request with a long body of which only the first `sent` bytes are written;
+/// returns what the server sent back before the connection ended, or the read error.
+async fn partial_request(siem: &MockSiem, sent: usize) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(siem.addr()).await?;
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&vec![b' '; sent]).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the connection must end")?;
+    Ok(answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_closes_without_an_answer_and_reset_resets_mid_body() {
+    let siem = MockSiem::start("127.0.0.1:0".parse().unwrap(), MockSiemConfig::unsigned())
+        .await
+        .unwrap();
+    let rules: Vec<Rule> = serde_json::from_str(
+        r#"[{"when": {"nth": 1}, "action": "drop"}, {"when": {"nth": 2}, "action": "reset"}]"#,
+    )
+    .unwrap();
+    siem.set_faults(rules).unwrap();
+    // Closed in order, with not one byte of a response.
+    assert_eq!(partial_request(&siem, 10).await.unwrap(), b"");
+    // Reset while the body is still coming.
+    let err = partial_request(&siem, 4096).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    // Then back to normal: a refusal of a batch of the wrong shape is an HTTP answer again.
+    let client = reqwest::Client::new();
+    let status = client
+        .post(siem.webhook_url())
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 400);
+    let verdicts: Vec<String> = siem.deliveries().into_iter().map(|d| d.verdict).collect();
+    assert_eq!(verdicts, ["fault:drop", "fault:reset", "invalid_batch"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_are_set_over_http_checked_and_cleared() {
+    let siem = MockSiem::start("127.0.0.1:0".parse().unwrap(), MockSiemConfig::unsigned())
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let faults = format!("http://{}/_mock/faults", siem.addr());
+    let bad = client
+        .post(&faults)
+        .header("content-type", "application/json")
+        .body(r#"[{"when": {"probability": 2}, "action": "drop"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_fault");
+
+    let window = r#"[{"when": {"window": {"from_ms": 0, "until_ms": 60000}}, "action": {"status": 429, "retry_after": 7}}]"#;
+    let set = client
+        .post(&faults)
+        .header("content-type", "application/json")
+        .body(window)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status().as_u16(), 204);
+    let answer = client
+        .post(siem.webhook_url())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 429);
+    assert_eq!(answer.headers()["retry-after"], "7");
+
+    let cleared = client.delete(&faults).send().await.unwrap();
+    assert_eq!(cleared.status().as_u16(), 204);
+    let answer = client
+        .post(siem.webhook_url())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 400);
+    assert_eq!(siem.stats().faults_injected, 1);
 }
