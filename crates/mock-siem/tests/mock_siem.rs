@@ -198,9 +198,7 @@ async fn a_wrong_secret_is_counted_and_exposed_over_http() {
 async fn partial_request(siem: &MockSiem, sent: usize) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(siem.addr()).await?;
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n"
-    );
+    let head = "POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(&vec![b' '; sent]).await?;
     let mut answer = Vec::new();
