@@ -16,18 +16,27 @@
 //! max_batch_events = 500                     # optional
 //! max_batch_bytes = 1048576                  # optional
 //! linger_ms = 1000                           # optional
+//!
+//! [delivery]                                 # optional; the defaults are shown
+//! connect_timeout_ms = 5000                  # TCP and TLS connection
+//! attempt_timeout_ms = 30000                 # a whole attempt, response included
+//! retry_base_ms = 1000                       # backoff: full jitter in [0, base * 2^(n-1)] ...
+//! retry_cap_ms = 600000                      # ... capped here
 //! ```
 //!
 //! Secrets are never in the file: the file names environment variables that hold them.
 
 use crate::Integration;
+use crate::dispatch::DispatchSettings;
 use crate::registry::{IntegrationSettings, RegistryError};
+use crate::retry::Backoff;
 use crate::spool::BacklogLimits;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why the configuration cannot be used. Messages name the field or variable, never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +70,9 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// A `[delivery]` setting is out of range.
+    #[error("[delivery]: {0}")]
+    Delivery(String),
     /// A setting is out of range or refused.
     #[error("integration {tenant}: {reason}")]
     Invalid {
@@ -100,9 +112,64 @@ pub struct Config {
     /// Most bytes queued per integration before ingest is refused with 503.
     #[serde(default = "default_max_bytes")]
     pub backlog_max_bytes: u64,
+    /// Timeouts and retry pacing.
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// The integrations this file seeds.
     #[serde(default, rename = "integration")]
     pub integrations: Vec<IntegrationConfig>,
+}
+
+/// The `[delivery]` table: timeouts and retry pacing, the same for every integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Time to establish the TCP and TLS connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Time for a whole attempt, response included, in milliseconds.
+    pub attempt_timeout_ms: u64,
+    /// The backoff's base delay, in milliseconds.
+    pub retry_base_ms: u64,
+    /// The backoff's cap, in milliseconds.
+    pub retry_cap_ms: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let dispatch = DispatchSettings::default();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            connect_timeout_ms: millis(dispatch.connect_timeout),
+            attempt_timeout_ms: millis(dispatch.timeout),
+            retry_base_ms: 1_000,
+            retry_cap_ms: 600_000,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    /// The backoff, checked.
+    pub fn backoff(&self) -> Result<Backoff, ConfigError> {
+        Backoff::new(
+            Duration::from_millis(self.retry_base_ms),
+            Duration::from_millis(self.retry_cap_ms),
+        )
+        .map_err(|e| ConfigError::Delivery(e.to_string()))
+    }
+
+    /// The dispatcher's settings, with `allowed` as the outbound guard's exceptions.
+    pub fn dispatch(&self, allowed: Vec<IpNet>) -> Result<DispatchSettings, ConfigError> {
+        if self.connect_timeout_ms == 0 || self.attempt_timeout_ms == 0 {
+            return Err(ConfigError::Delivery(
+                "timeouts must be greater than zero".into(),
+            ));
+        }
+        Ok(DispatchSettings {
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            timeout: Duration::from_millis(self.attempt_timeout_ms),
+            allowed,
+        })
+    }
 }
 
 /// One `[[integration]]` table.

@@ -3,9 +3,9 @@
 mod config;
 mod ingest;
 
-pub use config::{Config, ConfigError, IntegrationConfig};
+pub use config::{Config, ConfigError, DeliveryConfig, IntegrationConfig};
 
-use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::retry::Backoff;
 use crate::spool::{Spool, SqliteSpool};
@@ -86,10 +86,10 @@ impl Sender {
             &config.data_dir.join("spool.db"),
             config.backlog_limits(),
         )?);
-        let settings = DispatchSettings {
-            allowed: config.allow_private_targets.clone(),
-            ..DispatchSettings::default()
-        };
+        let settings = config
+            .delivery
+            .dispatch(config.allow_private_targets.clone())?;
+        let backoff = config.delivery.backoff()?;
         let dispatcher = Dispatcher::new(&settings).map_err(|e| ServiceError::Io(e.to_string()))?;
         let (stop, shutdown) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -98,6 +98,7 @@ impl Sender {
             registry.clone(),
             spool.clone(),
             dispatcher,
+            backoff,
             stats.clone(),
             shutdown.clone(),
         ));
@@ -191,6 +192,7 @@ async fn supervise(
     registry: Arc<Registry>,
     spool: Arc<dyn Spool>,
     dispatcher: Dispatcher,
+    backoff: Backoff,
     stats: StatsMap,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -203,13 +205,8 @@ async fn supervise(
             let Some(integration) = registry.get(&tenant) else {
                 continue;
             };
-            let worker = Worker::new(
-                spool.clone(),
-                dispatcher.clone(),
-                integration,
-                Backoff::default(),
-            )
-            .following(registry.clone());
+            let worker = Worker::new(spool.clone(), dispatcher.clone(), integration, backoff)
+                .following(registry.clone());
             stats
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -215,6 +215,31 @@ fn the_example_config_parses_and_mistakes_are_refused() {
         err,
         "integration acme: webhook_url: 10.0.0.8 is a private address"
     );
+
+    // [delivery]: defaults when absent, each key optional, nonsense refused.
+    assert_eq!(
+        config.delivery,
+        evo_siem_sender::service::DeliveryConfig::default()
+    );
+    let tuned: Config = toml::from_str(&format!(
+        "{empty}[delivery]\nattempt_timeout_ms = 1500\nretry_base_ms = 20\n"
+    ))
+    .unwrap();
+    let dispatch = tuned.delivery.dispatch(Vec::new()).unwrap();
+    assert_eq!(dispatch.timeout, std::time::Duration::from_millis(1500));
+    assert_eq!(dispatch.connect_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(
+        tuned.delivery.backoff().unwrap().ceiling(2),
+        std::time::Duration::from_millis(40)
+    );
+    let zero: Config = toml::from_str(&format!("{empty}[delivery]\nretry_base_ms = 0\n")).unwrap();
+    assert_eq!(
+        zero.delivery.backoff().unwrap_err().to_string(),
+        "[delivery]: the base delay must be greater than zero"
+    );
+    let zero: Config =
+        toml::from_str(&format!("{empty}[delivery]\nattempt_timeout_ms = 0\n")).unwrap();
+    assert!(zero.delivery.dispatch(Vec::new()).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
