@@ -149,6 +149,9 @@ impl Worker {
         mut self,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), SpoolError> {
+        // Backoff waits inside a delivery watch it too, so that a stop does not wait out a
+        // retry schedule (or, during an outage, the whole shutdown grace).
+        self.shutdown = Some(shutdown.clone());
         while !*shutdown.borrow() {
             let pause = match self.step().await {
                 Ok(Step::Progress) => continue,

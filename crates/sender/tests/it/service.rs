@@ -312,3 +312,51 @@ async fn integrations_change_at_run_time_and_survive_a_restart() {
     );
     sender.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_an_outage_does_not_wait_out_the_backoff_and_keeps_the_batch() {
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&siem)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Backoff waits of up to a minute: far longer than the wait for the shutdown below.
+    let slow = "[delivery]\nretry_base_ms = 60000\nretry_cap_ms = 60000\n";
+    let config = config(dir.path(), &siem.uri(), slow);
+    let sender = Sender::start(&config).await.unwrap();
+    let body = serde_json::to_string(&[event(0, "User logout")]).unwrap();
+    assert_eq!(post(&sender, "acme", Some(TOKEN), body).await.0, 202);
+    let started = Instant::now();
+    while sender
+        .stats("acme")
+        .unwrap()
+        .retried
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(20), "no retry");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Well under both the backoff and the 30 s shutdown grace.
+    tokio::time::timeout(Duration::from_secs(10), sender.shutdown())
+        .await
+        .expect("the shutdown waited out the retry schedule");
+
+    // The batch stayed queued: the next start delivers it.
+    siem.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    let sender = Sender::start(&config).await.unwrap();
+    let started = Instant::now();
+    while siem.received_requests().await.unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not redelivered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sender.shutdown().await;
+}
