@@ -1,9 +1,11 @@
-//! `evo-siem conformance receiver`: the receiver suite against any URL.
+//! `evo-siem conformance receiver` (the receiver suite against any URL) and `evo-siem
+//! conformance sender` (the sender suite against mock SIEMs).
 
-use crate::cli::ReceiverSuiteArgs;
+use crate::cli::{ReceiverSuiteArgs, SenderProcess, SenderSuiteArgs};
 use crate::secret_source;
 use anyhow::{Context, bail};
 use evo_siem_conformance::receiver::{self, ReceiverTarget, Verdict};
+use evo_siem_conformance::sender::{self, ChildProcess, InProcess, SuiteOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,6 +32,36 @@ pub(crate) fn receiver(args: &ReceiverSuiteArgs) -> anyhow::Result<ExitCode> {
     );
     eprintln!("{passed} passed, {warned} warnings, {failed} failed");
     Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(crate) fn sender(args: &SenderSuiteArgs) -> anyhow::Result<ExitCode> {
+    if !matches!(args.format.as_str(), "table" | "json") {
+        bail!("unknown --format {:?}: use table or json", args.format);
+    }
+    let options = SuiteOptions {
+        cases: args.cases,
+        seed: args.seed,
+        max_events: args.max_events,
+        ..SuiteOptions::default()
+    };
+    let report = match args.process {
+        SenderProcess::InProcess => sender::run(&options, InProcess::default),
+        SenderProcess::Child => {
+            let bin = std::env::current_exe().context("cannot find this binary")?;
+            let child = ChildProcess::new(bin).context("cannot create a temporary directory")?;
+            sender::run(&options, move || child)
+        }
+    };
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", sender::table(&report));
+    }
+    Ok(if report.failure.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -29,6 +29,9 @@ fn main() -> ExitCode {
         cli::Command::Conformance(cli::ConformanceCommand::Receiver(args)) => {
             conformance::receiver(&args)
         }
+        cli::Command::Conformance(cli::ConformanceCommand::Sender(args)) => {
+            conformance::sender(&args)
+        }
     };
     match result {
         Ok(code) => code,

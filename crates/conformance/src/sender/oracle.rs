@@ -1,0 +1,311 @@
+//! The properties every case must keep, checked against the mock SIEMs' records.
+
+use super::case::{Case, IntegrationCase};
+use evo_siem_mock::{Delivery, ReceivedEvent, Stats};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// What one mock SIEM saw.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Its counters.
+    pub stats: Stats,
+    /// Every request, in arrival order.
+    pub deliveries: Vec<Delivery>,
+    /// Distinct events, first arrivals in order.
+    pub events: Vec<ReceivedEvent>,
+}
+
+/// A guarantee of the contract the suite checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Property {
+    /// Every ingested, non-excluded event arrives, with its fields unchanged.
+    AtLeastOnce,
+    /// No excluded action arrives, and nothing that was never ingested; near misses do arrive.
+    ExactFiltering,
+    /// First arrivals come in ingest order, per integration.
+    Order,
+    /// Every delivery is a valid v1 batch: schema version, count, signature (or none when the
+    /// integration has no secret), fresh `generated_at`.
+    Envelope,
+    /// Every delivery has an `X-Evo-Delivery-Id` that stays the same across the retries of a
+    /// batch, with an `X-Evo-Delivery-Attempt` that increases.
+    DeliveryIds,
+    /// Every delivery carries the integration's headers.
+    Headers,
+}
+
+impl Property {
+    /// Every property, in report order.
+    pub const ALL: [Property; 6] = [
+        Property::AtLeastOnce,
+        Property::ExactFiltering,
+        Property::Order,
+        Property::Envelope,
+        Property::DeliveryIds,
+        Property::Headers,
+    ];
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Property::AtLeastOnce => "at-least-once",
+            Property::ExactFiltering => "exact filtering",
+            Property::Order => "order",
+            Property::Envelope => "envelope",
+            Property::DeliveryIds => "delivery ids",
+            Property::Headers => "headers",
+        })
+    }
+}
+
+/// One broken guarantee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Which.
+    pub property: Property,
+    /// The integration's tenant.
+    pub tenant: String,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.property, self.tenant, self.detail)
+    }
+}
+
+/// How far `generated_at` may be from the arrival: a sender stamps each attempt as it sends it.
+const MAX_AGE_MS: i64 = 30_000;
+
+/// Checks every property of `case` against what each integration's SIEM observed.
+pub fn check(case: &Case, observed: &[Observed]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (integration, seen) in case.integrations.iter().zip(observed) {
+        let mut violate = |property, detail: String| {
+            violations.push(Violation {
+                property,
+                tenant: integration.tenant.clone(),
+                detail,
+            });
+        };
+        arrivals(integration, seen, &mut violate);
+        envelopes(integration, seen, &mut violate);
+        delivery_ids(seen, case.restart_after.is_some(), &mut violate);
+        headers(integration, seen, &mut violate);
+    }
+    violations
+}
+
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn arrivals(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Property, String)) {
+    let ingested: HashMap<&str, (usize, &super::case::GenEvent)> = case
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.uuid.as_str(), (i, e)))
+        .collect();
+    let received: HashMap<&str, &ReceivedEvent> =
+        seen.events.iter().map(|e| (e.uuid.as_str(), e)).collect();
+
+    let mut missing = Vec::new();
+    for event in case.expected() {
+        match received.get(event.uuid.as_str()) {
+            None => missing.push(event.uuid.as_str()),
+            Some(got) if !same_json(&got.raw, &event.json) => violate(
+                Property::AtLeastOnce,
+                format!(
+                    "event {} arrived changed: sent {} got {}",
+                    event.uuid, event.json, got.raw
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    if !missing.is_empty() {
+        violate(
+            Property::AtLeastOnce,
+            format!(
+                "{} of {} events never arrived (first: {})",
+                missing.len(),
+                case.expected().count(),
+                missing[0]
+            ),
+        );
+    }
+
+    let mut last = None;
+    for got in &seen.events {
+        match ingested.get(got.uuid.as_str()) {
+            None => violate(
+                Property::ExactFiltering,
+                format!("event {} arrived but was never ingested", got.uuid),
+            ),
+            Some((_, event)) if case.excludes(&event.action) => violate(
+                Property::ExactFiltering,
+                format!(
+                    "event {} of excluded action {:?} arrived",
+                    got.uuid, event.action
+                ),
+            ),
+            Some((index, _)) => {
+                if last.is_some_and(|last| *index < last) {
+                    violate(
+                        Property::Order,
+                        format!(
+                            "event #{index} ({}) arrived first after event #{}",
+                            got.uuid,
+                            last.unwrap_or_default()
+                        ),
+                    );
+                }
+                last = Some(*index);
+            }
+        }
+    }
+}
+
+fn header<'a>(delivery: &'a Delivery, name: &str) -> Option<&'a str> {
+    delivery
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn envelopes(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Property, String)) {
+    let r = &seen.stats.rejected;
+    let refused = r.bad_signature
+        + r.missing_signature
+        + r.stale
+        + r.malformed
+        + r.unsupported_schema
+        + r.too_large;
+    if refused > 0 {
+        violate(
+            Property::Envelope,
+            format!("the SIEM refused {refused} deliveries: {r:?}"),
+        );
+    }
+    for delivery in &seen.deliveries {
+        let signature = header(delivery, evo_siem_protocol::headers::SIGNATURE_256);
+        match (&case.secret, signature) {
+            (None, Some(_)) => violate(
+                Property::Envelope,
+                "a signature header on an integration without a secret".into(),
+            ),
+            (Some(_), None) => violate(Property::Envelope, "a delivery without a signature".into()),
+            _ => {}
+        }
+        if let Some(age) = delivery.age_ms
+            && age.abs() > MAX_AGE_MS
+        {
+            violate(
+                Property::Envelope,
+                format!(
+                    "generated_at is {age} ms from the arrival (attempt {:?})",
+                    delivery.attempt
+                ),
+            );
+        }
+    }
+}
+
+/// Attempts of one batch keep its id and count up. The mock SIEM is always listening, so every
+/// attempt reaches it and the first one it sees of an id is attempt 1; only a restart (which
+/// may cut a request short before the SIEM read it) excuses a later first attempt.
+fn delivery_ids(seen: &Observed, restarted: bool, violate: &mut impl FnMut(Property, String)) {
+    let mut batches: HashMap<&str, (u32, &[String])> = HashMap::new();
+    for delivery in &seen.deliveries {
+        let Some(id) = delivery.delivery_id.as_deref() else {
+            violate(
+                Property::DeliveryIds,
+                "a delivery without X-Evo-Delivery-Id".into(),
+            );
+            continue;
+        };
+        if uuid::Uuid::try_parse(id).is_err() {
+            violate(
+                Property::DeliveryIds,
+                format!("delivery id {id:?} is not a UUID"),
+            );
+        }
+        let Some(attempt) = delivery
+            .attempt
+            .as_deref()
+            .and_then(|a| a.parse::<u32>().ok())
+            .filter(|a| *a >= 1)
+        else {
+            violate(
+                Property::DeliveryIds,
+                format!(
+                    "delivery {id}: X-Evo-Delivery-Attempt {:?} is not a number from 1",
+                    delivery.attempt
+                ),
+            );
+            continue;
+        };
+        match batches.get_mut(id) {
+            None => {
+                if attempt != 1 && !restarted {
+                    violate(
+                        Property::DeliveryIds,
+                        format!("delivery {id}: the first attempt seen is attempt {attempt}"),
+                    );
+                }
+                batches.insert(id, (attempt, delivery.events.as_slice()));
+            }
+            Some((last, events)) => {
+                if attempt <= *last {
+                    violate(
+                        Property::DeliveryIds,
+                        format!("delivery {id}: attempt {attempt} arrived after attempt {last}"),
+                    );
+                }
+                *last = attempt;
+                if !delivery.events.is_empty() {
+                    if !events.is_empty() && *events != delivery.events.as_slice() {
+                        violate(
+                            Property::DeliveryIds,
+                            format!(
+                                "delivery {id}: attempt {attempt} holds other events than an earlier attempt"
+                            ),
+                        );
+                    }
+                    *events = delivery.events.as_slice();
+                }
+            }
+        }
+    }
+}
+
+fn headers(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Property, String)) {
+    for delivery in &seen.deliveries {
+        for (name, value) in &case.headers {
+            match header(delivery, name) {
+                None => violate(Property::Headers, format!("header {name} missing")),
+                // The mock SIEM does not record the values of credential headers.
+                Some("<redacted>") => {}
+                Some(got) if got != value => {
+                    violate(
+                        Property::Headers,
+                        format!("header {name} is {got:?}, not {value:?}"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
