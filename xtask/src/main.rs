@@ -2,12 +2,16 @@
 //!
 //! - `bench [ARGS...]`: run the criterion benchmarks and print each figure next to its target;
 //!   ARGS go to the benchmark harness (for example `--quick`, or a filter such as `accept`).
+//! - `conformance [--cases N] [--seed S] [--release]`: the sender suite (in process, then as a
+//!   child process restarted with SIGKILL) and the receiver suite (against the SDK's example and
+//!   the mock SIEM), one summary table; non-zero exit on any failure.
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
 //! `cargo test -p xtask`.
 
 mod bench;
+mod conformance;
 #[cfg(test)]
 mod tidy;
 
@@ -19,6 +23,10 @@ cargo xtask <task>
 tasks:
   bench [ARGS...]   run the benchmarks (verify, accept, dedup, sender_e2e) and summarize them
                     against the targets; ARGS go to the harness, e.g. `--quick` or `accept`
+  conformance [--cases N] [--seed S] [--release]
+                    the sender suite (N cases in process, default 64, and N/2 with the
+                    sender as a child process restarted by SIGKILL) and the receiver suite
+                    (against the SDK's example receiver and the mock SIEM); one summary table
   help              print this help
 
 The tidy checks run as a test: cargo test -p xtask";
@@ -27,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("bench") => bench::run(&args.collect::<Vec<_>>()),
+        Some("conformance") => conformance::run(&args.collect::<Vec<_>>()),
         Some("help" | "--help" | "-h") | None => {
             println!("{HELP}");
             Ok(())
