@@ -23,6 +23,14 @@ fn target(url: String) -> ReceiverTarget {
 
 /// Serves `verifier` as a receiver that answers 200 for anything it accepts.
 async fn serve(verifier: Option<Verifier>) -> String {
+    serve_lax(verifier, |_| false).await
+}
+
+/// Like [`serve`], but answers 200 to the refusals `overlook` picks.
+async fn serve_lax(
+    verifier: Option<Verifier>,
+    overlook: fn(&evo_siem_protocol::Refusal) -> bool,
+) -> String {
     let app = Router::new().route(
         "/webhook",
         post(move |headers: HeaderMap, body: Bytes| {
@@ -34,6 +42,7 @@ async fn serve(verifier: Option<Verifier>) -> String {
                 let signature = headers.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
                 match verifier.verify(&body, signature, SystemTime::now()) {
                     Ok(_) => StatusCode::OK,
+                    Err(refusal) if overlook(&refusal) => StatusCode::OK,
                     Err(refusal) => StatusCode::from_u16(refusal.http_status()).unwrap(),
                 }
             }
@@ -101,4 +110,15 @@ async fn a_receiver_that_accepts_stale_requests_fails_exactly_there() {
             "generated_at 10 minutes ahead"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_accepts_schema_2_fails_exactly_there() {
+    let strict = Verifier::new([Secret::new(SECRET)]);
+    let url = serve_lax(Some(strict), |refusal| {
+        refusal.reason_code() == "unsupported_schema_version"
+    })
+    .await;
+    let results = run(&target(url)).await.unwrap();
+    assert_eq!(failed(&results), ["schema_version \"2\""]);
 }
