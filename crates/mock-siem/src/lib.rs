@@ -208,6 +208,17 @@ impl MockSiem {
         self.shared.records().events.clone()
     }
 
+    /// The distinct events from the `from`-th on (counted from 0), for polling without copying
+    /// what was already seen.
+    pub fn events_from(&self, from: usize) -> Vec<ReceivedEvent> {
+        self.shared
+            .records()
+            .events
+            .get(from..)
+            .map(<[ReceivedEvent]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Replaces the fault rules (and restarts the request count and the clock of time windows).
     pub fn set_faults(&self, rules: Vec<Rule>) -> Result<(), faults::InvalidRule> {
         faults::validate(&rules)?;
@@ -269,6 +280,11 @@ fn peek(bytes: &[u8], now: SystemTime) -> (Vec<String>, Option<i64>) {
         ),
         Err(_) => (Vec::new(), None),
     }
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Milliseconds from `generated_at` to `now` (negative when it is in the future).
@@ -368,6 +384,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
                     uuid,
                     action: event.data.action.to_string(),
                     raw: event.raw_json().unwrap_or_default().to_owned(),
+                    received_at_ms: unix_ms(now),
                 });
             } else {
                 records.stats.duplicate_events += 1;

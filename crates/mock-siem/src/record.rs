@@ -84,6 +84,8 @@ pub struct ReceivedEvent {
     pub action: String,
     /// The event's JSON exactly as received.
     pub raw: String,
+    /// When it first arrived, in milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
 }
 
 /// Header names whose values are never recorded.

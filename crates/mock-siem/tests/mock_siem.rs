@@ -117,6 +117,12 @@ async fn records_verifies_and_survives_faults_with_the_sender() {
     // Unique events, first-arrival order, exact text (unknown fields and non-ASCII included).
     let raw: Vec<String> = siem.events().into_iter().map(|e| e.raw).collect();
     assert_eq!(raw, texts);
+    // Polling from an index returns only what came after it, with arrival times.
+    let later = siem.events_from(3);
+    assert_eq!(later.len(), 2);
+    assert_eq!(later[0].raw, texts[3]);
+    assert!(later[0].received_at_ms > 1_700_000_000_000);
+    assert!(siem.events_from(99).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
