@@ -13,6 +13,39 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// See the whole pipeline work, and survive a SIEM outage, in about 30 seconds.
+    #[command(
+        long_about = "Start a mock SIEM and a sender in this process (temporary data directory, \
+random signing secret, two tenants each with an excluded action), feed them realistic audit \
+events, make the SIEM fail half-way (503, then 429 with Retry-After, then dropped connections) \
+and recover. A status line shows ingested, delivered, excluded, duplicates, backlog, the oldest \
+undelivered event's age and delivery latency. The summary's verdict comes from the mock SIEM's \
+records: every non-excluded event delivered, none excluded delivered, every signature valid; \
+exit 1 if not.\n\n\
+Examples:\n  evo-siem demo\n  evo-siem demo --rate 1000 --duration 60s\n  \
+evo-siem demo --keep   # then carry on by hand with the printed commands"
+    )]
+    Demo(DemoArgs),
+    /// Write realistic audit events as NDJSON.
+    #[command(
+        long_about = "Write realistic audit events as NDJSON (one event a line): a weighted \
+mix of actions, the tenant's own users and API keys, origins from the documentation address \
+ranges, targets that fit the action, nanosecond timestamps. The same --seed and --start give the \
+same events. With --tenants above 1, --out-dir is required and each tenant gets its own file.\n\n\
+Examples:\n  evo-siem generate --count 5 --seed 7\n  \
+evo-siem generate --count 100000 --tenants 3 --out-dir events/"
+    )]
+    Generate(GenerateArgs),
+    /// Drive a running sender's ingest API at a target rate and report.
+    #[command(
+        long_about = "Drive a running sender's ingest API (POST URL/v1/tenants/TENANT/audit-events) \
+at a target rate of events per second with bounded concurrency, and report the achieved rate, \
+ingest latency percentiles and errors by kind: the tool for sizing a deployment. It only ever \
+sends to the URL it is given. Exits 1 when no request was acknowledged.\n\n\
+Example:\n  EVO_SIEM_INGEST_TOKEN=local-token evo-siem load --url http://127.0.0.1:7700 \\\n    \
+--token-env EVO_SIEM_INGEST_TOKEN --rate 20000 --duration 30s"
+    )]
+    Load(LoadArgs),
     /// Print the X-Evo-Signature-256 value of a body.
     #[command(
         long_about = "Print the X-Evo-Signature-256 value (sha256=<hex>) of the exact bytes of \
@@ -164,6 +197,102 @@ pub(crate) struct MockSiemArgs {
     pub(crate) delay_ms: Option<u64>,
 }
 
+/// A duration: `500ms`, `30s`, `2m`, or a number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 30s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Events per second fed to the sender (all tenants together).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) rate: u32,
+    /// How long to feed events; the SIEM fails during the middle third.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub(crate) duration: std::time::Duration,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Leave the sender and the mock SIEM running at the end and print how to use them.
+    #[arg(long)]
+    pub(crate) keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    /// Events to write (all tenants together).
+    #[arg(long)]
+    pub(crate) count: u64,
+    /// Seed of the generator; random when absent.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Number of tenants (acme, globex, initech, ...).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) tenants: usize,
+    /// Actions to draw from: one per line, optionally a tab and a weight.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) actions_file: Option<PathBuf>,
+    /// Write one `<tenant>.ndjson` per tenant here instead of standard output.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out_dir: Option<PathBuf>,
+    /// Timestamp of the first event (RFC 3339); now when absent.
+    #[arg(long, value_name = "RFC3339")]
+    pub(crate) start: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// The sender's base URL.
+    #[arg(long)]
+    pub(crate) url: String,
+    /// Environment variable holding the ingest bearer token.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) token_env: String,
+    /// The tenant whose ingest endpoint is driven.
+    #[arg(long, default_value = "acme")]
+    pub(crate) tenant: String,
+    /// Target events per second.
+    #[arg(long)]
+    pub(crate) rate: u64,
+    /// How long to send (500ms, 30s, 2m).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) duration: std::time::Duration,
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) batch: usize,
+    /// Most requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) concurrency: usize,
+    /// Time for one request.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub(crate) timeout: std::time::Duration,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// `table` or `json`.
+    #[arg(long, default_value = "table")]
+    pub(crate) format: String,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct SenderArgs {
     /// The TOML configuration file.
@@ -201,4 +330,22 @@ pub(crate) struct VerifyArgs {
     /// The body received; `-` or absent for standard input.
     #[arg(value_name = "FILE")]
     pub(crate) input: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 days").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
 }

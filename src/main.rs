@@ -10,6 +10,9 @@
 
 mod cli;
 mod conformance;
+mod demo;
+mod generate;
+mod load;
 mod logging;
 mod mock_siem;
 mod secret_source;
@@ -22,6 +25,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
+        cli::Command::Demo(args) => demo::run(&args),
+        cli::Command::Generate(args) => generate::run(&args),
+        cli::Command::Load(args) => load::run(&args),
         cli::Command::Sign(args) => sign::sign(&args),
         cli::Command::Verify(args) => sign::verify(&args),
         cli::Command::Sender(args) => sender::run(&args),
