@@ -8,6 +8,7 @@ use axum::Router;
 use axum::routing::post;
 use common::Rng;
 use evo_siem_sender::service::{Config, Sender};
+use evo_siem_workload::generate::Generator;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,14 +17,11 @@ const EVENTS: usize = 200_000;
 const PER_REQUEST: usize = 1_000;
 const CONCURRENT_REQUESTS: usize = 4;
 
+/// `n` events of the workload generator (the demo's and `evo-siem generate`'s) as NDJSON.
 fn ndjson(rng: &mut Rng, n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{{"uuid":"{}","action":"User logout","status":"Success","actor":{{"kind":"User","name":"user{i}@example.com"}},"origin":{{"hostname":"DESKTOP-ABC","ipaddr":"192.0.2.10"}},"target":{{"kind":"User","name":"user@example.com"}},"ts":1706000000123456789,"created_at":1706000000123456789}}}}"#,
-                rng.uuid()
-            ) + "\n"
-        })
+    Generator::new(rng.next(), "acme", std::time::SystemTime::now())
+        .take(n)
+        .map(|e| e.json + "\n")
         .collect()
 }
 

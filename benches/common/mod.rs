@@ -1,29 +1,16 @@
-//! Realistic batches for the benchmarks: ~390-byte audit events like the product page's example,
-//! with varied actions, actors and addresses, v4 UUIDs and nanosecond timestamps above 2^53.
+//! Realistic batches for the benchmarks: audit events from the workload generator (the one the
+//! demo and `evo-siem generate` use), about 400 bytes each, with varied actions, actors and
+//! addresses, v4 UUIDs and nanosecond timestamps above 2^53.
 
 #![allow(dead_code)] // Each bench uses part of this module.
 
 use evo_siem_protocol::{Secret, encode_batch, headers, sign};
+use evo_siem_workload::generate::Generator;
 use serde_json::value::RawValue;
 use std::time::SystemTime;
 use uuid::Uuid;
 
 pub(crate) const SECRET: &str = "whsec-bench-7f3a9c2e";
-
-const ACTIONS: [&str; 6] = [
-    "User login",
-    "User logout",
-    "Password changed",
-    "API token created",
-    "Role assigned",
-    "Integration updated",
-];
-const ACTORS: [&str; 4] = [
-    "ana@example.com",
-    "jörg.müller@example.de",
-    "svc-backup",
-    "zoë@example.fr",
-];
 
 /// A tiny xorshift generator: deterministic, and fast enough not to show in the setup.
 pub(crate) struct Rng(pub(crate) u64);
@@ -43,34 +30,13 @@ impl Rng {
     }
 }
 
-fn event(rng: &mut Rng) -> String {
-    let i = rng.next() as usize;
-    let actor = ACTORS[i % ACTORS.len()];
-    let ts = 1_706_000_000_000_000_000_i64 + (rng.next() % 1_000_000_000_000_000) as i64;
-    serde_json::json!({
-        "event_type": "create",
-        "table": "events",
-        "timestamp": "2024-01-15T10:30:00.000Z",
-        "data": {
-            "uuid": rng.uuid().to_string(),
-            "action": ACTIONS[(i >> 8) % ACTIONS.len()],
-            "status": "Success",
-            "actor": {"kind": "User", "name": actor},
-            "origin": {"hostname": "DESKTOP-ABC", "ipaddr": format!("198.51.100.{}", i % 250 + 1)},
-            "target": {"kind": "User", "name": actor},
-            "ts": ts,
-            "created_at": ts,
-        },
-    })
-    .to_string()
-}
-
 /// A body of about `bytes` bytes and its event count.
 pub(crate) fn batch_body(rng: &mut Rng, bytes: usize) -> (Vec<u8>, usize) {
+    let mut generator = Generator::new(rng.next(), "acme", SystemTime::now());
     let mut events = Vec::new();
     let mut size = 100;
     while size < bytes {
-        let e = event(rng);
+        let e = generator.next_event().json;
         size += e.len() + 1;
         events.push(RawValue::from_string(e).expect("valid JSON"));
     }
