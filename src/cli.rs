@@ -81,6 +81,9 @@ Examples:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:808
 evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2 --drop-rate 0.05 --seed 7"
     )]
     MockSiem(MockSiemArgs),
+    /// Manage admin API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Check a receiver (or sender) against the wire contract.
     #[command(subcommand)]
     Conformance(ConformanceCommand),
@@ -109,6 +112,63 @@ Examples:\n  evo-siem conformance sender --cases 64\n  \
 evo-siem conformance sender --process child --cases 8   # restarts are SIGKILL"
     )]
     Sender(SenderSuiteArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Admin API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token and print it, once: only its hash is stored.
+    #[command(
+        long_about = "Create an admin API token for a tenant with the given permissions, and \
+print it on standard output, once: only its SHA-256 hash is stored, in the sender's data \
+directory. A running sender accepts it at once.\n\n\
+Example:\n  evo-siem admin token create --config sender.toml --tenant acme \\\n    \
+--permission integrations.siem.manage --label \"alice (security team)\""
+    )]
+    Create(TokenCreateArgs),
+    /// List the tokens (ids, labels, tenants, permissions; never the tokens).
+    List(TokenListArgs),
+    /// Revoke a token by its id.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// The sender's configuration file (for its data directory).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// The tenant the token belongs to.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// `integrations.siem.manage` or `integrations.siem.view` (repeatable).
+    #[arg(long = "permission", value_name = "PERMISSION", required = true)]
+    pub(crate) permissions: Vec<String>,
+    /// Who or what holds the token; it names the actor in audit events.
+    #[arg(long, default_value = "")]
+    pub(crate) label: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenListArgs {
+    /// The sender's configuration file (for its data directory).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenRevokeArgs {
+    /// The sender's configuration file (for its data directory).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// The token's id, as `list` shows it.
+    #[arg(long)]
+    pub(crate) id: String,
 }
 
 /// Where the sender under test runs.

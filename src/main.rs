@@ -8,6 +8,7 @@
 //!
 //! A broken pipe on stdout (`evo-siem sign … | head -c0`) exits 0, as the reader chose to stop.
 
+mod admin;
 mod cli;
 mod conformance;
 mod demo;
@@ -25,6 +26,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
+        cli::Command::Admin(command) => admin::run(&command),
         cli::Command::Demo(args) => demo::run(&args),
         cli::Command::Generate(args) => generate::run(&args),
         cli::Command::Load(args) => load::run(&args),

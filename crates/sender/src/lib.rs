@@ -20,7 +20,10 @@
 //!
 //! - [`registry`]: the integrations in force, kept in the sender's own store (the configuration
 //!   file only seeds it) so that they can change while the sender runs.
+//! - [`admin`]: the tenant admin API on the same listener: SIEM integration settings with
+//!   secrets write-only, bearer API tokens bound to a tenant and its permissions.
 
+pub mod admin;
 pub mod batcher;
 mod deliver;
 pub mod dispatch;

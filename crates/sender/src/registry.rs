@@ -27,6 +27,10 @@ pub struct IntegrationSettings {
     /// The signing secret; batches are unsigned without one.
     #[serde(default)]
     pub signing_secret: Option<String>,
+    /// A secret added beside the current one for a rotation: not used for signing until the
+    /// rotation makes it the current one.
+    #[serde(default)]
+    pub next_signing_secret: Option<String>,
     /// Authorization headers, sent verbatim.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -52,6 +56,10 @@ impl std::fmt::Debug for IntegrationSettings {
             .field(
                 "signing_secret",
                 &self.signing_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "next_signing_secret",
+                &self.next_signing_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("excluded_actions", &self.excluded_actions)

@@ -293,6 +293,7 @@ impl IntegrationConfig {
             tenant: self.tenant.clone(),
             webhook_url: self.webhook_url.clone(),
             signing_secret,
+            next_signing_secret: None,
             headers: self.headers.clone(),
             excluded_actions: self.excluded_actions.clone(),
             max_batch_events: self.max_batch_events,

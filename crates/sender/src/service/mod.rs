@@ -5,6 +5,7 @@ mod ingest;
 
 pub use config::{Config, ConfigError, DeliveryConfig, IntegrationConfig};
 
+use crate::admin::{self, TokenStore};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::retry::Backoff;
@@ -44,10 +45,14 @@ pub enum ServiceError {
     Io(String),
 }
 
+/// What every request handler shares.
 pub(crate) struct App {
-    ingest_token: String,
-    registry: Arc<Registry>,
-    spool: Arc<dyn Spool>,
+    pub(crate) ingest_token: String,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) spool: Arc<dyn Spool>,
+    pub(crate) tokens: Arc<TokenStore>,
+    /// The outbound guard's allow-list, for validating webhook URLs.
+    pub(crate) allowed: Vec<ipnet::IpNet>,
 }
 
 type StatsMap = Arc<std::sync::Mutex<HashMap<String, Arc<DeliveryStats>>>>;
@@ -102,13 +107,24 @@ impl Sender {
             stats.clone(),
             shutdown.clone(),
         ));
+        let tokens = Arc::new(
+            TokenStore::open(&config.data_dir).map_err(|e| ServiceError::Io(e.to_string()))?,
+        );
         let app = Arc::new(App {
             ingest_token,
             registry: registry.clone(),
             spool,
+            tokens,
+            allowed: config.allow_private_targets.clone(),
         });
         let router = Router::new()
             .route("/v1/tenants/{tenant}/audit-events", post(ingest::ingest))
+            .route(
+                "/v1/tenants/{tenant}/siem-integration",
+                get(admin::settings::get)
+                    .put(admin::settings::put)
+                    .delete(admin::settings::delete),
+            )
             .route("/healthz", get(|| async { "ok" }))
             .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
             .with_state(app);
@@ -123,7 +139,12 @@ impl Sender {
             let stopping = async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;
             };
-            let server = axum::serve(listener, router).with_graceful_shutdown(stopping);
+            // The peer address goes into the audit events of admin changes.
+            let server = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopping);
             // Requests in progress get a moment to finish; then open connections are closed, so
             // a client holding one cannot hold up the stop.
             let deadline = async move {

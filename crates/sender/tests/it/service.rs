@@ -260,6 +260,7 @@ async fn integrations_change_at_run_time_and_survive_a_restart() {
         tenant: "globex".into(),
         webhook_url: format!("{}/webhook", siem.uri()),
         signing_secret: Some("globex-secret".into()),
+        next_signing_secret: None,
         headers: Default::default(),
         excluded_actions: vec![],
         max_batch_events: None,

@@ -1,0 +1,112 @@
+//! The tenant admin API, served on the ingest API's listener: a tenant's SIEM integration
+//! settings (secrets write-only), authorized by bearer API tokens bound to a tenant and its
+//! permissions.
+//!
+//! Authorization, in this order: no token or an unknown one → 401; a token of another tenant →
+//! 404, exactly as for a tenant that does not exist, so that existence does not leak; a token
+//! without the permission → 403. `integrations.siem.manage` is required for every change;
+//! `integrations.siem.view` reads.
+
+mod audit;
+pub mod settings;
+pub mod tokens;
+
+pub use tokens::{Permission, Principal, TokenError, TokenStore};
+
+use crate::service::App;
+use axum::Json;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+/// One invalid field of a request, in a 422 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field: `webhook_url`, `headers.Authorization`, `excluded_actions[3]`, ...
+    pub field: String,
+    /// What is wrong with it; never its value when it is a secret.
+    pub message: String,
+}
+
+/// An error answer of the admin API, with a JSON body `{"error", "message"}`.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    Unauthorized,
+    NotFound,
+    Forbidden(Permission),
+    BadRequest(String),
+    Invalid(Vec<FieldError>),
+    Internal,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "message": "a valid admin API token is required"}),
+            ),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                json!({"error": "not_found", "message": "no such SIEM integration"}),
+            ),
+            ApiError::Forbidden(permission) => (
+                StatusCode::FORBIDDEN,
+                json!({"error": "forbidden", "message": format!("this token lacks the {} permission", permission.as_str())}),
+            ),
+            ApiError::BadRequest(message) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "bad_request", "message": message}),
+            ),
+            ApiError::Invalid(fields) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": "invalid_settings", "message": "some fields are invalid; nothing was changed", "fields": fields}),
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "internal", "message": "the request could not be completed; see the sender's log"}),
+            ),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ASCII"));
+        }
+        response
+    }
+}
+
+/// Checks the request's bearer token for `tenant` and `needed`; see the module docs for the
+/// order of the checks.
+pub(crate) async fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    tenant: &str,
+    needed: Permission,
+) -> Result<Principal, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or(ApiError::Unauthorized)?
+        .to_owned();
+    let tokens = app.tokens.clone();
+    let principal = tokio::task::spawn_blocking(move || tokens.authenticate(&token))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|err| {
+            tracing::error!(error = %err, "token store");
+            ApiError::Internal
+        })?
+        .ok_or(ApiError::Unauthorized)?;
+    if principal.tenant != tenant {
+        return Err(ApiError::NotFound);
+    }
+    if !principal.may(needed) {
+        return Err(ApiError::Forbidden(needed));
+    }
+    Ok(principal)
+}

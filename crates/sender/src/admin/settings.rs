@@ -1,0 +1,729 @@
+//! `GET / PUT / DELETE /v1/tenants/{tenant}/siem-integration`.
+//!
+//! GET never returns a secret: it says whether a signing secret (and a next one, during a
+//! rotation) is set, and lists header names with their values redacted. PUT changes what it
+//! names and keeps what it does not: absent fields keep their value, `headers` entries are a new
+//! value or `{"keep": true}` (names left out are removed), and the secrets take an operation:
+//!
+//! - `signing_secret`: `{"set": "..."}` replaces it (and drops a pending next one),
+//!   `{"clear": true}` makes deliveries unsigned, `{"rotate": true}` retires the current secret
+//!   and signs with the next one from now on, `{"keep": true}` (or absent) keeps it;
+//! - `next_signing_secret`: `{"set": "..."}` adds a secret beside the current one (the sender
+//!   keeps signing with the current one until the rotation; "Test Saved Webhook" can try the
+//!   next one), `{"clear": true}` abandons a rotation.
+//!
+//! Every field is validated before anything is stored: a 422 lists each invalid field and
+//! nothing is changed.
+
+use super::audit::{self, Change};
+use super::{ApiError, FieldError, Permission, authorize};
+use crate::batcher::BatchLimits;
+use crate::registry::IntegrationSettings;
+use crate::service::App;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Most headers an integration may set.
+pub const MAX_HEADERS: usize = 16;
+/// Longest header value, in bytes.
+pub const MAX_HEADER_VALUE: usize = 4096;
+/// Most excluded actions.
+pub const MAX_EXCLUDED_ACTIONS: usize = 500;
+/// Longest excluded action, in characters.
+pub const MAX_ACTION_LEN: usize = 200;
+/// Shortest and longest signing secret, in bytes.
+pub const SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=512;
+/// Longest webhook URL.
+pub const MAX_URL_LEN: usize = 2048;
+/// Bounds of the batch limits.
+pub const MAX_BATCH_EVENTS: std::ops::RangeInclusive<usize> = 1..=10_000;
+/// Bounds of `max_batch_bytes`.
+pub const MAX_BATCH_BYTES: std::ops::RangeInclusive<usize> = 4096..=16 * 1024 * 1024;
+/// Bounds of `linger_ms`.
+pub const LINGER_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
+
+/// What GET answers.
+#[derive(Debug, Serialize)]
+pub(crate) struct SettingsView {
+    tenant: String,
+    webhook_url: String,
+    headers: BTreeMap<String, &'static str>,
+    signing_secret: SecretState,
+    excluded_actions: Vec<String>,
+    max_batch_events: usize,
+    max_batch_bytes: usize,
+    linger_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SecretState {
+    /// Deliveries are signed.
+    set: bool,
+    /// A next secret waits for the rotation.
+    next_set: bool,
+}
+
+impl SettingsView {
+    pub(crate) fn of(settings: &IntegrationSettings) -> Self {
+        let defaults = BatchLimits::default();
+        Self {
+            tenant: settings.tenant.clone(),
+            webhook_url: settings.webhook_url.clone(),
+            headers: settings
+                .headers
+                .keys()
+                .map(|name| (name.clone(), "<redacted>"))
+                .collect(),
+            signing_secret: SecretState {
+                set: settings.signing_secret.is_some(),
+                next_set: settings.next_signing_secret.is_some(),
+            },
+            excluded_actions: settings.excluded_actions.clone(),
+            max_batch_events: settings.max_batch_events.unwrap_or(defaults.max_events()),
+            max_batch_bytes: settings.max_batch_bytes.unwrap_or(defaults.max_bytes()),
+            linger_ms: settings
+                .linger_ms
+                .unwrap_or(u64::try_from(defaults.linger().as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// A header in a PUT: a new value, or `{"keep": true}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HeaderUpdate {
+    Value(String),
+    Keep { keep: bool },
+}
+
+/// An operation on a secret: exactly one of the fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretOp {
+    set: Option<String>,
+    clear: Option<bool>,
+    keep: Option<bool>,
+    rotate: Option<bool>,
+}
+
+/// The body of a PUT.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsUpdate {
+    webhook_url: Option<String>,
+    headers: Option<BTreeMap<String, HeaderUpdate>>,
+    signing_secret: Option<SecretOp>,
+    next_signing_secret: Option<SecretOp>,
+    excluded_actions: Option<Vec<String>>,
+    max_batch_events: Option<usize>,
+    max_batch_bytes: Option<usize>,
+    linger_ms: Option<u64>,
+}
+
+fn field(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
+    errors.push(FieldError {
+        field: field.into(),
+        message: message.into(),
+    });
+}
+
+/// Applies `update` to `current` (or to nothing, when creating), checking every field; returns
+/// the new settings and the names of the fields that changed, or every invalid field.
+fn apply(
+    tenant: &str,
+    current: Option<&IntegrationSettings>,
+    update: SettingsUpdate,
+    allowed: &[ipnet::IpNet],
+) -> Result<(IntegrationSettings, Vec<String>), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut next = current.cloned().unwrap_or_else(|| IntegrationSettings {
+        tenant: tenant.to_owned(),
+        webhook_url: String::new(),
+        signing_secret: None,
+        next_signing_secret: None,
+        headers: BTreeMap::new(),
+        excluded_actions: Vec::new(),
+        max_batch_events: None,
+        max_batch_bytes: None,
+        linger_ms: None,
+    });
+
+    match update.webhook_url {
+        Some(url) if url.len() > MAX_URL_LEN => {
+            field(
+                &mut errors,
+                "webhook_url",
+                format!("longer than {MAX_URL_LEN} characters"),
+            );
+        }
+        Some(url) => match crate::Integration::new(tenant, &url, allowed) {
+            Ok(_) => next.webhook_url = url,
+            Err(err) => field(&mut errors, "webhook_url", err.to_string()),
+        },
+        None if current.is_none() => field(&mut errors, "webhook_url", "required"),
+        None => {}
+    }
+
+    if let Some(headers) = update.headers {
+        if headers.len() > MAX_HEADERS {
+            field(
+                &mut errors,
+                "headers",
+                format!("at most {MAX_HEADERS} headers"),
+            );
+        }
+        let mut kept = BTreeMap::new();
+        for (name, value) in headers {
+            let path = format!("headers.{name}");
+            let value = match value {
+                HeaderUpdate::Value(value) => value,
+                HeaderUpdate::Keep { keep: true } => match next.headers.get(&name) {
+                    Some(stored) => stored.clone(),
+                    None => {
+                        field(&mut errors, path, "no stored value to keep");
+                        continue;
+                    }
+                },
+                HeaderUpdate::Keep { keep: false } => {
+                    field(&mut errors, path, "give a value or {\"keep\": true}");
+                    continue;
+                }
+            };
+            if evo_siem_protocol::headers::is_reserved(&name) {
+                field(
+                    &mut errors,
+                    path,
+                    "Host, Content-Length, Content-Type and X-Evo-* are set by the sender",
+                );
+            } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                field(&mut errors, path, "not a valid header name");
+            } else if value.len() > MAX_HEADER_VALUE {
+                field(
+                    &mut errors,
+                    path,
+                    format!("value longer than {MAX_HEADER_VALUE} bytes"),
+                );
+            } else if value.is_empty() || http::HeaderValue::from_str(&value).is_err() {
+                // CR, LF and other control characters would let a value inject headers.
+                field(
+                    &mut errors,
+                    path,
+                    "the value must be non-empty visible text, without CR or LF",
+                );
+            } else {
+                kept.insert(name, value);
+            }
+        }
+        next.headers = kept;
+    }
+
+    let secret_op = |errors: &mut Vec<FieldError>,
+                     name: &str,
+                     op: SecretOp|
+     -> Option<SecretAction> {
+        let chosen = [
+            op.set.is_some(),
+            op.clear.is_some(),
+            op.keep.is_some(),
+            op.rotate.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if chosen != 1
+            || op.clear == Some(false)
+            || op.keep == Some(false)
+            || op.rotate == Some(false)
+        {
+            field(
+                errors,
+                name,
+                "give exactly one of {\"set\": \"...\"}, {\"clear\": true}, {\"keep\": true}, {\"rotate\": true}",
+            );
+            return None;
+        }
+        if let Some(secret) = op.set {
+            if !SECRET_LEN.contains(&secret.len()) {
+                field(
+                    errors,
+                    name,
+                    format!(
+                        "a secret has {} to {} bytes",
+                        SECRET_LEN.start(),
+                        SECRET_LEN.end()
+                    ),
+                );
+                return None;
+            }
+            return Some(SecretAction::Set(secret));
+        }
+        if op.clear.is_some() {
+            return Some(SecretAction::Clear);
+        }
+        if op.rotate.is_some() {
+            return Some(SecretAction::Rotate);
+        }
+        Some(SecretAction::Keep)
+    };
+    if let Some(op) = update.signing_secret {
+        match secret_op(&mut errors, "signing_secret", op) {
+            Some(SecretAction::Set(secret)) => {
+                next.signing_secret = Some(secret);
+                next.next_signing_secret = None;
+            }
+            Some(SecretAction::Clear) => {
+                next.signing_secret = None;
+                next.next_signing_secret = None;
+            }
+            Some(SecretAction::Rotate) => match next.next_signing_secret.take() {
+                Some(secret) => next.signing_secret = Some(secret),
+                None => field(
+                    &mut errors,
+                    "signing_secret",
+                    "no next secret to rotate to: set next_signing_secret first",
+                ),
+            },
+            Some(SecretAction::Keep) | None => {}
+        }
+    }
+    if let Some(op) = update.next_signing_secret {
+        match secret_op(&mut errors, "next_signing_secret", op) {
+            Some(SecretAction::Set(secret)) if next.signing_secret.is_some() => {
+                next.next_signing_secret = Some(secret);
+            }
+            Some(SecretAction::Set(_)) => field(
+                &mut errors,
+                "next_signing_secret",
+                "there is no current secret to rotate from: set signing_secret instead",
+            ),
+            Some(SecretAction::Clear) => next.next_signing_secret = None,
+            Some(SecretAction::Rotate) => {
+                field(
+                    &mut errors,
+                    "next_signing_secret",
+                    "rotate applies to signing_secret",
+                );
+            }
+            Some(SecretAction::Keep) | None => {}
+        }
+    }
+
+    if let Some(actions) = update.excluded_actions {
+        if actions.len() > MAX_EXCLUDED_ACTIONS {
+            field(
+                &mut errors,
+                "excluded_actions",
+                format!("at most {MAX_EXCLUDED_ACTIONS} actions"),
+            );
+        }
+        for (i, action) in actions.iter().enumerate() {
+            if action.is_empty() {
+                field(&mut errors, format!("excluded_actions[{i}]"), "empty");
+            } else if action.chars().count() > MAX_ACTION_LEN {
+                field(
+                    &mut errors,
+                    format!("excluded_actions[{i}]"),
+                    format!("longer than {MAX_ACTION_LEN} characters"),
+                );
+            }
+        }
+        next.excluded_actions = actions;
+    }
+    if let Some(n) = update.max_batch_events {
+        if MAX_BATCH_EVENTS.contains(&n) {
+            next.max_batch_events = Some(n);
+        } else {
+            field(
+                &mut errors,
+                "max_batch_events",
+                format!(
+                    "between {} and {}",
+                    MAX_BATCH_EVENTS.start(),
+                    MAX_BATCH_EVENTS.end()
+                ),
+            );
+        }
+    }
+    if let Some(n) = update.max_batch_bytes {
+        if MAX_BATCH_BYTES.contains(&n) {
+            next.max_batch_bytes = Some(n);
+        } else {
+            field(
+                &mut errors,
+                "max_batch_bytes",
+                format!(
+                    "between {} and {}",
+                    MAX_BATCH_BYTES.start(),
+                    MAX_BATCH_BYTES.end()
+                ),
+            );
+        }
+    }
+    if let Some(ms) = update.linger_ms {
+        if LINGER_MS.contains(&ms) {
+            next.linger_ms = Some(ms);
+        } else {
+            field(
+                &mut errors,
+                "linger_ms",
+                format!("between {} and {}", LINGER_MS.start(), LINGER_MS.end()),
+            );
+        }
+    }
+    if errors.is_empty()
+        && let Err(err) = next.build(allowed)
+    {
+        // Every field passed on its own; the whole may still be refused (a rule added later).
+        field(&mut errors, "settings", err.to_string());
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok((next.clone(), changed_fields(current, &next)))
+}
+
+enum SecretAction {
+    Set(String),
+    Clear,
+    Rotate,
+    Keep,
+}
+
+/// The names of the fields that differ; secrets are compared, never shown.
+fn changed_fields(
+    before: Option<&IntegrationSettings>,
+    after: &IntegrationSettings,
+) -> Vec<String> {
+    let Some(before) = before else {
+        let mut fields = vec!["webhook_url".to_owned()];
+        if after.signing_secret.is_some() {
+            fields.push("signing_secret".into());
+        }
+        if !after.headers.is_empty() {
+            fields.push("headers".into());
+        }
+        if !after.excluded_actions.is_empty() {
+            fields.push("excluded_actions".into());
+        }
+        return fields;
+    };
+    let mut fields = Vec::new();
+    let mut differs = |name: &str, changed: bool| {
+        if changed {
+            fields.push(name.to_owned());
+        }
+    };
+    differs("webhook_url", before.webhook_url != after.webhook_url);
+    differs("headers", before.headers != after.headers);
+    differs(
+        "signing_secret",
+        before.signing_secret != after.signing_secret,
+    );
+    differs(
+        "next_signing_secret",
+        before.next_signing_secret != after.next_signing_secret,
+    );
+    differs(
+        "excluded_actions",
+        before.excluded_actions != after.excluded_actions,
+    );
+    differs(
+        "max_batch_events",
+        before.max_batch_events != after.max_batch_events,
+    );
+    differs(
+        "max_batch_bytes",
+        before.max_batch_bytes != after.max_batch_bytes,
+    );
+    differs("linger_ms", before.linger_ms != after.linger_ms);
+    fields
+}
+
+async fn stored(app: &App, tenant: &str) -> Result<Option<IntegrationSettings>, ApiError> {
+    let registry = app.registry.clone();
+    let tenant = tenant.to_owned();
+    tokio::task::spawn_blocking(move || registry.settings(&tenant))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|err| {
+            tracing::error!(error = %err, "integration store");
+            ApiError::Internal
+        })
+}
+
+pub(crate) async fn get(
+    State(app): State<Arc<App>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<SettingsView>, ApiError> {
+    authorize(&app, &headers, &tenant, Permission::View).await?;
+    let settings = stored(&app, &tenant).await?.ok_or(ApiError::NotFound)?;
+    Ok(Json(SettingsView::of(&settings)))
+}
+
+pub(crate) async fn put(
+    State(app): State<Arc<App>>,
+    Path(tenant): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let principal = authorize(&app, &headers, &tenant, Permission::Manage).await?;
+    let update: SettingsUpdate = match serde_json::from_slice(&body) {
+        Ok(update) => update,
+        Err(err) if err.is_data() => {
+            // The message names the field and the expected type, never the value.
+            return Err(ApiError::Invalid(vec![FieldError {
+                field: "body".into(),
+                message: err.to_string(),
+            }]));
+        }
+        Err(err) => return Err(ApiError::BadRequest(format!("not JSON: {err}"))),
+    };
+    let current = stored(&app, &tenant).await?;
+    let (settings, fields) =
+        apply(&tenant, current.as_ref(), update, &app.allowed).map_err(ApiError::Invalid)?;
+    let registry = app.registry.clone();
+    let to_store = settings.clone();
+    tokio::task::spawn_blocking(move || registry.put(&to_store))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|err| {
+            tracing::error!(error = %err, "integration store");
+            ApiError::Internal
+        })?;
+    let change = if current.is_some() {
+        Change::Updated
+    } else {
+        Change::Created
+    };
+    tracing::info!(tenant, token = principal.token_id, fields = ?fields, "SIEM integration {change:?}");
+    if !fields.is_empty() {
+        record(
+            &app,
+            &tenant,
+            audit::event(change, &principal, Some(peer.ip()), &tenant, &fields),
+        )
+        .await;
+    }
+    let status = if current.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(SettingsView::of(&settings))).into_response())
+}
+
+pub(crate) async fn delete(
+    State(app): State<Arc<App>>,
+    Path(tenant): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let principal = authorize(&app, &headers, &tenant, Permission::Manage).await?;
+    let registry = app.registry.clone();
+    let name = tenant.clone();
+    let removed = tokio::task::spawn_blocking(move || registry.remove(&name))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|err| {
+            tracing::error!(error = %err, "integration store");
+            ApiError::Internal
+        })?;
+    if !removed {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(
+        tenant,
+        token = principal.token_id,
+        "SIEM integration deleted"
+    );
+    // Queued with the tenant's other events: delivered if the integration is created again.
+    let fields = vec!["webhook_url".to_owned()];
+    record(
+        &app,
+        &tenant,
+        audit::event(
+            Change::Deleted,
+            &principal,
+            Some(peer.ip()),
+            &tenant,
+            &fields,
+        ),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Queues the audit event of a change; a failure is logged, as the change itself is made.
+async fn record(app: &App, tenant: &str, event: crate::spool::NewEvent) {
+    if let Err(err) = app.spool.append(tenant, vec![event]).await {
+        tracing::warn!(tenant, error = %err, "the audit event of an integration change could not be queued");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(json: &str) -> SettingsUpdate {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn allowed() -> Vec<ipnet::IpNet> {
+        vec!["127.0.0.1/32".parse().unwrap()]
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_and_nothing_is_applied() {
+        let errors = apply(
+            "acme",
+            None,
+            update(
+                r#"{"webhook_url": "http://example.com/hook",
+                    "headers": {"Host": "x", "X-Evo-Delivery-Id": "x", "Bad Name": "x", "X-Ok": "a\r\nInjected: yes"},
+                    "signing_secret": {"set": "short"},
+                    "excluded_actions": ["User login", ""],
+                    "max_batch_events": 0, "max_batch_bytes": 10, "linger_ms": 3600000}"#,
+            ),
+            &allowed(),
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "webhook_url",
+                "headers.Bad Name",
+                "headers.Host",
+                "headers.X-Evo-Delivery-Id",
+                "headers.X-Ok",
+                "signing_secret",
+                "excluded_actions[1]",
+                "max_batch_events",
+                "max_batch_bytes",
+                "linger_ms"
+            ]
+        );
+        assert!(errors.iter().all(|e| !e.message.contains("short")));
+    }
+
+    #[test]
+    fn secrets_rotate_and_headers_can_be_kept_without_resending_them() {
+        let (created, fields) = apply(
+            "acme",
+            None,
+            update(
+                r#"{"webhook_url": "http://127.0.0.1:9/hook", "headers": {"Authorization": "Splunk s3cr3t"},
+                    "signing_secret": {"set": "first-secret-0123456789"}}"#,
+            ),
+            &allowed(),
+        )
+        .unwrap();
+        assert_eq!(fields, ["webhook_url", "signing_secret", "headers"]);
+        let (kept, fields) = apply(
+            "acme",
+            Some(&created),
+            update(r#"{"headers": {"Authorization": {"keep": true}, "X-Source": "evo"}, "excluded_actions": ["User login"]}"#),
+            &allowed(),
+        )
+        .unwrap();
+        assert_eq!(kept.headers["Authorization"], "Splunk s3cr3t");
+        assert_eq!(
+            kept.signing_secret.as_deref(),
+            Some("first-secret-0123456789")
+        );
+        assert_eq!(fields, ["headers", "excluded_actions"]);
+
+        let (pending, _) = apply(
+            "acme",
+            Some(&kept),
+            update(r#"{"next_signing_secret": {"set": "second-secret-0123456789"}}"#),
+            &allowed(),
+        )
+        .unwrap();
+        assert_eq!(
+            pending.signing_secret.as_deref(),
+            Some("first-secret-0123456789")
+        );
+        let (rotated, fields) = apply(
+            "acme",
+            Some(&pending),
+            update(r#"{"signing_secret": {"rotate": true}}"#),
+            &allowed(),
+        )
+        .unwrap();
+        assert_eq!(
+            rotated.signing_secret.as_deref(),
+            Some("second-secret-0123456789")
+        );
+        assert_eq!(rotated.next_signing_secret, None);
+        assert_eq!(fields, ["signing_secret", "next_signing_secret"]);
+        let err = apply(
+            "acme",
+            Some(&rotated),
+            update(r#"{"signing_secret": {"rotate": true}}"#),
+            &allowed(),
+        )
+        .unwrap_err();
+        assert_eq!(err[0].field, "signing_secret");
+        let (cleared, _) = apply(
+            "acme",
+            Some(&rotated),
+            update(r#"{"signing_secret": {"clear": true}}"#),
+            &allowed(),
+        )
+        .unwrap();
+        assert_eq!(cleared.signing_secret, None);
+        let err = apply(
+            "acme",
+            Some(&cleared),
+            update(r#"{"signing_secret": {"set": "a-long-enough-secret", "clear": true}}"#),
+            &allowed(),
+        )
+        .unwrap_err();
+        assert_eq!(err[0].field, "signing_secret");
+        let err = apply(
+            "acme",
+            Some(&cleared),
+            update(r#"{"headers": {"X-Gone": {"keep": true}}}"#),
+            &allowed(),
+        )
+        .unwrap_err();
+        assert_eq!(err[0].field, "headers.X-Gone");
+    }
+
+    #[test]
+    fn the_view_never_shows_a_secret() {
+        let (settings, _) = apply(
+            "acme",
+            None,
+            update(
+                r#"{"webhook_url": "http://127.0.0.1:9/hook", "headers": {"Authorization": "Splunk s3cr3t"},
+                    "signing_secret": {"set": "first-secret-0123456789"}}"#,
+            ),
+            &allowed(),
+        )
+        .unwrap();
+        let json = serde_json::to_string(&SettingsView::of(&settings)).unwrap();
+        assert!(
+            !json.contains("s3cr3t") && !json.contains("first-secret"),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""headers":{"Authorization":"<redacted>"}"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""signing_secret":{"set":true,"next_set":false}"#),
+            "{json}"
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! The tenant admin API over HTTP: the authorization matrix, validation, write-only secrets,
+//! changes applied without a restart, and the audit event of each change.
+
+use evo_siem_sender::admin::{Permission, TokenStore};
+use evo_siem_sender::service::{Config, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const INGEST_TOKEN: &str = "ingest-token-for-admin-tests";
+/// Secrets the tests set; none may appear in a response or a log line.
+const SECRETS: [&str; 3] = [
+    "signing-secret-one-0123456789",
+    "signing-secret-two-0123456789",
+    "Splunk hec-token-0123456789",
+];
+
+/// Every log line of this test binary, at every level.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || Capture(writer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Fixture {
+    sender: Sender,
+    siem: MockServer,
+    base: String,
+    manage: String,
+    view: String,
+    other_tenant: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    logs();
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ingest-token"), INGEST_TOKEN).unwrap();
+    let config: Config = toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{dir}"
+        ingest_token_file = "{dir}/ingest-token"
+        allow_private_targets = ["127.0.0.1/32"]
+        [[integration]]
+        tenant = "acme"
+        webhook_url = "{siem}/webhook"
+        linger_ms = 0
+        [[integration]]
+        tenant = "globex"
+        webhook_url = "{siem}/globex"
+        linger_ms = 0
+        "#,
+        dir = dir.path().display(),
+        siem = siem.uri(),
+    ))
+    .unwrap();
+    let sender = Sender::start(&config).await.unwrap();
+    let tokens = TokenStore::open(dir.path()).unwrap();
+    let manage = tokens
+        .create("acme", &[Permission::Manage], "alice")
+        .unwrap()
+        .0;
+    let view = tokens
+        .create("acme", &[Permission::View], "auditor")
+        .unwrap()
+        .0;
+    let other_tenant = tokens
+        .create("globex", &[Permission::Manage], "mallory")
+        .unwrap()
+        .0;
+    Fixture {
+        base: format!("http://{}", sender.addr()),
+        sender,
+        siem,
+        manage,
+        view,
+        other_tenant,
+        _dir: dir,
+    }
+}
+
+async fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "a secret in a response: {text}");
+    }
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Who calls.
+#[derive(Debug, Clone, Copy)]
+enum Caller {
+    NoToken,
+    BadToken,
+    OtherTenant,
+    ViewOnly,
+    Manage,
+}
+
+const CALLERS: [Caller; 5] = [
+    Caller::NoToken,
+    Caller::BadToken,
+    Caller::OtherTenant,
+    Caller::ViewOnly,
+    Caller::Manage,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_matrix_holds_for_every_endpoint() {
+    let f = fixture().await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let update = r#"{"excluded_actions": ["User login"]}"#;
+    // (method, url, body, needs manage, status for a manager)
+    let endpoints: Vec<(&str, String, Option<&str>, bool, u16)> = vec![
+        ("GET", settings.clone(), None, false, 200),
+        ("PUT", settings.clone(), Some(update), true, 200),
+        ("DELETE", settings.clone(), None, true, 204),
+    ];
+    for (method, url, body, needs_manage, ok) in &endpoints {
+        for caller in CALLERS {
+            // Each row starts from an existing integration.
+            let (status, _) = call(
+                "PUT",
+                &settings,
+                Some(&f.manage),
+                Some(r#"{"webhook_url": "http://127.0.0.1:9/hook"}"#),
+            )
+            .await;
+            assert!(status == 200 || status == 201, "{status}");
+            let token = match caller {
+                Caller::NoToken => None,
+                Caller::BadToken => {
+                    Some("evo_adm_0000000000000000000000000000000000000000000000000000000000000000")
+                }
+                Caller::OtherTenant => Some(f.other_tenant.as_str()),
+                Caller::ViewOnly => Some(f.view.as_str()),
+                Caller::Manage => Some(f.manage.as_str()),
+            };
+            let expected = match caller {
+                Caller::NoToken | Caller::BadToken => 401,
+                Caller::OtherTenant => 404,
+                Caller::ViewOnly if *needs_manage => 403,
+                Caller::ViewOnly | Caller::Manage => *ok,
+            };
+            let (status, answer) = call(method, url, token, *body).await;
+            assert_eq!(status, expected, "{method} {url} as {caller:?}: {answer}");
+            if status >= 400 {
+                assert!(answer["error"].is_string(), "{answer}");
+            }
+        }
+    }
+    // A tenant that does not exist looks exactly like another tenant's.
+    let (status, answer) = call(
+        "GET",
+        &format!("{}/v1/tenants/nobody/siem-integration", f.base),
+        Some(&f.manage),
+        None,
+    )
+    .await;
+    assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")));
+    f.sender.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_change_without_a_restart_secrets_stay_write_only_and_changes_are_audited() {
+    let f = fixture().await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let put = format!(
+        r#"{{"webhook_url": "{}/webhook", "headers": {{"Authorization": "{}"}},
+            "signing_secret": {{"set": "{}"}}, "excluded_actions": ["User login"]}}"#,
+        f.siem.uri(),
+        SECRETS[2],
+        SECRETS[0]
+    );
+    let (status, view) = call("PUT", &settings, Some(&f.manage), Some(&put)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(
+        view["signing_secret"],
+        serde_json::json!({"set": true, "next_set": false})
+    );
+    assert_eq!(
+        view["headers"],
+        serde_json::json!({"Authorization": "<redacted>"})
+    );
+    let (_, view) = call("GET", &settings, Some(&f.view), None).await;
+    assert_eq!(view["excluded_actions"], serde_json::json!(["User login"]));
+
+    // A rotation: the next secret waits beside the current one, then replaces it.
+    let (status, view) = call(
+        "PUT",
+        &settings,
+        Some(&f.manage),
+        Some(&format!(
+            r#"{{"next_signing_secret": {{"set": "{}"}}}}"#,
+            SECRETS[1]
+        )),
+    )
+    .await;
+    assert_eq!(
+        (status, &view["signing_secret"]["next_set"]),
+        (200, &serde_json::json!(true))
+    );
+    let (status, _) = call(
+        "PUT",
+        &settings,
+        Some(&f.manage),
+        Some(r#"{"signing_secret": {"rotate": true}}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Invalid: each field named, nothing applied.
+    let (status, answer) = call(
+        "PUT",
+        &settings,
+        Some(&f.manage),
+        Some(r#"{"webhook_url": "ftp://x", "headers": {"Content-Type": "text/plain"}, "linger_ms": -1}"#),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let (status, answer) = call(
+        "PUT",
+        &settings,
+        Some(&f.manage),
+        Some(r#"{"webhook_url": "ftp://x", "headers": {"Content-Type": "text/plain"}, "excluded_actions": [""]}"#),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> = answer["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["webhook_url", "headers.Content-Type", "excluded_actions[0]"]
+    );
+    let (_, view) = call("GET", &settings, Some(&f.manage), None).await;
+    assert_eq!(view["excluded_actions"], serde_json::json!(["User login"]));
+    let (status, _) = call("PUT", &settings, Some(&f.manage), Some("{not json")).await;
+    assert_eq!(status, 400);
+
+    // The changes apply at once: an event ingested now is signed with the rotated secret and
+    // carries the header; each change arrived as an audit event naming its fields, no secrets.
+    let event = serde_json::json!({"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{"uuid": uuid::Uuid::new_v4().to_string(),"action":"User logout","status":"Success","actor":{"kind":"User","name":"ana@example.com"},"origin":{"hostname":"h","ipaddr":"192.0.2.1"},"target":{"kind":"User","name":"ana@example.com"},"ts":1706000000123456789_i64,"created_at":1706000000123456789_i64}});
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/tenants/acme/audit-events", f.base))
+        .bearer_auth(INGEST_TOKEN)
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let started = Instant::now();
+    let (audit, delivered) = loop {
+        let requests = f.siem.received_requests().await.unwrap();
+        let bodies: Vec<(serde_json::Value, &wiremock::Request)> = requests
+            .iter()
+            .filter(|r| r.url.path() == "/webhook")
+            .map(|r| (serde_json::from_slice(&r.body).unwrap(), r))
+            .collect();
+        let events: Vec<(serde_json::Value, &wiremock::Request)> = bodies
+            .iter()
+            .flat_map(|(b, r)| {
+                b["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |e| (e.clone(), *r))
+            })
+            .collect();
+        let audit: Vec<serde_json::Value> = events
+            .iter()
+            .filter(|(e, _)| e["table"] == "siem_integrations")
+            .map(|(e, _)| e.clone())
+            .collect();
+        let mine = events
+            .iter()
+            .find(|(e, _)| e["data"]["uuid"] == event["data"]["uuid"]);
+        if audit.len() >= 3
+            && let Some((_, request)) = mine
+        {
+            let signature = request
+                .headers
+                .get("x-evo-signature-256")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let expected =
+                evo_siem_protocol::sign(&evo_siem_protocol::Secret::new(SECRETS[1]), &request.body);
+            assert_eq!(signature, expected, "signed with the rotated secret");
+            assert_eq!(request.headers.get("authorization").unwrap(), SECRETS[2]);
+            break (audit, true);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not delivered: {} audit events",
+            audit.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(delivered);
+    let audit_text = serde_json::to_string(&audit).unwrap();
+    for secret in SECRETS {
+        assert!(!audit_text.contains(secret), "a secret in an audit event");
+    }
+    assert_eq!(audit[0]["data"]["action"], "SIEM integration updated");
+    assert_eq!(
+        audit[0]["data"]["actor"]["name"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .next(),
+        Some("alice")
+    );
+    assert_eq!(audit[0]["data"]["target"]["name"], "acme");
+    let changed: Vec<&str> = audit[0]["data"]["changed_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    // The URL is the one the configuration file set: unchanged, so not listed.
+    assert_eq!(changed, ["headers", "signing_secret", "excluded_actions"]);
+    assert_eq!(
+        audit[1]["data"]["changed_fields"],
+        serde_json::json!(["next_signing_secret"])
+    );
+    f.sender.shutdown().await;
+
+    let logged = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(logged.contains("SIEM integration"), "the capture works");
+    for secret in SECRETS {
+        assert!(!logged.contains(secret), "a secret in the logs");
+    }
+}
