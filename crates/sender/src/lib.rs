@@ -35,6 +35,8 @@ pub mod retry;
 pub mod service;
 pub mod spool;
 
-pub use deliver::{DeliveryStats, Step, Worker};
+pub use deliver::{
+    AttemptCounters, DeliveryStats, LATENCY_BUCKETS, LastError, LatencyHistogram, Step, Worker,
+};
 pub use filter::Exclusions;
 pub use integration::{Integration, IntegrationError};

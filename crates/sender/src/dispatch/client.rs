@@ -34,11 +34,73 @@ impl Default for DispatchSettings {
     }
 }
 
+/// Why an attempt did not get a 2xx, for diagnosis (status, "Test Saved Webhook", metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The host name did not resolve.
+    Dns,
+    /// Every address of the host is in a blocked class (the outbound guard).
+    Blocked,
+    /// The TCP connection was refused or could not be established in time.
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No complete answer within the attempt's timeout.
+    Timeout,
+    /// The receiver answered with a status other than 2xx.
+    HttpStatus,
+    /// Another transport failure (a reset connection, a malformed answer).
+    Transport,
+}
+
+impl FailureKind {
+    /// The kind's name in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Dns => "dns",
+            FailureKind::Blocked => "blocked",
+            FailureKind::Connect => "connect",
+            FailureKind::Tls => "tls",
+            FailureKind::Timeout => "timeout",
+            FailureKind::HttpStatus => "http_status",
+            FailureKind::Transport => "transport",
+        }
+    }
+
+    /// The kind of a transport error, from reqwest's flags and the chain of causes.
+    fn of(err: &reqwest::Error) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        let mut text = String::new();
+        while let Some(cause) = source {
+            if cause.downcast_ref::<super::resolver::AllBlocked>().is_some() {
+                return FailureKind::Blocked;
+            }
+            text.push_str(&cause.to_string().to_ascii_lowercase());
+            text.push(' ');
+            source = cause.source();
+        }
+        if err.is_timeout() {
+            FailureKind::Timeout
+        } else if text.contains("dns error") || text.contains("failed to lookup address") {
+            FailureKind::Dns
+        } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+            FailureKind::Tls
+        } else if err.is_connect() {
+            FailureKind::Connect
+        } else {
+            FailureKind::Transport
+        }
+    }
+}
+
 /// What one attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptReport {
     /// The result, for [`classify`](crate::retry::classify).
     pub result: AttemptResult,
+    /// Why it failed; `None` for a 2xx.
+    pub failure: Option<FailureKind>,
     /// How long the attempt took.
     pub latency: Duration,
     /// A bounded snippet of the response body, or the transport error.
@@ -112,12 +174,14 @@ impl Dispatcher {
                         status,
                         retry_after,
                     },
+                    failure: (!(200..300).contains(&status)).then_some(FailureKind::HttpStatus),
                     latency: started.elapsed(),
                     detail,
                 }
             }
             Err(err) => AttemptReport {
                 result: AttemptResult::Transport,
+                failure: Some(FailureKind::of(&err)),
                 latency: started.elapsed(),
                 detail: describe(&err),
             },

@@ -3,5 +3,5 @@
 mod client;
 mod resolver;
 
-pub use client::{AttemptReport, DispatchSettings, Dispatcher, SNIPPET_BYTES};
+pub use client::{AttemptReport, DispatchSettings, Dispatcher, FailureKind, SNIPPET_BYTES};
 pub use resolver::{AllBlocked, GuardedResolver, Lookup};

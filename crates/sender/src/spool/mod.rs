@@ -9,7 +9,7 @@ pub use sqlite::SqliteSpool;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The future returned by [`Spool`] methods, boxed so the trait is object-safe.
 pub type SpoolFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SpoolError>> + Send + 'a>>;
@@ -71,6 +71,8 @@ pub struct DeadLetter {
     pub json: String,
     /// Why it was refused, for example `http 422` or `larger than max_batch_bytes`.
     pub reason: String,
+    /// When it was refused.
+    pub at: SystemTime,
 }
 
 /// Why the spool could not do what was asked.
@@ -118,4 +120,12 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
 
     /// What `integration` has waiting.
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog>;
+
+    /// When the oldest event `integration` has waiting was queued (`None` when none is, or when
+    /// it was queued before the spool recorded times).
+    fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>>;
+
+    /// Puts dead letters back at the end of the queue: all of `integration`'s, or those with
+    /// the given ids. Returns how many.
+    fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64>;
 }

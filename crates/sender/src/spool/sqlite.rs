@@ -38,6 +38,8 @@ const MIGRATIONS: &[&str] = &["
         at_unix_ms INTEGER NOT NULL
     );
     CREATE INDEX dead_letters_by_integration ON dead_letters (integration, id);
+", "
+    ALTER TABLE events ADD COLUMN at_unix_ms INTEGER NOT NULL DEFAULT 0;
 "];
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
@@ -71,6 +73,15 @@ enum Op {
     Backlog {
         integration: String,
         reply: Reply<Backlog>,
+    },
+    Oldest {
+        integration: String,
+        reply: Reply<Option<SystemTime>>,
+    },
+    Replay {
+        integration: String,
+        ids: Option<Vec<i64>>,
+        reply: Reply<u64>,
     },
 }
 
@@ -172,6 +183,8 @@ enum Deferred {
     Events(Reply<Vec<SpooledEvent>>, Vec<SpooledEvent>),
     Dead(Reply<Vec<DeadLetter>>, Vec<DeadLetter>),
     Backlog(Reply<Backlog>, Backlog),
+    Oldest(Reply<Option<SystemTime>>, Option<SystemTime>),
+    Count(Reply<u64>, u64),
 }
 
 impl Deferred {
@@ -187,6 +200,10 @@ impl Deferred {
             (Deferred::Dead(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
             (Deferred::Backlog(r, v), None) => r.send(Ok(v)).map_err(drop),
             (Deferred::Backlog(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Oldest(r, v), None) => r.send(Ok(v)).map_err(drop),
+            (Deferred::Oldest(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Count(r, v), None) => r.send(Ok(v)).map_err(drop),
+            (Deferred::Count(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
         };
     }
 }
@@ -212,7 +229,9 @@ impl Writer {
     /// dead-letter move to a power cut means the events are sent again, which at-least-once
     /// allows; so a group without appends commits without waiting for an fsync.
     fn apply(&mut self, group: &mut Vec<Op>) {
-        let durable = group.iter().any(|op| matches!(op, Op::Append { .. }));
+        let durable = group
+            .iter()
+            .any(|op| matches!(op, Op::Append { .. } | Op::Replay { .. }));
         let level = if durable { "FULL" } else { "NORMAL" };
         if let Err(err) = self.conn.pragma_update(None, "synchronous", level) {
             // Never acknowledge an append without knowing it will be on disk.
@@ -247,14 +266,16 @@ impl Writer {
                             continue;
                         }
                         let mut insert = tx.prepare_cached(
-                            "INSERT INTO events (integration, action, json, size) VALUES (?1, ?2, ?3, ?4)",
+                            "INSERT INTO events (integration, action, json, size, at_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                         )?;
+                        let at = unix_ms(SystemTime::now());
                         for event in &events {
                             insert.execute(params![
                                 integration,
                                 event.action,
                                 event.json,
-                                event.json.len() as i64
+                                event.json.len() as i64,
+                                at
                             ])?;
                         }
                         backlog.events += events.len() as u64;
@@ -294,10 +315,7 @@ impl Writer {
                         reason,
                         reply,
                     } => {
-                        let at = SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_millis() as i64;
+                        let at = unix_ms(SystemTime::now());
                         tx.prepare_cached(
                             "INSERT INTO dead_letters (id, integration, json, reason, at_unix_ms)
                              SELECT id, integration, json, ?3, ?4 FROM events WHERE integration = ?1 AND id = ?2",
@@ -308,13 +326,14 @@ impl Writer {
                     }
                     Op::DeadLetters { integration, reply } => {
                         let mut select = tx.prepare_cached(
-                            "SELECT id, json, reason FROM dead_letters WHERE integration = ?1 ORDER BY id",
+                            "SELECT id, json, reason, at_unix_ms FROM dead_letters WHERE integration = ?1 ORDER BY id",
                         )?;
                         let rows = select.query_map(params![integration], |r| {
                             Ok(DeadLetter {
                                 id: r.get(0)?,
                                 json: r.get(1)?,
                                 reason: r.get(2)?,
+                                at: from_unix_ms(r.get(3)?).unwrap_or(UNIX_EPOCH),
                             })
                         })?;
                         deferred.push(Deferred::Dead(reply, rows.collect::<Result<_, _>>()?));
@@ -322,6 +341,48 @@ impl Writer {
                     Op::Backlog { integration, reply } => {
                         let backlog = self.backlogs.get(&integration).copied().unwrap_or_default();
                         deferred.push(Deferred::Backlog(reply, backlog));
+                    }
+                    Op::Oldest { integration, reply } => {
+                        let at: Option<i64> = tx
+                            .prepare_cached(
+                                "SELECT at_unix_ms FROM events WHERE integration = ?1 ORDER BY id LIMIT 1",
+                            )?
+                            .query_row(params![integration], |r| r.get(0))
+                            .optional()?;
+                        deferred.push(Deferred::Oldest(reply, at.and_then(from_unix_ms)));
+                    }
+                    Op::Replay {
+                        integration,
+                        ids,
+                        reply,
+                    } => {
+                        let letters: Vec<(i64, String)> = {
+                            let mut select = tx.prepare_cached(
+                                "SELECT id, json FROM dead_letters WHERE integration = ?1 ORDER BY id",
+                            )?;
+                            let rows = select
+                                .query_map(params![integration], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                            rows.collect::<Result<_, _>>()?
+                        };
+                        let at = unix_ms(SystemTime::now());
+                        let mut replayed = 0;
+                        for (id, json) in letters {
+                            if ids.as_ref().is_some_and(|ids| !ids.contains(&id)) {
+                                continue;
+                            }
+                            // Back at the end of the queue, with a new position.
+                            tx.prepare_cached(
+                                "INSERT INTO events (integration, action, json, size, at_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                            )?
+                            .execute(params![integration, action_of(&json), json, json.len() as i64, at])?;
+                            tx.prepare_cached("DELETE FROM dead_letters WHERE integration = ?1 AND id = ?2")?
+                                .execute(params![integration, id])?;
+                            let backlog = self.backlogs.entry(integration.clone()).or_default();
+                            backlog.events += 1;
+                            backlog.bytes += json.len() as u64;
+                            replayed += 1;
+                        }
+                        deferred.push(Deferred::Count(reply, replayed));
                     }
                 }
             }
@@ -361,6 +422,35 @@ fn remove_event(
     Ok(())
 }
 
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A stored time; 0 is "unknown" (events queued before the column existed).
+fn from_unix_ms(ms: i64) -> Option<SystemTime> {
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// The `data.action` of a stored event (validated at ingest), for the exclusion check at batch
+/// time; an event that no longer parses gets an empty action and is sent as it is.
+fn action_of(json: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        action: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event {
+        data: Data,
+    }
+    serde_json::from_str::<Event>(json)
+        .map(|e| e.data.action)
+        .unwrap_or_default()
+}
+
 /// Answers a request that could not be applied.
 fn fail(op: Op, message: &str) {
     let err = || SpoolError::Storage(message.to_owned());
@@ -371,6 +461,8 @@ fn fail(op: Op, message: &str) {
         Op::Pending { reply, .. } => reply.send(Err(err())).map_err(drop),
         Op::DeadLetters { reply, .. } => reply.send(Err(err())).map_err(drop),
         Op::Backlog { reply, .. } => reply.send(Err(err())).map_err(drop),
+        Op::Oldest { reply, .. } => reply.send(Err(err())).map_err(drop),
+        Op::Replay { reply, .. } => reply.send(Err(err())).map_err(drop),
     };
 }
 
@@ -420,5 +512,19 @@ impl Spool for SqliteSpool {
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
         let integration = integration.to_owned();
         self.call(move |reply| Op::Backlog { integration, reply })
+    }
+
+    fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::Oldest { integration, reply })
+    }
+
+    fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::Replay {
+            integration,
+            ids,
+            reply,
+        })
     }
 }
