@@ -8,10 +8,14 @@
 //! `integrations.siem.view` reads.
 
 mod audit;
+pub(crate) mod metrics;
+pub mod operations;
 pub mod settings;
 pub mod tokens;
+pub mod webhook_test;
 
 pub use tokens::{Permission, Principal, TokenError, TokenStore};
+pub(crate) use webhook_test::TestLimiter;
 
 use crate::service::App;
 use axum::Json;

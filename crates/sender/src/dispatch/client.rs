@@ -73,7 +73,10 @@ impl FailureKind {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
         let mut text = String::new();
         while let Some(cause) = source {
-            if cause.downcast_ref::<super::resolver::AllBlocked>().is_some() {
+            if cause
+                .downcast_ref::<super::resolver::AllBlocked>()
+                .is_some()
+            {
                 return FailureKind::Blocked;
             }
             text.push_str(&cause.to_string().to_ascii_lowercase());
@@ -84,7 +87,8 @@ impl FailureKind {
             FailureKind::Timeout
         } else if text.contains("dns error") || text.contains("failed to lookup address") {
             FailureKind::Dns
-        } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake")
+        {
             FailureKind::Tls
         } else if err.is_connect() {
             FailureKind::Connect

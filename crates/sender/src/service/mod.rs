@@ -53,6 +53,11 @@ pub(crate) struct App {
     pub(crate) tokens: Arc<TokenStore>,
     /// The outbound guard's allow-list, for validating webhook URLs.
     pub(crate) allowed: Vec<ipnet::IpNet>,
+    /// Each integration's delivery counters.
+    pub(crate) stats: StatsMap,
+    /// The client of real deliveries, for "Test Saved Webhook".
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) test_limiter: admin::TestLimiter,
 }
 
 type StatsMap = Arc<std::sync::Mutex<HashMap<String, Arc<DeliveryStats>>>>;
@@ -102,7 +107,7 @@ impl Sender {
         tasks.spawn(supervise(
             registry.clone(),
             spool.clone(),
-            dispatcher,
+            dispatcher.clone(),
             backoff,
             stats.clone(),
             shutdown.clone(),
@@ -116,6 +121,9 @@ impl Sender {
             spool,
             tokens,
             allowed: config.allow_private_targets.clone(),
+            stats: stats.clone(),
+            dispatcher,
+            test_limiter: admin::TestLimiter::default(),
         });
         let router = Router::new()
             .route("/v1/tenants/{tenant}/audit-events", post(ingest::ingest))
@@ -125,6 +133,27 @@ impl Sender {
                     .put(admin::settings::put)
                     .delete(admin::settings::delete),
             )
+            .route(
+                "/v1/tenants/{tenant}/siem-integration/test",
+                post(admin::webhook_test::test),
+            )
+            .route(
+                "/v1/tenants/{tenant}/siem-integration/status",
+                get(admin::operations::status),
+            )
+            .route(
+                "/v1/tenants/{tenant}/siem-integration/dead-letters",
+                get(admin::operations::dead_letters),
+            )
+            .route(
+                "/v1/tenants/{tenant}/siem-integration/dead-letters/replay",
+                post(admin::operations::replay),
+            )
+            .route(
+                "/v1/tenants/{tenant}/siem-integration/resume",
+                post(admin::operations::resume),
+            )
+            .route("/metrics", get(admin::metrics::metrics))
             .route("/healthz", get(|| async { "ok" }))
             .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
             .with_state(app);

@@ -21,7 +21,8 @@ const QUEUE_BOUND: usize = 4096;
 const GROUP_BOUND: usize = 1024;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         integration TEXT NOT NULL,
@@ -38,9 +39,11 @@ const MIGRATIONS: &[&str] = &["
         at_unix_ms INTEGER NOT NULL
     );
     CREATE INDEX dead_letters_by_integration ON dead_letters (integration, id);
-", "
+",
+    "
     ALTER TABLE events ADD COLUMN at_unix_ms INTEGER NOT NULL DEFAULT 0;
-"];
+",
+];
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
@@ -375,8 +378,10 @@ impl Writer {
                                 "INSERT INTO events (integration, action, json, size, at_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                             )?
                             .execute(params![integration, action_of(&json), json, json.len() as i64, at])?;
-                            tx.prepare_cached("DELETE FROM dead_letters WHERE integration = ?1 AND id = ?2")?
-                                .execute(params![integration, id])?;
+                            tx.prepare_cached(
+                                "DELETE FROM dead_letters WHERE integration = ?1 AND id = ?2",
+                            )?
+                            .execute(params![integration, id])?;
                             let backlog = self.backlogs.entry(integration.clone()).or_default();
                             backlog.events += 1;
                             backlog.bytes += json.len() as u64;

@@ -54,6 +54,12 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with("").await
+}
+
+/// A sender with `acme` and `globex` delivering to a wiremock SIEM; `extra` goes into the
+/// configuration's top level (a `[delivery]` table, say).
+async fn fixture_with(extra: &str) -> Fixture {
     logs();
     let siem = MockServer::start().await;
     Mock::given(method("POST"))
@@ -68,6 +74,7 @@ async fn fixture() -> Fixture {
         data_dir = "{dir}"
         ingest_token_file = "{dir}/ingest-token"
         allow_private_targets = ["127.0.0.1/32"]
+        {extra}
         [[integration]]
         tenant = "acme"
         webhook_url = "{siem}/webhook"
@@ -158,6 +165,17 @@ async fn the_authorization_matrix_holds_for_every_endpoint() {
     let endpoints: Vec<(&str, String, Option<&str>, bool, u16)> = vec![
         ("GET", settings.clone(), None, false, 200),
         ("PUT", settings.clone(), Some(update), true, 200),
+        ("GET", format!("{settings}/status"), None, false, 200),
+        ("GET", format!("{settings}/dead-letters"), None, false, 200),
+        (
+            "POST",
+            format!("{settings}/dead-letters/replay"),
+            None,
+            true,
+            200,
+        ),
+        ("POST", format!("{settings}/resume"), None, true, 202),
+        ("POST", format!("{settings}/test"), None, true, 200),
         ("DELETE", settings.clone(), None, true, 204),
     ];
     for (method, url, body, needs_manage, ok) in &endpoints {
@@ -378,5 +396,352 @@ async fn settings_change_without_a_restart_secrets_stay_write_only_and_changes_a
     assert!(logged.contains("SIEM integration"), "the capture works");
     for secret in SECRETS {
         assert!(!logged.contains(secret), "a secret in the logs");
+    }
+}
+
+fn ingest_body(actions: &[&str]) -> (Vec<String>, String) {
+    let mut uuids = Vec::new();
+    let lines: Vec<String> = actions
+        .iter()
+        .map(|action| {
+            let uuid = uuid::Uuid::new_v4().to_string();
+            uuids.push(uuid.clone());
+            serde_json::json!({"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{"uuid": uuid,"action": action,"status":"Success","actor":{"kind":"User","name":"ana@example.com"},"origin":{"hostname":"h","ipaddr":"192.0.2.1"},"target":{"kind":"User","name":"ana@example.com"},"ts":1706000000123456789_i64,"created_at":1706000000123456789_i64}}).to_string()
+        })
+        .collect();
+    (uuids, lines.join("\n"))
+}
+
+async fn ingest(f: &Fixture, actions: &[&str]) -> Vec<String> {
+    let (uuids, body) = ingest_body(actions);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/tenants/acme/audit-events", f.base))
+        .bearer_auth(INGEST_TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    uuids
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A wiremock answer: 422 for a batch holding the action "Poison", 200 otherwise.
+struct RefusePoison;
+
+impl wiremock::Respond for RefusePoison {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        if String::from_utf8_lossy(&request.body).contains("\"Poison\"") {
+            ResponseTemplate::new(422).set_body_string(r#"{"error":"invalid_event"}"#)
+        } else {
+            ResponseTemplate::new(200)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_dead_letters_replay_resume_and_metrics() {
+    // Backoff waits of a minute: only a resume ends them early.
+    let f = fixture_with("[delivery]\nretry_base_ms = 60000\nretry_cap_ms = 60000\n").await;
+    let base = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    f.siem.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(RefusePoison)
+        .mount(&f.siem)
+        .await;
+
+    // A poison event is isolated and dead-lettered; the good one is delivered.
+    ingest(&f, &["User logout", "Poison"]).await;
+    wait_for("a dead letter", async || {
+        call("GET", &format!("{base}/dead-letters"), Some(&f.view), None)
+            .await
+            .1["total"]
+            == 1
+    })
+    .await;
+    let (_, dead) = call("GET", &format!("{base}/dead-letters"), Some(&f.view), None).await;
+    let letter = &dead["dead_letters"][0];
+    assert_eq!(letter["event"]["data"]["action"], "Poison");
+    assert!(
+        letter["reason"].as_str().unwrap().starts_with("http 422"),
+        "{letter}"
+    );
+    let (_, status) = call("GET", &format!("{base}/status"), Some(&f.view), None).await;
+    assert_eq!(status["state"], "active", "{status}");
+    assert_eq!(status["dead_letters"], 1);
+    assert_eq!(status["totals"]["dead_lettered"], 1);
+    assert_eq!(status["totals"]["delivered"], 1);
+    assert_eq!(status["last_error"]["kind"], "http_status");
+    assert_eq!(status["last_error"]["status"], 422);
+    assert!(status["last_success"].is_string());
+    assert_eq!(status["queued_events"], 0);
+
+    // The receiver is fixed; a replay puts the event back and it is delivered.
+    f.siem.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.siem)
+        .await;
+    let (code, replayed) = call(
+        "POST",
+        &format!("{base}/dead-letters/replay"),
+        Some(&f.manage),
+        Some(&format!(r#"{{"ids": [{}]}}"#, letter["id"])),
+    )
+    .await;
+    assert_eq!((code, &replayed["replayed"]), (200, &serde_json::json!(1)));
+    wait_for("the replayed event delivered", async || {
+        call("GET", &format!("{base}/status"), Some(&f.view), None)
+            .await
+            .1["totals"]["delivered"]
+            == 2
+    })
+    .await;
+
+    // A 401 pauses the integration; events wait; resume tries again at once.
+    f.siem.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&f.siem)
+        .await;
+    ingest(&f, &["User logout"]).await;
+    wait_for("paused", async || {
+        call("GET", &format!("{base}/status"), Some(&f.view), None)
+            .await
+            .1["state"]
+            == "paused"
+    })
+    .await;
+    let (_, status) = call("GET", &format!("{base}/status"), Some(&f.view), None).await;
+    assert_eq!(status["queued_events"], 1);
+    assert!(status["oldest_queued_age_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(status["last_error"]["status"], 401);
+    f.siem.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.siem)
+        .await;
+    let (code, answer) = call("POST", &format!("{base}/resume"), Some(&f.manage), None).await;
+    assert_eq!(
+        (code, &answer["was_paused"]),
+        (202, &serde_json::json!(true))
+    );
+    wait_for("delivered after resume", async || {
+        let status = call("GET", &format!("{base}/status"), Some(&f.view), None)
+            .await
+            .1;
+        status["state"] == "active" && status["queued_events"] == 0
+    })
+    .await;
+
+    // Metrics: the platform token, Prometheus text, per tenant.
+    let metrics = format!("{}/metrics", f.base);
+    let (code, _) = call("GET", &metrics, Some(&f.manage), None).await;
+    assert_eq!(code, 401);
+    let text = reqwest::Client::new()
+        .get(&metrics)
+        .bearer_auth(INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "evo_siem_backlog_events{tenant=\"acme\"} 0",
+        "evo_siem_deliveries_total{tenant=\"acme\",outcome=\"dead_lettered\"} 1",
+        "evo_siem_deliveries_total{tenant=\"acme\",outcome=\"paused\"}",
+        "evo_siem_events_delivered_total{tenant=\"acme\"} 3",
+        "evo_siem_events_dead_lettered_total{tenant=\"acme\"} 1",
+        "evo_siem_attempt_duration_seconds_bucket{tenant=\"acme\",le=\"+Inf\"}",
+        "evo_siem_oldest_event_age_seconds{tenant=\"globex\"} 0.000",
+        "# TYPE evo_siem_attempt_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    f.sender.shutdown().await;
+}
+
+/// A receiver built on the receiver SDK, verifying with `secret`; `delay` before answering.
+async fn receiver(secret: &str, delay: Duration) -> String {
+    use axum::routing::post;
+    let receiver = evo_siem_receiver::Receiver::builder()
+        .secret(secret)
+        .build()
+        .unwrap();
+    let app = axum::Router::new().route(
+        "/webhook",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let receiver = receiver.clone();
+                async move {
+                    tokio::time::sleep(delay).await;
+                    match receiver
+                        .accept(&headers, body, std::time::SystemTime::now())
+                        .await
+                    {
+                        Ok(batch) => {
+                            axum::response::IntoResponse::into_response(batch.commit().await)
+                        }
+                        Err(rejection) => axum::response::IntoResponse::into_response(rejection),
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_saved_webhook_diagnoses_success_refusal_unreachable_and_timeout() {
+    let f = fixture_with("[delivery]\nattempt_timeout_ms = 1000\n").await;
+    let base = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let good = receiver(SECRETS[0], Duration::ZERO).await;
+    let slow = receiver(SECRETS[0], Duration::from_secs(5)).await;
+    let closed = format!(
+        "http://{}/webhook",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    );
+    let set = |url: &str, secret: &str| {
+        format!(r#"{{"webhook_url": "{url}", "signing_secret": {{"set": "{secret}"}}}}"#)
+    };
+    let test = async || call("POST", &format!("{base}/test"), Some(&f.manage), None).await;
+
+    assert_eq!(
+        call("PUT", &base, Some(&f.manage), Some(&set(&good, SECRETS[0])))
+            .await
+            .0,
+        200
+    );
+    let (code, d) = test().await;
+    assert_eq!(
+        (code, &d["ok"], &d["status"]),
+        (200, &serde_json::json!(true), &serde_json::json!(200)),
+        "{d}"
+    );
+    assert!(d["latency_ms"].as_f64().unwrap() > 0.0);
+
+    assert_eq!(
+        call("PUT", &base, Some(&f.manage), Some(&set(&good, SECRETS[1])))
+            .await
+            .0,
+        200
+    );
+    let (_, d) = test().await;
+    assert_eq!(
+        (&d["ok"], &d["status"], &d["failure"]),
+        (
+            &serde_json::json!(false),
+            &serde_json::json!(401),
+            &serde_json::json!("http_status")
+        ),
+        "{d}"
+    );
+    assert!(
+        d["diagnosis"].as_str().unwrap().contains("signature"),
+        "{d}"
+    );
+    assert!(
+        d["detail"].as_str().unwrap().contains("signature_mismatch"),
+        "{d}"
+    );
+    // The right secret waiting as the next one: a test with it passes before the rotation.
+    let next = format!(r#"{{"next_signing_secret": {{"set": "{}"}}}}"#, SECRETS[0]);
+    assert_eq!(
+        call("PUT", &base, Some(&f.manage), Some(&next)).await.0,
+        200
+    );
+    let (_, d) = call(
+        "POST",
+        &format!("{base}/test"),
+        Some(&f.manage),
+        Some(r#"{"secret": "next"}"#),
+    )
+    .await;
+    assert_eq!(d["ok"], true, "{d}");
+
+    assert_eq!(
+        call(
+            "PUT",
+            &base,
+            Some(&f.manage),
+            Some(&set(&closed, SECRETS[0]))
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, d) = test().await;
+    assert_eq!(
+        (&d["ok"], &d["failure"]),
+        (&serde_json::json!(false), &serde_json::json!("connect")),
+        "{d}"
+    );
+
+    assert_eq!(
+        call("PUT", &base, Some(&f.manage), Some(&set(&slow, SECRETS[0])))
+            .await
+            .0,
+        200
+    );
+    let (_, d) = test().await;
+    assert_eq!(d["failure"], "timeout", "{d}");
+
+    // Five tests a minute per tenant.
+    let (code, answer) = test().await;
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    f.sender.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_to_a_blocked_or_unresolvable_host_says_so() {
+    use evo_siem_sender::admin::webhook_test::diagnose;
+    use evo_siem_sender::dispatch::{DispatchSettings, Dispatcher, GuardedResolver, Lookup};
+    let lookup: Lookup = Arc::new(|host: String| {
+        Box::pin(async move {
+            match host.as_str() {
+                "internal.example" => Ok(vec![
+                    "10.0.0.8".parse().unwrap(),
+                    "169.254.169.254".parse().unwrap(),
+                ]),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "failed to lookup address information: Name or service not known",
+                )),
+            }
+        })
+    });
+    let settings = DispatchSettings::default();
+    let dispatcher = Dispatcher::with_resolver(
+        &settings,
+        GuardedResolver::with_lookup(Arc::from(Vec::new()), lookup),
+    )
+    .unwrap();
+    for (host, kind) in [("internal.example", "blocked"), ("nowhere.example", "dns")] {
+        let integration =
+            evo_siem_sender::Integration::new("acme", &format!("https://{host}/hook"), &[])
+                .unwrap();
+        let d = diagnose(&dispatcher, &integration, "test").await;
+        assert_eq!(serde_json::to_value(&d).unwrap()["failure"], kind, "{d:?}");
+        assert!(!d.ok);
     }
 }

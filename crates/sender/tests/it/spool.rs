@@ -85,7 +85,10 @@ async fn dead_letters_replay_to_the_end_of_the_queue_all_or_chosen() {
     assert_eq!(spool.oldest("acme").await.unwrap(), None);
     let before = std::time::SystemTime::now() - std::time::Duration::from_millis(1);
     spool
-        .append("acme", vec![event("p1"), event("p2"), event("p3"), event("ok")])
+        .append(
+            "acme",
+            vec![event("p1"), event("p2"), event("p3"), event("ok")],
+        )
         .await
         .unwrap();
     let oldest = spool.oldest("acme").await.unwrap().unwrap();
@@ -99,8 +102,17 @@ async fn dead_letters_replay_to_the_end_of_the_queue_all_or_chosen() {
     }
     // Another integration's ids replay nothing.
     assert_eq!(spool.replay("globex", None).await.unwrap(), 0);
-    assert_eq!(spool.replay("acme", Some(vec![pending[1].id])).await.unwrap(), 1);
-    assert_eq!(labels(&spool.pending("acme", 10).await.unwrap()), ["ok", "p2"]);
+    assert_eq!(
+        spool
+            .replay("acme", Some(vec![pending[1].id]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        labels(&spool.pending("acme", 10).await.unwrap()),
+        ["ok", "p2"]
+    );
     assert_eq!(spool.replay("acme", None).await.unwrap(), 2);
     let queued = spool.pending("acme", 10).await.unwrap();
     assert_eq!(labels(&queued), ["ok", "p2", "p1", "p3"]);
