@@ -81,6 +81,17 @@ Examples:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:808
 evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2 --drop-rate 0.05 --seed 7"
     )]
     MockSiem(MockSiemArgs),
+    /// Send one signed test batch to a webhook URL and diagnose the answer.
+    #[command(
+        long_about = "Send one signed batch holding a synthetic test event (event_type \"test\", \
+action \"SIEM webhook test\") to URL, through the sender's own signer, outbound guard and \
+client, and diagnose the answer: ok, HTTP status, latency, and on failure the kind (http_status, \
+dns, blocked, connect, tls, timeout) with the start of the answer. Not queued, not retried. \
+Exits 0 when the receiver accepted it, 1 when not.\n\n\
+Examples:\n  EVO_SIEM_SECRET=change-me evo-siem send-test --url https://siem.example.com/evo --secret-env EVO_SIEM_SECRET\n  \
+evo-siem send-test --url http://127.0.0.1:8080/webhook --allow-private 127.0.0.1/32 --secret-env EVO_SIEM_SECRET"
+    )]
+    SendTest(SendTestArgs),
     /// Manage admin API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -112,6 +123,27 @@ Examples:\n  evo-siem conformance sender --cases 64\n  \
 evo-siem conformance sender --process child --cases 8   # restarts are SIGKILL"
     )]
     Sender(SenderSuiteArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SendTestArgs {
+    /// The webhook URL.
+    #[arg(long)]
+    pub(crate) url: String,
+    #[command(flatten)]
+    pub(crate) secrets: SecretArgs,
+    /// A header to send, `Name: value` (repeatable); for example an Authorization header.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub(crate) headers: Vec<String>,
+    /// A private network the outbound guard lets through (local testing only; repeatable).
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    pub(crate) allow_private: Vec<String>,
+    /// Time for the attempt.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub(crate) timeout: std::time::Duration,
+    /// `table` or `json`.
+    #[arg(long, default_value = "table")]
+    pub(crate) format: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ mod load;
 mod logging;
 mod mock_siem;
 mod secret_source;
+mod send_test;
 mod sender;
 mod sign;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Admin(command) => admin::run(&command),
+        cli::Command::SendTest(args) => send_test::run(&args),
         cli::Command::Demo(args) => demo::run(&args),
         cli::Command::Generate(args) => generate::run(&args),
         cli::Command::Load(args) => load::run(&args),

@@ -24,6 +24,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
 
+/// The OpenAPI 3.1 document of the ingest and admin API, served at `GET /v1/openapi.json`. A test
+/// calls every operation it lists and validates the answers against its schemas.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub(crate) async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
 /// One invalid field of a request, in a 422 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {

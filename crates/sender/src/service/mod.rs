@@ -154,6 +154,7 @@ impl Sender {
                 post(admin::operations::resume),
             )
             .route("/metrics", get(admin::metrics::metrics))
+            .route("/v1/openapi.json", get(admin::openapi))
             .route("/healthz", get(|| async { "ok" }))
             .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
             .with_state(app);

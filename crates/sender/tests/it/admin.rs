@@ -745,3 +745,81 @@ async fn a_test_to_a_blocked_or_unresolvable_host_says_so() {
         assert!(!d.ok);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_true() {
+    let f = fixture().await;
+    let (status, served) = call("GET", &format!("{}/v1/openapi.json", f.base), None, None).await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(evo_siem_sender::admin::OPENAPI).unwrap();
+    assert_eq!(served, doc);
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler.add_resource("openapi.json", doc.clone()).unwrap();
+
+    // Every operation, first without a token, then as it is meant to be called; DELETE last.
+    let mut operations: Vec<(String, String, serde_json::Value)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations.push((method.to_uppercase(), path.clone(), operation.clone()));
+        }
+    }
+    operations.sort_by_key(|(method, _, _)| method == "DELETE");
+    assert_eq!(operations.len(), 12);
+    let (_, event) = ingest_body(&["User logout"]);
+    for (method, path, operation) in &operations {
+        let url = format!("{}{}", f.base, path.replace("{tenant}", "acme"));
+        let security = operation["security"].to_string();
+        let token = if security.contains("adminToken") {
+            Some(f.manage.as_str())
+        } else if security.contains("platformToken") {
+            Some(INGEST_TOKEN)
+        } else {
+            None
+        };
+        let body = match (method.as_str(), path.as_str()) {
+            ("POST", "/v1/tenants/{tenant}/audit-events") => Some(event.as_str()),
+            ("PUT", _) => Some(r#"{"excluded_actions": ["User login"]}"#),
+            _ => None,
+        };
+        for token in [None, token] {
+            let response = {
+                let client = reqwest::Client::new();
+                let mut request = client.request(method.parse().unwrap(), &url);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                if let Some(body) = body {
+                    request = request.body(body.to_owned());
+                }
+                request.send().await.unwrap()
+            };
+            let status = response.status().as_u16().to_string();
+            let text = response.text().await.unwrap();
+            let documented = &operation["responses"][&status];
+            assert!(
+                !documented.is_null(),
+                "{method} {path} answered {status}, not documented: {text}"
+            );
+            // Resolve a shared response, then validate the JSON body against its schema.
+            let documented = match documented["$ref"].as_str() {
+                Some(reference) => {
+                    &doc["components"]["responses"][reference.rsplit('/').next().unwrap()]
+                }
+                None => documented,
+            };
+            if let Some(schema) = documented["content"]["application/json"]["schema"].as_object() {
+                let location = match schema.get("$ref").and_then(|r| r.as_str()) {
+                    Some(reference) => format!("openapi.json{reference}"),
+                    None => continue,
+                };
+                let index = compiler.compile(&location, &mut schemas).unwrap();
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if let Err(err) = schemas.validate(&value, index) {
+                    panic!("{method} {path} ({status}) does not match {location}: {err}\n{text}");
+                }
+            }
+        }
+    }
+    f.sender.shutdown().await;
+}
