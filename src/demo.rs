@@ -402,7 +402,13 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     status.note("");
     let failures = summarize(&mut lock(&tracker), &siem, &sender);
     if args.keep {
-        keep(&ingest, &siem, &token, dir.path());
+        let tokens = evo_siem_sender::admin::TokenStore::open(&dir.path().join("data"))?;
+        let (admin_token, _) = tokens.create(
+            TENANTS[0].0,
+            &[evo_siem_sender::admin::Permission::Manage],
+            "demo",
+        )?;
+        keep(&ingest, &siem, &token, &admin_token, dir.path());
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")?;
@@ -533,13 +539,14 @@ fn summarize(t: &mut Tracker, siem: &MockSiem, sender: &Sender) -> Vec<String> {
     failures
 }
 
-fn keep(ingest: &str, siem: &MockSiem, token: &str, dir: &std::path::Path) {
+fn keep(ingest: &str, siem: &MockSiem, token: &str, admin_token: &str, dir: &std::path::Path) {
     let mock = format!("http://{}", siem.addr());
     println!(
         "
 The sender and the mock SIEM keep running; Ctrl-C stops both.
   sender ingest API   {ingest}/v1/tenants/{{acme,globex}}/audit-events
   ingest token        {token}
+  admin token (acme)  {admin_token}
   mock SIEM webhook   {webhook}
   signing secret      in {secret}
   data directory      {data} (removed at exit)
@@ -549,7 +556,11 @@ Carry on by hand:
   curl -s {mock}/_mock/events | head -c 800
   evo-siem generate --count 10 | curl -s -H 'Authorization: Bearer {token}' --data-binary @- {ingest}/v1/tenants/acme/audit-events
   curl -s -X POST {mock}/_mock/faults -H 'content-type: application/json' -d '[{{\"when\":{{\"first\":3}},\"action\":{{\"status\":503}}}}]'
-  EVO_SIEM_INGEST_TOKEN={token} evo-siem load --url {ingest} --token-env EVO_SIEM_INGEST_TOKEN --rate 2000 --duration 10s",
+  EVO_SIEM_INGEST_TOKEN={token} evo-siem load --url {ingest} --token-env EVO_SIEM_INGEST_TOKEN --rate 2000 --duration 10s
+  curl -s -H 'Authorization: Bearer {admin_token}' {ingest}/v1/tenants/acme/siem-integration
+  curl -s -H 'Authorization: Bearer {admin_token}' {ingest}/v1/tenants/acme/siem-integration/status
+  curl -s -X POST -H 'Authorization: Bearer {admin_token}' {ingest}/v1/tenants/acme/siem-integration/test
+  curl -s -H 'Authorization: Bearer {token}' {ingest}/metrics | grep acme",
         webhook = siem.webhook_url(),
         secret = dir.join("signing-secret").display(),
         data = dir.display(),

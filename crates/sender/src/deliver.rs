@@ -177,6 +177,14 @@ impl Worker {
         self
     }
 
+    /// Keeps its counters in `stats` (shared with the ingest API, and kept when the worker is
+    /// replaced).
+    #[must_use]
+    pub fn with_stats(mut self, stats: Arc<DeliveryStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// The worker's counters.
     pub fn stats(&self) -> Arc<DeliveryStats> {
         self.stats.clone()

@@ -56,14 +56,15 @@ fn spool_error(err: impl std::fmt::Display) -> ApiError {
     ApiError::Internal
 }
 
-/// The stats of `tenant`'s worker; zeros before its first start.
+/// The counters of `tenant`'s integration, shared by the ingest API and its worker (created
+/// here when the worker has not started yet).
 pub(crate) fn stats_of(app: &App, tenant: &str) -> Arc<DeliveryStats> {
     app.stats
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(tenant)
-        .cloned()
-        .unwrap_or_default()
+        .entry(tenant.to_owned())
+        .or_default()
+        .clone()
 }
 
 /// 404 unless `tenant` has an integration.

@@ -109,6 +109,11 @@ pub(super) async fn ingest(
         }
     }
     let count = accepted.len();
+    if excluded > 0 {
+        crate::admin::operations::stats_of(&app, &tenant)
+            .excluded
+            .fetch_add(excluded as u64, std::sync::atomic::Ordering::Relaxed);
+    }
     if count > 0 {
         match app.spool.append(&tenant, accepted).await {
             Ok(()) => {}

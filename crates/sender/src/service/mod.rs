@@ -256,12 +256,15 @@ async fn supervise(
             let Some(integration) = registry.get(&tenant) else {
                 continue;
             };
-            let worker = Worker::new(spool.clone(), dispatcher.clone(), integration, backoff)
-                .following(registry.clone());
-            stats
+            let counters = stats
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(tenant.clone(), worker.stats());
+                .entry(tenant.clone())
+                .or_default()
+                .clone();
+            let worker = Worker::new(spool.clone(), dispatcher.clone(), integration, backoff)
+                .following(registry.clone())
+                .with_stats(counters);
             let (name, stop) = (tenant.clone(), shutdown.clone());
             workers.insert(
                 tenant,

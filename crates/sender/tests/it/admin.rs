@@ -460,8 +460,14 @@ async fn status_dead_letters_replay_resume_and_metrics() {
         .mount(&f.siem)
         .await;
 
-    // A poison event is isolated and dead-lettered; the good one is delivered.
-    ingest(&f, &["User logout", "Poison"]).await;
+    // A poison event is isolated and dead-lettered; the good one is delivered; the excluded one
+    // is counted.
+    let exclude = r#"{"excluded_actions": ["User login"]}"#;
+    assert_eq!(
+        call("PUT", &base, Some(&f.manage), Some(exclude)).await.0,
+        200
+    );
+    ingest(&f, &["User logout", "Poison", "User login"]).await;
     wait_for("a dead letter", async || {
         call("GET", &format!("{base}/dead-letters"), Some(&f.view), None)
             .await
@@ -480,7 +486,7 @@ async fn status_dead_letters_replay_resume_and_metrics() {
     assert_eq!(status["state"], "active", "{status}");
     assert_eq!(status["dead_letters"], 1);
     assert_eq!(status["totals"]["dead_lettered"], 1);
-    assert_eq!(status["totals"]["delivered"], 1);
+    assert_eq!(status["totals"]["excluded"], 1);
     assert_eq!(status["last_error"]["kind"], "http_status");
     assert_eq!(status["last_error"]["status"], 422);
     assert!(status["last_success"].is_string());
@@ -504,7 +510,8 @@ async fn status_dead_letters_replay_resume_and_metrics() {
         call("GET", &format!("{base}/status"), Some(&f.view), None)
             .await
             .1["totals"]["delivered"]
-            == 2
+            // The good event, the audit event of the PUT, the replayed one.
+            == 3
     })
     .await;
 
@@ -561,8 +568,9 @@ async fn status_dead_letters_replay_resume_and_metrics() {
         "evo_siem_backlog_events{tenant=\"acme\"} 0",
         "evo_siem_deliveries_total{tenant=\"acme\",outcome=\"dead_lettered\"} 1",
         "evo_siem_deliveries_total{tenant=\"acme\",outcome=\"paused\"}",
-        "evo_siem_events_delivered_total{tenant=\"acme\"} 3",
+        "evo_siem_events_delivered_total{tenant=\"acme\"} 4",
         "evo_siem_events_dead_lettered_total{tenant=\"acme\"} 1",
+        "evo_siem_events_excluded_total{tenant=\"acme\"} 1",
         "evo_siem_attempt_duration_seconds_bucket{tenant=\"acme\",le=\"+Inf\"}",
         "evo_siem_oldest_event_age_seconds{tenant=\"globex\"} 0.000",
         "# TYPE evo_siem_attempt_duration_seconds histogram",
