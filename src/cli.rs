@@ -260,6 +260,10 @@ pub(crate) struct MockSiemArgs {
     /// Seed of the fault generator, so that probabilistic faults replay.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// Deduplicate in Redis, at the URL this environment variable holds (redis://host:port/),
+    /// shared with other mock SIEMs, instead of in memory.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) redis_url_env: Option<String>,
     /// Fault rules from a JSON file (the body `POST /_mock/faults` takes); checked before the
     /// flags below. For each request the first matching rule acts.
     #[arg(long, value_name = "FILE", help_heading = "Faults")]

@@ -18,7 +18,17 @@ pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
         };
         MockSiemConfig::signed(secret_source::load(&sources)?)
     };
-    let config = config.path(args.path.clone()).seed(args.seed);
+    let mut config = config.path(args.path.clone()).seed(args.seed);
+    if let Some(var) = &args.redis_url_env {
+        let url = std::env::var(var)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .with_context(|| format!("environment variable {var} (the Redis URL) is not set"))?;
+        let store = evo_siem_dedup_redis::RedisDedup::new(
+            evo_siem_dedup_redis::RedisDedupConfig::new(url),
+        )?;
+        config = config.dedup(std::sync::Arc::new(store));
+    }
     let rules = rules(args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -44,6 +44,7 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone)]
 pub struct MockSiemConfig {
     secrets: Vec<Secret>,
+    dedup: Option<Arc<dyn evo_siem_receiver::dedup::DedupStore>>,
     path: String,
     max_body_bytes: usize,
     seed: u64,
@@ -62,6 +63,7 @@ impl MockSiemConfig {
     pub fn unsigned() -> Self {
         Self {
             secrets: Vec::new(),
+            dedup: None,
             path: "/webhook".into(),
             max_body_bytes: 4 * 1024 * 1024,
             seed: 0,
@@ -72,6 +74,14 @@ impl MockSiemConfig {
     #[must_use]
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// Deduplicates in `store` instead of in memory: several mock SIEMs sharing a Redis store
+    /// behave like several receivers behind one load balancer.
+    #[must_use]
+    pub fn dedup(mut self, store: Arc<dyn evo_siem_receiver::dedup::DedupStore>) -> Self {
+        self.dedup = Some(store);
         self
     }
 
@@ -145,6 +155,9 @@ impl MockSiem {
         }
         for secret in config.secrets {
             builder = builder.secret(secret);
+        }
+        if let Some(store) = config.dedup {
+            builder = builder.dedup_shared(store);
         }
         let receiver = builder
             .build()

@@ -73,6 +73,14 @@ impl ReceiverBuilder {
         self
     }
 
+    /// The deduplication store, already shared: several receivers (or a receiver and the code
+    /// that inspects the store) can hold the same one.
+    #[must_use]
+    pub fn dedup_shared(mut self, store: Arc<dyn DedupStore>) -> Self {
+        self.dedup = Some(store);
+        self
+    }
+
     /// Builds the receiver, refusing a configuration that would accept forged batches by mistake.
     pub fn build(self) -> Result<Receiver, BuildError> {
         if self.secrets.iter().any(Secret::is_empty) {

@@ -1,0 +1,215 @@
+//! The Redis store on a real server (`scripts/services.sh` starts one on 127.0.0.1:6379;
+//! `EVO_SIEM_REDIS_URL` points elsewhere). Each test uses keys of its own prefix.
+
+use bytes::Bytes;
+use evo_siem_dedup_redis::{RedisDedup, RedisDedupConfig};
+use evo_siem_receiver::Receiver;
+use evo_siem_receiver::dedup::{ClaimOutcome, ClaimToken, DedupStore};
+use std::time::{Duration, SystemTime};
+use uuid::Uuid;
+
+fn url() -> String {
+    std::env::var("EVO_SIEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+fn config() -> RedisDedupConfig {
+    RedisDedupConfig::new(url()).prefix(format!("evo-siem-test:{}:", Uuid::new_v4()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_commit_release_keep_the_protocol() {
+    let store = RedisDedup::new(config()).unwrap();
+    let (a, b) = (ClaimToken::random(), ClaimToken::random());
+    let (x, y) = (Uuid::new_v4(), Uuid::new_v4());
+    use ClaimOutcome::{Claimed, InFlight, Seen};
+    // A repeat inside one batch is reported as seen.
+    assert_eq!(
+        store.claim(&[x, y, x], a).await.unwrap(),
+        [Claimed, Claimed, Seen]
+    );
+    assert_eq!(store.claim(&[x, y], b).await.unwrap(), [InFlight, InFlight]);
+    // Release only removes the claims its owner holds.
+    store.release(vec![x, y], b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.claim(&[x], b).await.unwrap(), [InFlight]);
+    store.commit(&[x], a).await.unwrap();
+    store.release(vec![y], a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.claim(&[x, y], b).await.unwrap(), [Seen, Claimed]);
+    assert!(store.claim(&[], b).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_by_a_dead_receiver_expires_and_the_event_is_processed() {
+    let store = RedisDedup::new(config().claim_ttl(Duration::from_millis(300))).unwrap();
+    let x = Uuid::new_v4();
+    // The claimer dies: no commit, no release.
+    assert_eq!(
+        store.claim(&[x], ClaimToken::random()).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+    assert_eq!(
+        store.claim(&[x], ClaimToken::random()).await.unwrap(),
+        [ClaimOutcome::InFlight]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store.claim(&[x], ClaimToken::random()).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+}
+
+const SECRET: &str = "whsec-redis-tests";
+
+fn signed_batch(n: usize) -> (http::HeaderMap, Bytes) {
+    let events: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{{"uuid":"{}","action":"User login","status":"Success","actor":{{"kind":"User","name":"u{i}@example.com"}},"origin":{{"hostname":"h","ipaddr":"192.0.2.1"}},"target":{{"kind":"User","name":"u"}},"ts":1706000000123456789,"created_at":1706000000123456789}}}}"#, Uuid::new_v4()))
+        .collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    let body = evo_siem_protocol::encode_batch_from_text(&refs, SystemTime::now());
+    let mut headers = http::HeaderMap::new();
+    let signature = evo_siem_protocol::sign(&evo_siem_protocol::Secret::new(SECRET), &body);
+    headers.insert(
+        evo_siem_protocol::headers::SIGNATURE_256,
+        signature.parse().unwrap(),
+    );
+    (headers, Bytes::from(body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_sharing_redis_process_each_event_exactly_once() {
+    let config = config();
+    let receivers: Vec<Receiver> = (0..4)
+        .map(|_| {
+            Receiver::builder()
+                .secret(SECRET)
+                .dedup(RedisDedup::new(config.clone()).unwrap())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let batches: Vec<_> = (0..20).map(|_| signed_batch(25)).collect();
+    // Every batch to every receiver at once, each delivery retried until it gets a 2xx (as a
+    // sender would after a 503), counting the events handed to the application.
+    let mut tasks = Vec::new();
+    for receiver in &receivers {
+        for (headers, body) in &batches {
+            let (receiver, headers, body) = (receiver.clone(), headers.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match receiver
+                        .accept(&headers, body.clone(), SystemTime::now())
+                        .await
+                    {
+                        Ok(batch) => {
+                            let fresh: Vec<String> =
+                                batch.events().map(|e| e.data.uuid.to_string()).collect();
+                            batch.commit().await.unwrap();
+                            return fresh;
+                        }
+                        Err(rejection) => {
+                            assert_eq!(rejection.status().as_u16(), 503, "{rejection:?}");
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    let mut processed = Vec::new();
+    for task in tasks {
+        processed.extend(task.await.unwrap());
+    }
+    let unique: std::collections::HashSet<&String> = processed.iter().collect();
+    assert_eq!(processed.len(), 20 * 25, "some event was processed twice");
+    assert_eq!(unique.len(), 20 * 25);
+}
+
+/// A redis-server of this test's own, on a free port, so it can be stopped and started again.
+struct OwnRedis {
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> Self {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh)");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            port,
+            child: Some(child),
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_receiver_answers_503_and_recovers_by_itself() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = OwnRedis::start(port).await;
+    let store = RedisDedup::new(
+        RedisDedupConfig::new(format!("redis://127.0.0.1:{}/", redis.port))
+            .timeout(Duration::from_millis(500)),
+    )
+    .unwrap();
+    let receiver = Receiver::builder()
+        .secret(SECRET)
+        .dedup(store)
+        .build()
+        .unwrap();
+    let accept = async |receiver: &Receiver| {
+        let (headers, body) = signed_batch(3);
+        match receiver.accept(&headers, body, SystemTime::now()).await {
+            Ok(batch) => batch
+                .commit()
+                .await
+                .map(|_| 200)
+                .unwrap_or_else(|r| r.status().as_u16()),
+            Err(rejection) => rejection.status().as_u16(),
+        }
+    };
+    assert_eq!(accept(&receiver).await, 200);
+    redis.stop().await;
+    assert_eq!(accept(&receiver).await, 503);
+    assert_eq!(accept(&receiver).await, 503);
+    let _redis = OwnRedis::start(port).await;
+    let started = std::time::Instant::now();
+    while accept(&receiver).await != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
