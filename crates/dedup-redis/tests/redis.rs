@@ -104,7 +104,7 @@ async fn receivers_sharing_redis_process_each_event_exactly_once() {
                         Ok(batch) => {
                             let fresh: Vec<String> =
                                 batch.events().map(|e| e.data.uuid.to_string()).collect();
-                            batch.commit().await.unwrap();
+                            let _delivered = batch.commit().await.unwrap();
                             return fresh;
                         }
                         Err(rejection) => {
