@@ -8,7 +8,7 @@ use crate::batcher::{Plan, plan};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::retry::{AttemptResult, Backoff, Outcome, classify};
-use crate::spool::{Spool, SpoolError, SpooledEvent};
+use crate::spool::{Hold, Spool, SpoolError, SpooledEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -146,6 +146,20 @@ pub struct Worker {
     shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// When set, the integration is read from here at every step, so changes apply at once.
     registry: Option<Arc<Registry>>,
+    /// On a shared spool: until when the lease this worker holds needs no renewal, or, while it
+    /// does not hold it, when to ask again.
+    lease: LeaseState,
+}
+
+/// A worker's view of its lease on a shared spool (see [`Spool::lease`]).
+#[derive(Debug, Clone, Copy)]
+enum LeaseState {
+    /// Not asked yet, or to be asked again now.
+    Unknown,
+    /// Held; renew from this instant on.
+    Held(Instant),
+    /// Another instance holds it; ask again from this instant on.
+    Elsewhere(Instant),
 }
 
 impl Worker {
@@ -166,6 +180,7 @@ impl Worker {
             head: None,
             shutdown: None,
             registry: None,
+            lease: LeaseState::Unknown,
         }
     }
 
@@ -199,6 +214,10 @@ impl Worker {
                 Some(current) => self.integration = current,
                 None => return Ok(Step::Removed),
             }
+        }
+        if let Some(wait) = self.hold_lease(&tenant).await? {
+            self.head = None;
+            return Ok(Step::Wait(wait));
         }
         let limits = *self.integration.limits();
         let pending = self.spool.pending(&tenant, limits.max_events()).await?;
@@ -240,6 +259,69 @@ impl Worker {
         }
     }
 
+    /// On a shared spool, makes sure this worker holds its integration's lease before a batch;
+    /// returns how long to wait when another instance holds it. A no-op on a spool that one
+    /// process owns.
+    async fn hold_lease(&mut self, tenant: &str) -> Result<Option<Duration>, SpoolError> {
+        let Some(ttl) = self.spool.lease_ttl() else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        match self.lease {
+            LeaseState::Held(renew_at) if now < renew_at => return Ok(None),
+            LeaseState::Elsewhere(ask_at) if now < ask_at => return Ok(Some(ask_at - now)),
+            _ => {}
+        }
+        // Renewed at a third of its life, a lease survives two missed renewals.
+        if self.spool.lease(tenant, Hold::Next).await? {
+            if !matches!(self.lease, LeaseState::Held(_)) {
+                tracing::info!(
+                    tenant,
+                    "lease taken: this instance delivers the integration"
+                );
+            }
+            self.lease = LeaseState::Held(now + ttl / 3);
+            Ok(None)
+        } else {
+            if matches!(self.lease, LeaseState::Held(_)) {
+                tracing::info!(tenant, "lease given up or lost");
+            }
+            // Jittered, so that instances waiting for the same lease do not ask in step.
+            let wait = ttl / 4 + ttl.mul_f64(self.rng.f64() / 4.0);
+            self.lease = LeaseState::Elsewhere(now + wait);
+            Ok(Some(wait))
+        }
+    }
+
+    /// Runs `work` (an attempt or a backoff wait) while renewing the lease on a shared spool;
+    /// `None` when the lease was lost or could not be renewed, so the batch must be abandoned to
+    /// the instance that holds the lease now.
+    async fn leased<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        let Some(ttl) = self.spool.lease_ttl() else {
+            return Some(work.await);
+        };
+        let every = ttl / 3;
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut work = std::pin::pin!(work);
+        let tenant = self.integration.tenant();
+        loop {
+            tokio::select! {
+                out = &mut work => return Some(out),
+                _ = ticks.tick() => match self.spool.lease(tenant, Hold::Keep).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(tenant, "lease lost during a batch; the batch is left to its new holder");
+                        return None;
+                    }
+                    Err(err) => {
+                        tracing::warn!(tenant, error = %err, "lease not renewed; the batch is left for later");
+                        return None;
+                    }
+                },
+            }
+        }
+    }
+
     /// Runs until `shutdown` says stop; an attempt in flight finishes first. A storage error is
     /// logged and retried after a second: the events stay in the spool.
     pub async fn run(
@@ -254,7 +336,10 @@ impl Worker {
                 Ok(Step::Progress) => continue,
                 Ok(Step::Wait(after)) => after.min(Duration::from_millis(200)),
                 Ok(Step::Idle) => Duration::from_millis(50),
-                Ok(Step::Removed) => return Ok(()),
+                Ok(Step::Removed) => {
+                    self.hand_over().await;
+                    return Ok(());
+                }
                 Err(SpoolError::Closed) => return Err(SpoolError::Closed),
                 Err(err) => {
                     tracing::error!(tenant = self.integration.tenant(), error = %err, "spool error; retrying");
@@ -266,7 +351,22 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
+        self.hand_over().await;
         Ok(())
+    }
+
+    /// Gives up the lease on a shared spool, so that another instance carries on at once instead
+    /// of after the lease expires.
+    async fn hand_over(&mut self) {
+        // Also after a batch abandoned at shutdown (the state is then `Unknown`): releasing a
+        // lease this instance does not hold changes nothing.
+        if self.spool.lease_ttl().is_some() && !matches!(self.lease, LeaseState::Elsewhere(_)) {
+            let tenant = self.integration.tenant().to_owned();
+            if let Err(err) = self.spool.release(&tenant).await {
+                tracing::warn!(tenant, error = %err, "lease not released; it expires by itself");
+            }
+            self.lease = LeaseState::Unknown;
+        }
     }
 
     /// Keeps the integration's status and counters up to date with an attempt.
@@ -307,10 +407,10 @@ impl Worker {
 
     /// Waits `delay`, or less if the worker is told to stop or to resume; returns whether it is
     /// stopping.
-    async fn wait_or_stop(&mut self, delay: Duration) -> bool {
+    async fn wait_or_stop(&self, delay: Duration) -> bool {
         let resume = self.stats.clone();
-        match &mut self.shutdown {
-            Some(shutdown) => {
+        match self.shutdown.clone() {
+            Some(mut shutdown) => {
                 let stopped = tokio::select! {
                     _ = tokio::time::sleep(delay) => false,
                     _ = resume.resume.notified() => false,
@@ -344,10 +444,16 @@ impl Worker {
         let (mut attempt, mut retries) = (0u32, 0u32);
         loop {
             attempt += 1;
-            let report = self
-                .dispatcher
-                .attempt(&self.integration, &refs, delivery_id, attempt)
-                .await;
+            let Some(report) = self
+                .leased(
+                    self.dispatcher
+                        .attempt(&self.integration, &refs, delivery_id, attempt),
+                )
+                .await
+            else {
+                self.lease = LeaseState::Unknown;
+                return Ok(());
+            };
             let outcome = classify(report.result, batch.len());
             tracing::debug!(tenant = self.integration.tenant(), %delivery_id, attempt, ?outcome, latency = ?report.latency, "attempt");
             self.record(&report, outcome);
@@ -383,8 +489,10 @@ impl Worker {
                     retries += 1;
                     self.stats.retried.fetch_add(1, Ordering::Relaxed);
                     let delay = self.backoff.delay(retries, after, &mut self.rng);
-                    if self.wait_or_stop(delay).await {
-                        return Ok(()); // Stopping: the batch stays queued for the next start.
+                    // Stopping, or the lease lost: the batch stays queued.
+                    if self.leased(self.wait_or_stop(delay)).await.unwrap_or(true) {
+                        self.lease = LeaseState::Unknown;
+                        return Ok(());
                     }
                 }
                 Outcome::Pause => {
@@ -394,7 +502,8 @@ impl Worker {
                         tracing::warn!(tenant = self.integration.tenant(), detail = %report.detail, "integration paused");
                     }
                     let delay = self.backoff.delay(retries, None, &mut self.rng);
-                    if self.wait_or_stop(delay).await {
+                    if self.leased(self.wait_or_stop(delay)).await.unwrap_or(true) {
+                        self.lease = LeaseState::Unknown;
                         return Ok(());
                     }
                 }

@@ -22,6 +22,14 @@
 //! attempt_timeout_ms = 30000                 # a whole attempt, response included
 //! retry_base_ms = 1000                       # backoff: full jitter in [0, base * 2^(n-1)] ...
 //! retry_cap_ms = 600000                      # ... capped here
+//!
+//! [spool]                                    # optional; the default is SQLite in data_dir
+//! backend = "postgres"                       # "sqlite" or "postgres" (several instances)
+//! url_env = "EVO_SIEM_SPOOL_URL"             # postgres: variable holding the connection URL
+//!                                            # (or url_file = "/run/secrets/spool-url")
+//! pool_size = 8                              # postgres: connections per instance
+//! lease_ttl_ms = 10000                       # postgres: how long a dead instance holds its
+//!                                            # integrations before another takes over
 //! ```
 //!
 //! Secrets are never in the file: the file names environment variables that hold them.
@@ -30,7 +38,7 @@ use crate::Integration;
 use crate::dispatch::DispatchSettings;
 use crate::registry::{IntegrationSettings, RegistryError};
 use crate::retry::Backoff;
-use crate::spool::BacklogLimits;
+use crate::spool::{BacklogLimits, PostgresOptions};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -70,6 +78,9 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// The `[spool]` table is incomplete or out of range.
+    #[error("[spool]: {0}")]
+    Spool(&'static str),
     /// A `[delivery]` setting is out of range.
     #[error("[delivery]: {0}")]
     Delivery(String),
@@ -115,6 +126,9 @@ pub struct Config {
     /// Timeouts and retry pacing.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Where the spool lives.
+    #[serde(default)]
+    pub spool: SpoolConfig,
     /// The integrations this file seeds.
     #[serde(default, rename = "integration")]
     pub integrations: Vec<IntegrationConfig>,
@@ -169,6 +183,85 @@ impl DeliveryConfig {
             timeout: Duration::from_millis(self.attempt_timeout_ms),
             allowed,
         })
+    }
+}
+
+/// The `[spool]` table: which engine keeps the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// `sqlite` (the default: one instance, a file in `data_dir`) or `postgres` (shared by
+    /// several instances).
+    #[serde(default)]
+    pub backend: SpoolBackend,
+    /// `postgres`: the environment variable holding the connection URL, so that no password
+    /// sits in the file.
+    pub url_env: Option<String>,
+    /// `postgres`: or a file holding it (a mounted secret); one trailing newline is ignored.
+    pub url_file: Option<PathBuf>,
+    /// `postgres`: connections per instance.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// `postgres`: how long a lease on an integration lasts unless renewed, in milliseconds.
+    #[serde(default = "default_lease_ttl_ms")]
+    pub lease_ttl_ms: u64,
+}
+
+/// The spool engines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpoolBackend {
+    /// Embedded SQLite, for one instance.
+    #[default]
+    Sqlite,
+    /// PostgreSQL, for several instances.
+    Postgres,
+}
+
+fn default_pool_size() -> usize {
+    8
+}
+
+fn default_lease_ttl_ms() -> u64 {
+    10_000
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            backend: SpoolBackend::Sqlite,
+            url_env: None,
+            url_file: None,
+            pool_size: default_pool_size(),
+            lease_ttl_ms: default_lease_ttl_ms(),
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// The PostgreSQL options, with the URL read from its variable; `None` for SQLite.
+    pub fn postgres(&self) -> Result<Option<PostgresOptions>, ConfigError> {
+        if self.backend != SpoolBackend::Postgres {
+            return Ok(None);
+        }
+        let url = match (&self.url_env, &self.url_file) {
+            (Some(var), None) => env(var, "the spool's PostgreSQL URL")?,
+            (None, Some(path)) => read_secret(path)?,
+            _ => {
+                return Err(ConfigError::Spool(
+                    "backend = \"postgres\" needs exactly one of url_env and url_file",
+                ));
+            }
+        };
+        if self.lease_ttl_ms < 300 || self.pool_size == 0 {
+            return Err(ConfigError::Spool(
+                "lease_ttl_ms must be at least 300 and pool_size at least 1",
+            ));
+        }
+        let mut options = PostgresOptions::new(url);
+        options.pool_size = self.pool_size;
+        options.lease_ttl = Duration::from_millis(self.lease_ttl_ms);
+        Ok(Some(options))
     }
 }
 

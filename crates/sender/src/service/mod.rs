@@ -3,13 +3,15 @@
 mod config;
 mod ingest;
 
-pub use config::{Config, ConfigError, DeliveryConfig, IntegrationConfig};
+pub use config::{
+    Config, ConfigError, DeliveryConfig, IntegrationConfig, SpoolBackend, SpoolConfig,
+};
 
 use crate::admin::{self, TokenStore};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::retry::Backoff;
-use crate::spool::{Spool, SqliteSpool};
+use crate::spool::{PostgresSpool, Spool, SqliteSpool};
 use crate::{DeliveryStats, Worker};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -92,10 +94,20 @@ impl Sender {
                 );
             }
         }
-        let spool: Arc<dyn Spool> = Arc::new(SqliteSpool::open(
-            &config.data_dir.join("spool.db"),
-            config.backlog_limits(),
-        )?);
+        let spool: Arc<dyn Spool> = match config.spool.postgres()? {
+            Some(options) => {
+                let spool = PostgresSpool::connect(options, config.backlog_limits()).await?;
+                tracing::info!(
+                    instance = spool.instance(),
+                    "spool: PostgreSQL, shared with the other instances"
+                );
+                Arc::new(spool)
+            }
+            None => Arc::new(SqliteSpool::open(
+                &config.data_dir.join("spool.db"),
+                config.backlog_limits(),
+            )?),
+        };
         let settings = config
             .delivery
             .dispatch(config.allow_private_targets.clone())?;
@@ -282,6 +294,10 @@ async fn supervise(
     }
     for (_, worker) in workers {
         let _ = worker.await;
+    }
+    // On a shared spool, the other instances take this one's integrations at once.
+    if let Err(err) = spool.leave().await {
+        tracing::warn!(error = %err, "could not leave the shared spool; its leases expire by themselves");
     }
 }
 

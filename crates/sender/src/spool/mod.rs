@@ -1,15 +1,20 @@
 //! The durable spool: events wait here, on disk, until a 2xx for the batch holding them.
 //!
 //! [`Spool`] is the small trait the dispatcher and the ingest API use; [`SqliteSpool`] is the
-//! embedded default. A PostgreSQL spool for several sender instances implements the same trait.
+//! embedded default, for one sender instance. [`PostgresSpool`] keeps the queue in PostgreSQL so
+//! that several sender instances share it: any instance takes ingest, and a lease per integration
+//! (see [`Spool::lease`]) makes sure that only one of them delivers an integration's queue at a
+//! time, so batches still go out one at a time and in order.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PostgresOptions, PostgresSpool};
 pub use sqlite::SqliteSpool;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The future returned by [`Spool`] methods, boxed so the trait is object-safe.
 pub type SpoolFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SpoolError>> + Send + 'a>>;
@@ -100,6 +105,18 @@ pub enum SpoolError {
     Closed,
 }
 
+/// What a worker asks of [`Spool::lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Between batches: take the lease if it is free and this instance has no more than its
+    /// share of integrations; keep it if held, or give it up when this instance holds more than
+    /// its share (so integrations spread over the instances that are alive).
+    Next,
+    /// In the middle of a batch: renew the lease if this instance still holds it, never give it
+    /// up and never take it.
+    Keep,
+}
+
 /// Durable storage of queued events, per integration, in ingest order.
 pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     /// Stores `events` for `integration`, all or nothing. Resolves only once they are durable on
@@ -128,4 +145,61 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     /// Puts dead letters back at the end of the queue: all of `integration`'s, or those with
     /// the given ids. Returns how many.
     fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64>;
+
+    /// How long a lease lasts unless renewed, when this spool is shared by several instances;
+    /// `None` (the default) when one process owns the spool and leases are not needed.
+    fn lease_ttl(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Takes, renews or gives up this instance's lease on delivering `integration`'s queue (see
+    /// [`Hold`]); resolves to whether this instance holds it now, for [`Spool::lease_ttl`] from
+    /// now. While it does not, [`Spool::pending`] returns nothing, so an instance that lost its
+    /// lease cannot start another batch. A spool owned by one process always holds it.
+    fn lease(&self, integration: &str, hold: Hold) -> SpoolFuture<'_, bool> {
+        let _ = (integration, hold);
+        Box::pin(async { Ok(true) })
+    }
+
+    /// Gives up this instance's lease on `integration`, so another instance can take over at
+    /// once (on shutdown, or when the integration is removed).
+    fn release(&self, integration: &str) -> SpoolFuture<'_, ()> {
+        let _ = integration;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Says this instance is leaving (a graceful shutdown): its leases are released and it no
+    /// longer counts among the instances that share the integrations.
+    fn leave(&self) -> SpoolFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+pub(crate) fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A stored time; 0 is "unknown" (events queued before the column existed).
+pub(crate) fn from_unix_ms(ms: i64) -> Option<SystemTime> {
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// The `data.action` of a stored event (validated at ingest), for the exclusion check at batch
+/// time; an event that no longer parses gets an empty action and is sent as it is.
+pub(crate) fn action_of(json: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        action: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event {
+        data: Data,
+    }
+    serde_json::from_str::<Event>(json)
+        .map(|e| e.data.action)
+        .unwrap_or_default()
 }

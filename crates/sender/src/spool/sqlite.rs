@@ -8,6 +8,7 @@
 
 use super::{
     Backlog, BacklogLimits, DeadLetter, NewEvent, Spool, SpoolError, SpoolFuture, SpooledEvent,
+    action_of, from_unix_ms, unix_ms,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -425,35 +426,6 @@ fn remove_event(
         backlog.bytes -= size as u64;
     }
     Ok(())
-}
-
-fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A stored time; 0 is "unknown" (events queued before the column existed).
-fn from_unix_ms(ms: i64) -> Option<SystemTime> {
-    u64::try_from(ms)
-        .ok()
-        .filter(|ms| *ms > 0)
-        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
-}
-
-/// The `data.action` of a stored event (validated at ingest), for the exclusion check at batch
-/// time; an event that no longer parses gets an empty action and is sent as it is.
-fn action_of(json: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Data {
-        action: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Event {
-        data: Data,
-    }
-    serde_json::from_str::<Event>(json)
-        .map(|e| e.data.action)
-        .unwrap_or_default()
 }
 
 /// Answers a request that could not be applied.

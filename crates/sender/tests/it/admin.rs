@@ -51,6 +51,7 @@ struct Fixture {
     view: String,
     other_tenant: String,
     _dir: tempfile::TempDir,
+    _db: Option<crate::common::ScratchDatabase>,
 }
 
 async fn fixture() -> Fixture {
@@ -60,6 +61,11 @@ async fn fixture() -> Fixture {
 /// A sender with `acme` and `globex` delivering to a wiremock SIEM; `extra` goes into the
 /// configuration's top level (a `[delivery]` table, say).
 async fn fixture_with(extra: &str) -> Fixture {
+    fixture_on(extra, false).await
+}
+
+/// As [`fixture_with`], with the spool on a PostgreSQL database of its own when `postgres`.
+async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
     logs();
     let siem = MockServer::start().await;
     Mock::given(method("POST"))
@@ -68,6 +74,21 @@ async fn fixture_with(extra: &str) -> Fixture {
         .await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ingest-token"), INGEST_TOKEN).unwrap();
+    let db = if postgres {
+        Some(crate::common::ScratchDatabase::new().await)
+    } else {
+        None
+    };
+    let spool = match &db {
+        Some(db) => {
+            std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
+            format!(
+                "[spool]\nbackend = \"postgres\"\nurl_file = \"{}/spool-url\"\n",
+                dir.path().display()
+            )
+        }
+        None => String::new(),
+    };
     let config: Config = toml::from_str(&format!(
         r#"
         listen = "127.0.0.1:0"
@@ -75,6 +96,7 @@ async fn fixture_with(extra: &str) -> Fixture {
         ingest_token_file = "{dir}/ingest-token"
         allow_private_targets = ["127.0.0.1/32"]
         {extra}
+        {spool}
         [[integration]]
         tenant = "acme"
         webhook_url = "{siem}/webhook"
@@ -110,6 +132,7 @@ async fn fixture_with(extra: &str) -> Fixture {
         view,
         other_tenant,
         _dir: dir,
+        _db: db,
     }
 }
 
@@ -451,8 +474,21 @@ impl wiremock::Respond for RefusePoison {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_dead_letters_replay_resume_and_metrics() {
+    status_dead_letters_replay_resume_and_metrics_on(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_dead_letters_replay_resume_and_metrics_on_postgres() {
+    status_dead_letters_replay_resume_and_metrics_on(true).await;
+}
+
+async fn status_dead_letters_replay_resume_and_metrics_on(postgres: bool) {
     // Backoff waits of a minute: only a resume ends them early.
-    let f = fixture_with("[delivery]\nretry_base_ms = 60000\nretry_cap_ms = 60000\n").await;
+    let f = fixture_on(
+        "[delivery]\nretry_base_ms = 60000\nretry_cap_ms = 60000\n",
+        postgres,
+    )
+    .await;
     let base = format!("{}/v1/tenants/acme/siem-integration", f.base);
     f.siem.reset().await;
     Mock::given(method("POST"))

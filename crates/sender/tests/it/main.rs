@@ -1,8 +1,9 @@
-//! Integration tests of the sender crate: the SQLite spool on a real file, and delivery through
+//! Integration tests of the sender crate: the spool on SQLite and PostgreSQL, and delivery through
 //! the dispatcher to wiremock servers for every row of the retry table.
 
 mod admin;
 mod common;
 mod deliver;
+mod lease;
 mod service;
 mod spool;

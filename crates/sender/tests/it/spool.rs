@@ -1,6 +1,12 @@
-//! The SQLite spool: order, acknowledgement, dead letters, backlog bounds, group commit, reopen.
+//! The spool contract, run against both backends: the embedded SQLite file and PostgreSQL (each
+//! test on a database of its own). Order, acknowledgement, dead letters and replay, backlog
+//! bounds, concurrent appends, and state that outlives the spool object.
 
-use evo_siem_sender::spool::{Backlog, BacklogLimits, NewEvent, Spool, SpoolError, SqliteSpool};
+use crate::common::ScratchDatabase;
+use evo_siem_sender::spool::{
+    Backlog, BacklogLimits, Hold, NewEvent, PostgresOptions, PostgresSpool, Spool, SpoolError,
+    SqliteSpool,
+};
 use std::sync::Arc;
 
 fn event(label: &str) -> NewEvent {
@@ -17,10 +23,80 @@ fn labels(events: &[evo_siem_sender::spool::SpooledEvent]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn events_come_back_in_ingest_order_per_integration_until_acked() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap();
+/// Where a test's spool lives; opening it again reaches the same state.
+pub(crate) enum Place {
+    Sqlite(tempfile::TempDir),
+    Postgres(ScratchDatabase),
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Place {
+    pub(crate) async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Place::Sqlite(tempfile::tempdir().unwrap()),
+            Backend::Postgres => Place::Postgres(ScratchDatabase::new().await),
+        }
+    }
+
+    /// A spool on this place; on PostgreSQL it holds the lease of the integrations the tests
+    /// use, as the delivery worker would before reading its queue.
+    pub(crate) async fn open(&self, limits: BacklogLimits) -> Arc<dyn Spool> {
+        let spool: Arc<dyn Spool> = match self {
+            Place::Sqlite(dir) => {
+                Arc::new(SqliteSpool::open(&dir.path().join("spool.db"), limits).unwrap())
+            }
+            Place::Postgres(db) => Arc::new(
+                PostgresSpool::connect(PostgresOptions::new(db.url.clone()), limits)
+                    .await
+                    .unwrap(),
+            ),
+        };
+        for integration in ["acme", "globex"] {
+            assert!(spool.lease(integration, Hold::Next).await.unwrap());
+        }
+        spool
+    }
+}
+
+/// Runs each named test function against both backends.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    events_come_back_in_ingest_order_per_integration_until_acked,
+    dead_letters_leave_the_queue_with_their_reason,
+    dead_letters_replay_to_the_end_of_the_queue_all_or_chosen,
+    a_full_backlog_refuses_the_whole_request_and_stores_nothing,
+    concurrent_appends_all_land,
+    state_survives_a_reopen,
+);
+
+async fn events_come_back_in_ingest_order_per_integration_until_acked(backend: Backend) {
+    let place = Place::new(backend).await;
+    let spool = place.open(BacklogLimits::default()).await;
     spool
         .append("acme", vec![event("a1"), event("a2")])
         .await
@@ -54,10 +130,9 @@ async fn events_come_back_in_ingest_order_per_integration_until_acked() {
     );
 }
 
-#[tokio::test]
-async fn dead_letters_leave_the_queue_with_their_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap();
+async fn dead_letters_leave_the_queue_with_their_reason(backend: Backend) {
+    let place = Place::new(backend).await;
+    let spool = place.open(BacklogLimits::default()).await;
     spool
         .append("acme", vec![event("good"), event("poison")])
         .await
@@ -78,10 +153,9 @@ async fn dead_letters_leave_the_queue_with_their_reason() {
     assert!(dead[0].at.elapsed().unwrap() < std::time::Duration::from_secs(60));
 }
 
-#[tokio::test]
-async fn dead_letters_replay_to_the_end_of_the_queue_all_or_chosen() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap();
+async fn dead_letters_replay_to_the_end_of_the_queue_all_or_chosen(backend: Backend) {
+    let place = Place::new(backend).await;
+    let spool = place.open(BacklogLimits::default()).await;
     assert_eq!(spool.oldest("acme").await.unwrap(), None);
     let before = std::time::SystemTime::now() - std::time::Duration::from_millis(1);
     spool
@@ -124,14 +198,13 @@ async fn dead_letters_replay_to_the_end_of_the_queue_all_or_chosen() {
     assert_eq!(queued[1].action, "");
 }
 
-#[tokio::test]
-async fn a_full_backlog_refuses_the_whole_request_and_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+async fn a_full_backlog_refuses_the_whole_request_and_stores_nothing(backend: Backend) {
+    let place = Place::new(backend).await;
     let limits = BacklogLimits {
         max_events: 3,
         max_bytes: 1 << 20,
     };
-    let spool = SqliteSpool::open(&dir.path().join("spool.db"), limits).unwrap();
+    let spool = place.open(limits).await;
     spool
         .append("acme", vec![event("1"), event("2")])
         .await
@@ -174,7 +247,8 @@ async fn a_full_backlog_refuses_the_whole_request_and_stores_nothing() {
         max_events: 100,
         max_bytes: 20,
     }; // One 13-byte event fits, two do not.
-    let spool = SqliteSpool::open(&dir.path().join("bytes.db"), bytes).unwrap();
+    let place = Place::new(backend).await;
+    let spool = place.open(bytes).await;
     spool.append("acme", vec![event("x")]).await.unwrap();
     assert!(matches!(
         spool.append("acme", vec![event("y")]).await,
@@ -182,12 +256,9 @@ async fn a_full_backlog_refuses_the_whole_request_and_stores_nothing() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(
-        SqliteSpool::open(&dir.path().join("spool.db"), BacklogLimits::default()).unwrap(),
-    );
+async fn concurrent_appends_all_land(backend: Backend) {
+    let place = Place::new(backend).await;
+    let spool = place.open(BacklogLimits::default()).await;
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let spool = spool.clone();
@@ -202,20 +273,20 @@ async fn concurrent_appends_all_land() {
     assert_eq!(got, (0..200).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn state_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("spool.db");
+async fn state_survives_a_reopen(backend: Backend) {
+    let place = Place::new(backend).await;
     {
-        let spool = SqliteSpool::open(&path, BacklogLimits::default()).unwrap();
+        let spool = place.open(BacklogLimits::default()).await;
         spool
             .append("acme", vec![event("kept"), event("gone")])
             .await
             .unwrap();
         let pending = spool.pending("acme", 10).await.unwrap();
         spool.ack("acme", vec![pending[1].id]).await.unwrap();
+        // A new spool object on PostgreSQL is a new instance: the old one leaves.
+        spool.leave().await.unwrap();
     }
-    let spool = SqliteSpool::open(&path, BacklogLimits::default()).unwrap();
+    let spool = place.open(BacklogLimits::default()).await;
     let pending = spool.pending("acme", 10).await.unwrap();
     assert_eq!(labels(&pending), ["kept"]);
     assert_eq!(

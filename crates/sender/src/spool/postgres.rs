@@ -1,0 +1,671 @@
+//! [`PostgresSpool`]: the spool in PostgreSQL, shared by several sender instances.
+//!
+//! Any instance takes ingest: an append is one transaction (the backlog row's bound check, then
+//! every event in one `INSERT ... SELECT FROM unnest(...)`), and it resolves only after the
+//! commit, so an acknowledged ingest survives the loss of the instance that took it.
+//!
+//! Delivery is single-consumer per integration, which is what keeps batches in order: an
+//! instance delivers an integration's queue only while it holds that integration's lease, a row
+//! in `spool_leases` with an expiry it renews (every third of the lease's life, and during long
+//! attempts and backoff waits). [`Spool::pending`] checks the lease in the same statement, so an
+//! instance that lost its lease (it was paused, cut off, or killed) cannot start another batch;
+//! at worst the batch it had in flight is sent again by the next holder, which is the "one
+//! duplicate batch per lease lost" the design allows. Row claims with `FOR UPDATE SKIP LOCKED`
+//! would add nothing here: there is never a second consumer of the same queue to skip past.
+//!
+//! Integrations spread over the instances alive: each instance records a heartbeat in
+//! `spool_instances` when it asks for a lease, takes a free lease only while it holds fewer than
+//! its share (`ceil(integrations / instances alive)`), and gives one up, between batches, when it
+//! holds more.
+//!
+//! The schema is created and upgraded by versioned migrations (`spool_migrations` records which
+//! ran), applied at start-up under an advisory lock so that instances starting together do not race.
+
+use super::{
+    Backlog, BacklogLimits, DeadLetter, Hold, NewEvent, Spool, SpoolError, SpoolFuture,
+    SpooledEvent, action_of, from_unix_ms, unix_ms,
+};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_postgres::NoTls;
+
+/// Schema versions, applied in order; `spool_migrations` records which ran.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE spool_events (
+        id BIGSERIAL PRIMARY KEY,
+        integration TEXT NOT NULL,
+        action TEXT NOT NULL,
+        json TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        at_unix_ms BIGINT NOT NULL
+    );
+    CREATE INDEX spool_events_by_integration ON spool_events (integration, id);
+    CREATE TABLE spool_dead_letters (
+        id BIGINT PRIMARY KEY,
+        integration TEXT NOT NULL,
+        json TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_unix_ms BIGINT NOT NULL
+    );
+    CREATE INDEX spool_dead_letters_by_integration ON spool_dead_letters (integration, id);
+    CREATE TABLE spool_backlogs (
+        integration TEXT PRIMARY KEY,
+        events BIGINT NOT NULL,
+        bytes BIGINT NOT NULL
+    );
+    CREATE TABLE spool_leases (
+        integration TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE spool_instances (
+        holder TEXT PRIMARY KEY,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+"];
+
+/// Serialises migrations between instances starting at once (an arbitrary, fixed key).
+const MIGRATION_LOCK: i64 = 0x6576_6f5f_7370_6f6f;
+
+/// How to reach PostgreSQL and how to share it.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// The connection string: a `postgres://` URL or libpq `key=value` pairs. It may hold a
+    /// password, so it is never logged or shown in `Debug`.
+    pub url: String,
+    /// Connections in the pool. Default: 8.
+    pub pool_size: usize,
+    /// How long a lease lasts unless renewed. Default: 10 s. An instance that dies holds its
+    /// integrations for at most this long.
+    pub lease_ttl: Duration,
+    /// Bound on every statement and on waiting for a connection. Default: 10 s.
+    pub timeout: Duration,
+    /// This instance's name in the lease table. Default: a fresh random one per start, so that a
+    /// restarted instance never mistakes its predecessor's leases for its own.
+    pub instance: String,
+}
+
+impl PostgresOptions {
+    /// Options with the defaults, for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 8,
+            lease_ttl: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            instance: format!("sender-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("timeout", &self.timeout)
+            .field("instance", &self.instance)
+            .finish()
+    }
+}
+
+/// The spool in PostgreSQL. See the module docs for ingest, leases and order.
+#[derive(Clone)]
+pub struct PostgresSpool {
+    pool: Pool,
+    limits: BacklogLimits,
+    lease_ttl: Duration,
+    timeout: Duration,
+    instance: String,
+}
+
+impl fmt::Debug for PostgresSpool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSpool")
+            .field("instance", &self.instance)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database error as a storage error. tokio-postgres errors carry the server's message and
+/// never the connection string.
+fn storage(err: impl fmt::Display) -> SpoolError {
+    SpoolError::Storage(err.to_string())
+}
+
+/// The full text of a database error: its `Display` says only "db error" for server errors.
+fn db(err: &tokio_postgres::Error) -> SpoolError {
+    match err.as_db_error() {
+        Some(db) => SpoolError::Storage(format!("postgres: {}", db.message())),
+        None => storage(err),
+    }
+}
+
+impl PostgresSpool {
+    /// Connects, applies the migrations not yet applied, and returns the spool.
+    pub async fn connect(
+        options: PostgresOptions,
+        limits: BacklogLimits,
+    ) -> Result<Self, SpoolError> {
+        let mut config: tokio_postgres::Config = options.url.parse().map_err(|_| {
+            SpoolError::Storage("the PostgreSQL connection string is invalid".into())
+        })?;
+        config.connect_timeout(options.timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("evo-siem-sender");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(options.timeout))
+            .recycle_timeout(Some(options.timeout))
+            .build()
+            .map_err(storage)?;
+        let spool = Self {
+            pool,
+            limits,
+            lease_ttl: options.lease_ttl,
+            timeout: options.timeout,
+            instance: options.instance,
+        };
+        spool.bounded(spool.migrate()).await?;
+        Ok(spool)
+    }
+
+    /// This instance's name in the lease table.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Runs `op` with the statement bound; a database that does not answer in time is a storage
+    /// error, never a hang.
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, SpoolError>>,
+    ) -> Result<T, SpoolError> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .map_err(|_| SpoolError::Storage("PostgreSQL did not answer in time".into()))?
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, SpoolError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => db(&e),
+            other => storage(other),
+        })
+    }
+
+    /// Applies the migrations not yet applied, all in one transaction under an advisory lock:
+    /// an instance starting at the same time waits, then finds them applied.
+    async fn migrate(&self) -> Result<(), SpoolError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| db(&e))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS spool_migrations (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(|e| db(&e))?;
+        let done: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM spool_migrations",
+                &[],
+            )
+            .await
+            .map_err(|e| db(&e))?
+            .get(0);
+        for (index, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i32::try_from(index + 1).map_err(storage)?;
+            if version <= done {
+                continue;
+            }
+            tx.batch_execute(sql).await.map_err(|e| db(&e))?;
+            tx.execute(
+                "INSERT INTO spool_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            tracing::info!(version, "spool schema migrated");
+        }
+        tx.commit().await.map_err(|e| db(&e))
+    }
+
+    async fn append_now(
+        &self,
+        integration: String,
+        events: Vec<NewEvent>,
+    ) -> Result<(), SpoolError> {
+        let count = i64::try_from(events.len()).map_err(storage)?;
+        let sizes: Vec<i64> = events.iter().map(|e| e.json.len() as i64).collect();
+        let bytes: i64 = sizes.iter().sum();
+        let (max_events, max_bytes) = (
+            i64::try_from(self.limits.max_events).unwrap_or(i64::MAX),
+            i64::try_from(self.limits.max_bytes).unwrap_or(i64::MAX),
+        );
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        // The bound check and the count update in one statement: the row lock it takes orders
+        // concurrent appends to one integration across instances.
+        let room = if count > max_events || bytes > max_bytes {
+            None
+        } else {
+            tx.query_opt(
+                "INSERT INTO spool_backlogs (integration, events, bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (integration) DO UPDATE
+                    SET events = spool_backlogs.events + EXCLUDED.events,
+                        bytes = spool_backlogs.bytes + EXCLUDED.bytes
+                    WHERE spool_backlogs.events + EXCLUDED.events <= $4
+                      AND spool_backlogs.bytes + EXCLUDED.bytes <= $5
+                 RETURNING events",
+                &[&integration, &count, &bytes, &max_events, &max_bytes],
+            )
+            .await
+            .map_err(|e| db(&e))?
+        };
+        if room.is_none() {
+            let backlog = backlog_of(&tx, &integration).await?;
+            return Err(SpoolError::Full {
+                backlog_events: backlog.events,
+                backlog_bytes: backlog.bytes,
+                retry_after: Duration::from_secs(5),
+            });
+        }
+        let (actions, jsons): (Vec<String>, Vec<String>) =
+            events.into_iter().map(|e| (e.action, e.json)).unzip();
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO spool_events (integration, action, json, size, at_unix_ms)
+                 SELECT $1, t.action, t.json, t.size, $5
+                 FROM unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY
+                    AS t(action, json, size, n)
+                 ORDER BY t.n",
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        tx.execute(
+            &insert,
+            &[
+                &integration,
+                &actions,
+                &jsons,
+                &sizes,
+                &unix_ms(SystemTime::now()),
+            ],
+        )
+        .await
+        .map_err(|e| db(&e))?;
+        tx.commit().await.map_err(|e| db(&e))
+    }
+
+    async fn pending_now(
+        &self,
+        integration: String,
+        limit: usize,
+    ) -> Result<Vec<SpooledEvent>, SpoolError> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(
+                "SELECT e.id, e.action, e.json FROM spool_events e
+                 WHERE e.integration = $1
+                   AND EXISTS (SELECT 1 FROM spool_leases l
+                               WHERE l.integration = $1 AND l.holder = $3 AND l.expires_at > now())
+                 ORDER BY e.id LIMIT $2",
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(&select, &[&integration, &limit, &self.instance])
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| SpooledEvent {
+                id: r.get(0),
+                action: r.get(1),
+                json: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn ack_now(&self, integration: String, ids: Vec<i64>) -> Result<(), SpoolError> {
+        let client = self.client().await?;
+        let ack = client
+            .prepare_cached(
+                "WITH gone AS (
+                    DELETE FROM spool_events WHERE integration = $1 AND id = ANY($2)
+                    RETURNING size
+                 )
+                 UPDATE spool_backlogs
+                    SET events = events - (SELECT count(*) FROM gone),
+                        bytes = bytes - (SELECT coalesce(sum(size), 0) FROM gone)
+                 WHERE integration = $1",
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        client
+            .execute(&ack, &[&integration, &ids])
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(())
+    }
+
+    async fn dead_letter_now(
+        &self,
+        integration: String,
+        id: i64,
+        reason: String,
+    ) -> Result<(), SpoolError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "WITH gone AS (
+                    DELETE FROM spool_events WHERE integration = $1 AND id = $2
+                    RETURNING id, json, size
+                 ), kept AS (
+                    INSERT INTO spool_dead_letters (id, integration, json, reason, at_unix_ms)
+                    SELECT id, $1, json, $3, $4 FROM gone
+                    ON CONFLICT (id) DO NOTHING
+                 )
+                 UPDATE spool_backlogs
+                    SET events = events - (SELECT count(*) FROM gone),
+                        bytes = bytes - (SELECT coalesce(sum(size), 0) FROM gone)
+                 WHERE integration = $1",
+                &[&integration, &id, &reason, &unix_ms(SystemTime::now())],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(())
+    }
+
+    async fn dead_letters_now(&self, integration: String) -> Result<Vec<DeadLetter>, SpoolError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, json, reason, at_unix_ms FROM spool_dead_letters
+                 WHERE integration = $1 ORDER BY id",
+                &[&integration],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| DeadLetter {
+                id: r.get(0),
+                json: r.get(1),
+                reason: r.get(2),
+                at: from_unix_ms(r.get(3)).unwrap_or(UNIX_EPOCH),
+            })
+            .collect())
+    }
+
+    async fn oldest_now(&self, integration: String) -> Result<Option<SystemTime>, SpoolError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT at_unix_ms FROM spool_events WHERE integration = $1 ORDER BY id LIMIT 1",
+                &[&integration],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(row.and_then(|r| from_unix_ms(r.get(0))))
+    }
+
+    async fn replay_now(
+        &self,
+        integration: String,
+        ids: Option<Vec<i64>>,
+    ) -> Result<u64, SpoolError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        let letters = tx
+            .query(
+                "DELETE FROM spool_dead_letters
+                 WHERE integration = $1 AND ($2::int8[] IS NULL OR id = ANY($2))
+                 RETURNING id, json",
+                &[&integration, &ids],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        let mut letters: Vec<(i64, String)> =
+            letters.iter().map(|r| (r.get(0), r.get(1))).collect();
+        // Back at the end of the queue, with new positions, in the order they were refused.
+        letters.sort_unstable_by_key(|(id, _)| *id);
+        let actions: Vec<String> = letters.iter().map(|(_, json)| action_of(json)).collect();
+        let sizes: Vec<i64> = letters.iter().map(|(_, json)| json.len() as i64).collect();
+        let jsons: Vec<String> = letters.into_iter().map(|(_, json)| json).collect();
+        let count = i64::try_from(jsons.len()).map_err(storage)?;
+        if count > 0 {
+            tx.execute(
+                "INSERT INTO spool_events (integration, action, json, size, at_unix_ms)
+                 SELECT $1, t.action, t.json, t.size, $5
+                 FROM unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY
+                    AS t(action, json, size, n)
+                 ORDER BY t.n",
+                &[
+                    &integration,
+                    &actions,
+                    &jsons,
+                    &sizes,
+                    &unix_ms(SystemTime::now()),
+                ],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            let bytes: i64 = sizes.iter().sum();
+            tx.execute(
+                "INSERT INTO spool_backlogs (integration, events, bytes) VALUES ($1, $2, $3)
+                 ON CONFLICT (integration) DO UPDATE
+                    SET events = spool_backlogs.events + EXCLUDED.events,
+                        bytes = spool_backlogs.bytes + EXCLUDED.bytes",
+                &[&integration, &count, &bytes],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        }
+        tx.commit().await.map_err(|e| db(&e))?;
+        Ok(count as u64)
+    }
+
+    async fn lease_now(&self, integration: String, hold: Hold) -> Result<bool, SpoolError> {
+        let ttl = self.lease_ttl.as_secs_f64();
+        let mut client = self.client().await?;
+        if hold == Hold::Keep {
+            let renewed = client
+                .execute(
+                    "UPDATE spool_leases SET expires_at = now() + make_interval(secs => $3)
+                     WHERE integration = $1 AND holder = $2",
+                    &[&integration, &self.instance, &ttl],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            return Ok(renewed == 1);
+        }
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        // The heartbeat that counts this instance among those alive, and the forgetting of
+        // instances long gone.
+        tx.execute(
+            "INSERT INTO spool_instances (holder, expires_at)
+             VALUES ($1, now() + make_interval(secs => $2))
+             ON CONFLICT (holder) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+            &[&self.instance, &ttl],
+        )
+        .await
+        .map_err(|e| db(&e))?;
+        tx.execute(
+            "DELETE FROM spool_instances WHERE expires_at < now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .map_err(|e| db(&e))?;
+        let shares = tx
+            .query_one(
+                "SELECT
+                    (SELECT count(*) FROM spool_instances WHERE expires_at > now()),
+                    (SELECT count(*) FROM spool_leases WHERE integration <> $1) + 1,
+                    (SELECT count(*) FROM spool_leases
+                     WHERE holder = $2 AND expires_at > now() AND integration <> $1)",
+                &[&integration, &self.instance],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        let (alive, integrations, mine): (i64, i64, i64) =
+            (shares.get(0), shares.get(1), shares.get(2));
+        let share = (integrations + alive.max(1) - 1) / alive.max(1);
+        let held = if mine < share {
+            tx.query_opt(
+                "INSERT INTO spool_leases (integration, holder, expires_at)
+                 VALUES ($1, $2, now() + make_interval(secs => $3))
+                 ON CONFLICT (integration) DO UPDATE
+                    SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                    WHERE spool_leases.holder = EXCLUDED.holder
+                       OR spool_leases.expires_at <= now()
+                 RETURNING holder",
+                &[&integration, &self.instance, &ttl],
+            )
+            .await
+            .map_err(|e| db(&e))?
+            .is_some()
+        } else {
+            // More than this instance's share: hand this one over (between batches only).
+            let given_up = tx
+                .execute(
+                    "DELETE FROM spool_leases WHERE integration = $1 AND holder = $2",
+                    &[&integration, &self.instance],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            if given_up > 0 {
+                tracing::info!(
+                    integration,
+                    instance = self.instance,
+                    "lease handed over to spread integrations"
+                );
+            }
+            false
+        };
+        tx.commit().await.map_err(|e| db(&e))?;
+        Ok(held)
+    }
+
+    async fn release_now(&self, integration: String) -> Result<(), SpoolError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM spool_leases WHERE integration = $1 AND holder = $2",
+                &[&integration, &self.instance],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(())
+    }
+}
+
+async fn backlog_of(
+    client: &impl deadpool_postgres::GenericClient,
+    integration: &str,
+) -> Result<Backlog, SpoolError> {
+    let row = client
+        .query_opt(
+            "SELECT events, bytes FROM spool_backlogs WHERE integration = $1",
+            &[&integration],
+        )
+        .await
+        .map_err(|e| db(&e))?;
+    Ok(row.map_or_else(Backlog::default, |r| Backlog {
+        events: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+        bytes: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+    }))
+}
+
+impl Spool for PostgresSpool {
+    fn append(&self, integration: &str, events: Vec<NewEvent>) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.append_now(integration, events)))
+    }
+
+    fn pending(&self, integration: &str, limit: usize) -> SpoolFuture<'_, Vec<SpooledEvent>> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.pending_now(integration, limit)))
+    }
+
+    fn ack(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.ack_now(integration, ids)))
+    }
+
+    fn dead_letter(&self, integration: &str, id: i64, reason: String) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.dead_letter_now(integration, id, reason)))
+    }
+
+    fn dead_letters(&self, integration: &str) -> SpoolFuture<'_, Vec<DeadLetter>> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.dead_letters_now(integration)))
+    }
+
+    fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(async move {
+            let client = self.client().await?;
+            backlog_of(&client, &integration).await
+        }))
+    }
+
+    fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.oldest_now(integration)))
+    }
+
+    fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.replay_now(integration, ids)))
+    }
+
+    fn lease_ttl(&self) -> Option<Duration> {
+        Some(self.lease_ttl)
+    }
+
+    fn lease(&self, integration: &str, hold: Hold) -> SpoolFuture<'_, bool> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.lease_now(integration, hold)))
+    }
+
+    fn release(&self, integration: &str) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.release_now(integration)))
+    }
+
+    fn leave(&self) -> SpoolFuture<'_, ()> {
+        Box::pin(self.bounded(async move {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "WITH gone AS (DELETE FROM spool_leases WHERE holder = $1)
+                     DELETE FROM spool_instances WHERE holder = $1",
+                    &[&self.instance],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            Ok(())
+        }))
+    }
+}

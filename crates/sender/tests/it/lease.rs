@@ -1,0 +1,271 @@
+//! Several sender instances on one PostgreSQL spool: one deliverer per integration at a time,
+//! takeover when a holder dies, integrations spread over the instances alive, migrations that
+//! instances starting together apply once, and a sender that carries on another's queue.
+
+use crate::common::ScratchDatabase;
+use evo_siem_sender::service::{Config, Sender};
+use evo_siem_sender::spool::{
+    BacklogLimits, Hold, NewEvent, PostgresOptions, PostgresSpool, Spool,
+};
+use std::time::{Duration, Instant};
+
+async fn instance(db: &ScratchDatabase, ttl: Duration) -> PostgresSpool {
+    let mut options = PostgresOptions::new(db.url.clone());
+    options.lease_ttl = ttl;
+    PostgresSpool::connect(options, BacklogLimits::default())
+        .await
+        .unwrap()
+}
+
+fn event(n: usize) -> NewEvent {
+    NewEvent {
+        action: "User login".into(),
+        json: format!(r#"{{"n":{n}}}"#),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_delivers_an_integration_until_its_lease_expires() {
+    let db = ScratchDatabase::new().await;
+    let ttl = Duration::from_millis(600);
+    let (a, b) = (instance(&db, ttl).await, instance(&db, ttl).await);
+    // Either instance takes ingest.
+    a.append("acme", vec![event(1)]).await.unwrap();
+    b.append("acme", vec![event(2)]).await.unwrap();
+
+    assert!(a.lease("acme", Hold::Next).await.unwrap());
+    assert!(
+        !b.lease("acme", Hold::Next).await.unwrap(),
+        "a second holder"
+    );
+    assert!(!b.lease("acme", Hold::Keep).await.unwrap());
+    assert_eq!(a.pending("acme", 10).await.unwrap().len(), 2);
+    // Without the lease, nothing to deliver: an instance that lost it cannot start a batch.
+    assert!(b.pending("acme", 10).await.unwrap().is_empty());
+
+    // A holder that renews keeps it past its first expiry.
+    for _ in 0..3 {
+        tokio::time::sleep(ttl / 3).await;
+        assert!(a.lease("acme", Hold::Keep).await.unwrap());
+        assert!(!b.lease("acme", Hold::Next).await.unwrap());
+    }
+
+    // A holder that stops renewing (killed) loses it once it expires; the other carries on.
+    let died = Instant::now();
+    while !b.lease("acme", Hold::Next).await.unwrap() {
+        assert!(
+            died.elapsed() < ttl * 4,
+            "no takeover after the lease expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        died.elapsed() >= ttl / 2,
+        "taken over before the lease expired"
+    );
+    assert_eq!(b.pending("acme", 10).await.unwrap().len(), 2);
+    // The old holder learns it lost the lease and reads nothing more.
+    assert!(!a.lease("acme", Hold::Keep).await.unwrap());
+    assert!(a.pending("acme", 10).await.unwrap().is_empty());
+
+    // A release hands over at once.
+    b.release("acme").await.unwrap();
+    assert!(a.lease("acme", Hold::Next).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_spread_over_the_instances_alive() {
+    let db = ScratchDatabase::new().await;
+    let ttl = Duration::from_secs(5);
+    let tenants = ["t1", "t2", "t3", "t4"];
+    let a = instance(&db, ttl).await;
+    for t in tenants {
+        assert!(
+            a.lease(t, Hold::Next).await.unwrap(),
+            "alone, a takes every integration"
+        );
+    }
+    // b comes up: its first request counts it as alive, and it holds none yet.
+    let b = instance(&db, ttl).await;
+    for t in tenants {
+        assert!(!b.lease(t, Hold::Next).await.unwrap());
+    }
+    // Between batches, a gives up what is beyond its share; b takes what is free.
+    for _ in 0..2 {
+        for t in tenants {
+            a.lease(t, Hold::Next).await.unwrap();
+            b.lease(t, Hold::Next).await.unwrap();
+        }
+    }
+    let mut held = (0, 0);
+    for t in tenants {
+        let (by_a, by_b) = (
+            a.lease(t, Hold::Keep).await.unwrap(),
+            b.lease(t, Hold::Keep).await.unwrap(),
+        );
+        assert!(by_a != by_b, "{t}: exactly one holder");
+        held.0 += usize::from(by_a);
+        held.1 += usize::from(by_b);
+    }
+    assert_eq!(held, (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_once() {
+    let db = ScratchDatabase::new().await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move {
+                PostgresSpool::connect(PostgresOptions::new(url), BacklogLimits::default()).await
+            })
+        })
+        .collect();
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM spool_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_or_a_server_away_is_a_clear_error_without_the_password() {
+    let err = PostgresSpool::connect(
+        PostgresOptions::new("postgres://evo:hunter2-secret@127.0.0.1:1/spool"),
+        BacklogLimits::default(),
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("spool storage error"), "{text}");
+    let err = PostgresSpool::connect(
+        PostgresOptions::new("postgres://evo:hunter2-secret@127.0.0.1:5432/x?sslmode=bogus"),
+        BacklogLimits::default(),
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("hunter2") && text.contains("invalid"),
+        "{text}"
+    );
+    let options = PostgresOptions::new("postgres://evo:hunter2-secret@db/spool");
+    assert!(!format!("{options:?}").contains("hunter2"));
+}
+
+/// Two senders sharing one spool, both with the integration: the one holding the lease delivers
+/// what was ingested through either; when it dies without handing over, the other carries on
+/// after the lease expires, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sender_carries_on_when_the_first_dies() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let db = ScratchDatabase::new().await;
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let config = |dir: &tempfile::TempDir| -> Config {
+        std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
+        std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
+        toml::from_str(&format!(
+            r#"
+            listen = "127.0.0.1:0"
+            data_dir = "{dir}"
+            ingest_token_file = "{dir}/token"
+            allow_private_targets = ["127.0.0.1/32"]
+            [spool]
+            backend = "postgres"
+            url_file = "{dir}/spool-url"
+            lease_ttl_ms = 600
+            [[integration]]
+            tenant = "acme"
+            webhook_url = "{siem}/webhook"
+            linger_ms = 0
+            "#,
+            dir = dir.path().display(),
+            siem = siem.uri(),
+        ))
+        .unwrap()
+    };
+    let first = Sender::start(&config(&dirs[0])).await.unwrap();
+    let second = Sender::start(&config(&dirs[1])).await.unwrap();
+    let client = reqwest::Client::new();
+    let ingest = |sender: &Sender, n: usize| {
+        let body: Vec<String> = (0..10)
+            .map(|i| crate::common::event_json(n * 10 + i, "Create user").to_string())
+            .collect();
+        client
+            .post(format!(
+                "http://{}/v1/tenants/acme/audit-events",
+                sender.addr()
+            ))
+            .bearer_auth("ingest-token")
+            .body(body.join("\n"))
+            .send()
+    };
+    let delivered = |uuids: &mut std::collections::HashSet<String>,
+                     requests: &[wiremock::Request]| {
+        for request in requests {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            for e in body["events"].as_array().unwrap() {
+                uuids.insert(e["data"]["uuid"].as_str().unwrap().to_owned());
+            }
+        }
+    };
+    for n in 0..4 {
+        let target = if n % 2 == 0 { &first } else { &second };
+        assert_eq!(ingest(target, n).await.unwrap().status(), 202);
+    }
+    let (siem, delivered) = (&siem, &delivered);
+    let wait_for = move |want: usize| async move {
+        let started = Instant::now();
+        loop {
+            let mut uuids = std::collections::HashSet::new();
+            delivered(&mut uuids, &siem.received_requests().await.unwrap());
+            if uuids.len() >= want {
+                return uuids.len();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{} of {want} delivered",
+                uuids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert_eq!(wait_for(40).await, 40);
+    // Whichever holds the lease dies without handing over (its tasks are aborted, as by a
+    // crash); the other takes over when the lease expires.
+    let holder_first = first
+        .stats("acme")
+        .unwrap()
+        .attempts
+        .delivered
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0;
+    let (dead, alive) = if holder_first {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    drop(dead);
+    for n in 4..8 {
+        assert_eq!(ingest(&alive, n).await.unwrap().status(), 202);
+    }
+    assert_eq!(wait_for(80).await, 80);
+    alive.shutdown().await;
+}
