@@ -120,7 +120,8 @@ at-least-once delivery, exact filtering, order, the envelope (schema, count, sig
 freshness), delivery ids across retries and the integration's headers. Duplicates are \
 counted, never a failure. Exits 1 on any failure, printing the shrunk failing case.\n\n\
 Examples:\n  evo-siem conformance sender --cases 64\n  \
-evo-siem conformance sender --process child --cases 8   # restarts are SIGKILL"
+evo-siem conformance sender --process child --cases 8   # restarts are SIGKILL\n  \
+evo-siem conformance sender --process cluster --instances 3   # one PostgreSQL spool"
     )]
     Sender(SenderSuiteArgs),
 }
@@ -210,6 +211,9 @@ pub(crate) enum SenderProcess {
     InProcess,
     /// `evo-siem sender` in a child process (this binary); a restart is SIGKILL.
     Child,
+    /// `--instances` children sharing one PostgreSQL spool (a database of their own per case,
+    /// on the server of EVO_SIEM_TEST_POSTGRES); a restart is SIGKILL to one of them.
+    Cluster,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +230,12 @@ pub(crate) struct SenderSuiteArgs {
     /// Where the sender runs.
     #[arg(long, value_enum, default_value_t = SenderProcess::InProcess)]
     pub(crate) process: SenderProcess,
+    /// With `--process cluster`: how many instances.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) instances: usize,
+    /// With `--process cluster`: the instances' lease time, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) lease_ttl_ms: u64,
     /// `table` or `json`.
     #[arg(long, default_value = "table")]
     pub(crate) format: String,

@@ -5,7 +5,7 @@ use crate::cli::{ReceiverSuiteArgs, SenderProcess, SenderSuiteArgs};
 use crate::secret_source;
 use anyhow::{Context, bail};
 use evo_siem_conformance::receiver::{self, ReceiverTarget, Verdict};
-use evo_siem_conformance::sender::{self, ChildProcess, InProcess, SuiteOptions};
+use evo_siem_conformance::sender::{self, ChildProcess, Cluster, InProcess, SuiteOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,6 +54,16 @@ pub(crate) fn sender(args: &SenderSuiteArgs) -> anyhow::Result<ExitCode> {
             let bin = std::env::current_exe().context("cannot find this binary")?;
             let child = ChildProcess::new(bin).context("cannot create a temporary directory")?;
             sender::run(&options, move || child)
+        }
+        SenderProcess::Cluster => {
+            let bin = std::env::current_exe().context("cannot find this binary")?;
+            let cluster = Cluster::new(
+                bin,
+                args.instances,
+                Duration::from_millis(args.lease_ttl_ms),
+            )
+            .context("cannot create a temporary directory")?;
+            sender::run(&options, move || cluster)
         }
     };
     if args.format == "json" {

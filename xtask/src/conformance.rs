@@ -1,7 +1,9 @@
 //! `cargo xtask conformance`: both conformance suites, one summary table.
 //!
 //! 1. The sender suite with the sender in process (`--cases N`, default 64), then with the sender
-//!    as a child process that restarts are SIGKILL to (half as many cases).
+//!    as a child process that restarts are SIGKILL to (half as many cases), then as three
+//!    instances sharing one PostgreSQL spool, one of them SIGKILLed and restarted in the cases
+//!    that restart (half as many cases; `scripts/services.sh` makes sure PostgreSQL is up).
 //! 2. The receiver suite against the receiver SDK's example (`print_events`) and against the
 //!    mock SIEM, each started here on a free loopback port with a random secret.
 //!
@@ -115,6 +117,29 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
                 "child",
             ],
         )?,
+        {
+            let status = Command::new("bash")
+                .arg(root.join("scripts/services.sh"))
+                .status()
+                .context("cannot run scripts/services.sh")?;
+            if !status.success() {
+                bail!("scripts/services.sh could not start PostgreSQL: {status}");
+            }
+            sender_suite(
+                &bin,
+                "sender, 3 instances, PostgreSQL",
+                &[
+                    "--cases",
+                    &child_cases,
+                    "--seed",
+                    &seed,
+                    "--process",
+                    "cluster",
+                    "--instances",
+                    "3",
+                ],
+            )?
+        },
         receiver_suite(&bin, "receiver, SDK example", |addr, secret| {
             let mut command = Command::new(&example);
             command
@@ -251,12 +276,12 @@ fn receiver_suite(
 fn table(rows: &[Row]) -> String {
     let dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     let mut out = format!(
-        "\n{:<26} {:>6} {:>7} {:>5} {:>6} {:>7} {:>10} {:>7}\n",
+        "\n{:<32} {:>6} {:>7} {:>5} {:>6} {:>7} {:>10} {:>7}\n",
         "suite", "cases", "passed", "warn", "failed", "faults", "duplicates", "seconds"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<26} {:>6} {:>7} {:>5} {:>6} {:>7} {:>10} {:>7.1}\n",
+            "{:<32} {:>6} {:>7} {:>5} {:>6} {:>7} {:>10} {:>7.1}\n",
             r.suite,
             dash(r.cases),
             r.passed,

@@ -36,6 +36,11 @@ pub struct Rejected {
     pub unsupported_schema: u64,
     /// Over the size limit.
     pub too_large: u64,
+    /// Answered 503 because another delivery was processing one of the events at that moment:
+    /// two deliveries of the same event overlapped.
+    pub in_flight: u64,
+    /// Answered 503 because the shared dedup store was unreachable.
+    pub dedup_unavailable: u64,
 }
 
 impl Rejected {
@@ -47,6 +52,8 @@ impl Rejected {
             "timestamp_too_old" | "timestamp_too_new" => &mut self.stale,
             "unsupported_schema_version" => &mut self.unsupported_schema,
             "body_too_large" => &mut self.too_large,
+            "event_in_flight" => &mut self.in_flight,
+            "dedup_unavailable" => &mut self.dedup_unavailable,
             _ => &mut self.malformed,
         };
         *counter += 1;

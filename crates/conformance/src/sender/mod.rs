@@ -26,7 +26,7 @@ mod under_test;
 
 pub use case::{ACTIONS, Case, GenEvent, IntegrationCase};
 pub use oracle::{Observed, Property, Violation, check};
-pub use under_test::{ChildProcess, InProcess, SenderUnderTest, StartError};
+pub use under_test::{ChildProcess, Cluster, InProcess, SenderUnderTest, StartError};
 
 use evo_siem_mock::{MockSiem, MockSiemConfig};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
@@ -381,8 +381,11 @@ async fn run_case<S: SenderUnderTest>(
                 .await
                 .map_err(|e| CaseError::Sender(format!("cannot restart: {e}")))?;
         }
+        // Several instances: the requests take turns, as behind a load balancer.
+        let addrs = sut.ingest_addrs();
+        let target = addrs.get(n % addrs.len().max(1)).copied().unwrap_or(addr);
         let response = client
-            .post(format!("http://{addr}/v1/tenants/{tenant}/audit-events"))
+            .post(format!("http://{target}/v1/tenants/{tenant}/audit-events"))
             .bearer_auth(&token)
             .header("content-type", "application/x-ndjson")
             .body(body.clone())

@@ -193,6 +193,17 @@ fn envelopes(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(P
         + r.malformed
         + r.unsupported_schema
         + r.too_large;
+    if r.in_flight > 0 {
+        // Batches of one integration go out one at a time: two deliveries holding the same
+        // event at once means two deliverers (on a shared spool, a lease not honoured).
+        violate(
+            Property::Order,
+            format!(
+                "{} deliveries overlapped another delivery of the same events (event_in_flight)",
+                r.in_flight
+            ),
+        );
+    }
     if refused > 0 {
         violate(
             Property::Envelope,

@@ -3,9 +3,11 @@
 //! The suite talks to a sender only through its public interface: a configuration file in the
 //! sender's TOML format and the ingest API. [`InProcess`] runs the real sender in the suite's
 //! process; [`ChildProcess`] runs a sender binary as a child, so that a restart is a real
-//! `kill -9`. A deliberately broken sender (the suite's own tests have some) implements the same
+//! `kill -9`. [`Cluster`] runs several sender binaries on one PostgreSQL spool, and a restart
+//! kills one of them with `SIGKILL` while the others carry on. A deliberately broken sender (the suite's own tests have some) implements the same
 //! trait.
 
+use evo_siem_sender::spool::scratch::ScratchDatabase;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +31,13 @@ pub trait SenderUnderTest {
 
     /// Stops the sender at the end of a case.
     fn stop(&mut self) -> impl Future<Output = ()>;
+
+    /// Every ingest address, when the sender is several instances (the suite spreads its ingest
+    /// requests over them); empty for one instance, whose address [`start`](Self::start)
+    /// returned.
+    fn ingest_addrs(&self) -> Vec<SocketAddr> {
+        Vec::new()
+    }
 }
 
 /// The real sender ([`evo_siem_sender::service::Sender`]) in this process. A restart is a
@@ -83,40 +92,49 @@ fn free_port() -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
+/// Starts `bin sender` with `config` (written to `path`, `listen` set to a free port) and waits
+/// until it listens.
+async fn spawn_sender(
+    bin: &std::path::Path,
+    path: &std::path::Path,
+    config: &toml::Table,
+) -> Result<(tokio::process::Child, SocketAddr), StartError> {
+    let addr = free_port()?;
+    let mut config = config.clone();
+    config.insert("listen".into(), addr.to_string().into());
+    std::fs::write(path, toml::to_string(&config)?)?;
+    let mut child = tokio::process::Command::new(bin)
+        .arg("sender")
+        .arg("--config")
+        .arg(path)
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let started = Instant::now();
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok((child, addr));
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("the sender exited at start: {status}").into());
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            return Err("the sender did not listen within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 impl SenderUnderTest for ChildProcess {
     async fn start(&mut self, config: &toml::Table) -> Result<SocketAddr, StartError> {
-        let addr = free_port()?;
-        let mut config = config.clone();
-        config.insert("listen".into(), addr.to_string().into());
         let path = self.dir.path().join("sender.toml");
-        std::fs::write(&path, toml::to_string(&config)?)?;
-        let child = tokio::process::Command::new(&self.bin)
-            .arg("sender")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "error")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        let (child, addr) = spawn_sender(&self.bin, &path, config).await?;
         self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(addr);
-            }
-            if let Some(child) = &mut self.child
-                && let Some(status) = child.try_wait()?
-            {
-                return Err(format!("the sender exited at start: {status}").into());
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                return Err("the sender did not listen within 20 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        Ok(addr)
     }
 
     async fn kill(&mut self) {
@@ -127,5 +145,115 @@ impl SenderUnderTest for ChildProcess {
 
     async fn stop(&mut self) {
         self.kill().await;
+    }
+}
+
+/// Several sender binaries sharing one PostgreSQL spool, as behind a load balancer.
+///
+/// Each case gets a database of its own ([`ScratchDatabase`]), dropped at the end of the case.
+/// Each instance has its own data directory (its integration store is seeded from the same
+/// configuration) and the same `[spool]` table. A restart ([`kill`](SenderUnderTest::kill) then
+/// [`start`](SenderUnderTest::start)) is a `SIGKILL` to one instance, in turn, and a new start
+/// of it; the others keep delivering and take over its integrations when its leases expire.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    instances: usize,
+    lease_ttl: Duration,
+    dir: tempfile::TempDir,
+    running: Vec<Option<(tokio::process::Child, SocketAddr)>>,
+    database: Option<ScratchDatabase>,
+    next_kill: usize,
+}
+
+impl Cluster {
+    /// `instances` runs of `bin` (an `evo-siem` binary), whose leases last `lease_ttl`. The
+    /// databases are created on the server of `EVO_SIEM_TEST_POSTGRES` (see [`ScratchDatabase`]).
+    pub fn new(
+        bin: impl Into<PathBuf>,
+        instances: usize,
+        lease_ttl: Duration,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            bin: bin.into(),
+            instances: instances.max(1),
+            lease_ttl,
+            dir: tempfile::tempdir()?,
+            running: Vec::new(),
+            database: None,
+            next_kill: 0,
+        })
+    }
+}
+
+impl SenderUnderTest for Cluster {
+    async fn start(&mut self, config: &toml::Table) -> Result<SocketAddr, StartError> {
+        if self.database.is_none() {
+            self.database = Some(ScratchDatabase::create().await?);
+        }
+        let url_file = self.dir.path().join("spool-url");
+        if let Some(database) = &self.database {
+            std::fs::write(&url_file, database.url())?;
+        }
+        let data_dir = config
+            .get("data_dir")
+            .and_then(toml::Value::as_str)
+            .unwrap_or("data")
+            .to_owned();
+        self.running.resize_with(self.instances, || None);
+        for (i, slot) in self.running.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let mut config = config.clone();
+            config.insert("data_dir".into(), format!("{data_dir}/instance-{i}").into());
+            let mut spool = toml::Table::new();
+            spool.insert("backend".into(), "postgres".into());
+            spool.insert(
+                "url_file".into(),
+                url_file.to_string_lossy().into_owned().into(),
+            );
+            spool.insert("pool_size".into(), 4.into());
+            spool.insert(
+                "lease_ttl_ms".into(),
+                i64::try_from(self.lease_ttl.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .into(),
+            );
+            config.insert("spool".into(), spool.into());
+            let path = self.dir.path().join(format!("sender-{i}.toml"));
+            *slot = Some(spawn_sender(&self.bin, &path, &config).await?);
+        }
+        self.ingest_addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| "no instance started".into())
+    }
+
+    async fn kill(&mut self) {
+        let i = self.next_kill % self.instances;
+        self.next_kill += 1;
+        if let Some(Some((mut child, _))) = self.running.get_mut(i).map(Option::take) {
+            let _ = child.kill().await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        for slot in &mut self.running {
+            if let Some((mut child, _)) = slot.take() {
+                let _ = child.kill().await;
+            }
+        }
+        // Dropping it drops the database; its `Drop` runs on a thread of its own.
+        let database = self.database.take();
+        let _ = tokio::task::spawn_blocking(move || drop(database)).await;
+    }
+
+    fn ingest_addrs(&self) -> Vec<SocketAddr> {
+        self.running
+            .iter()
+            .flatten()
+            .map(|(_, addr)| *addr)
+            .collect()
     }
 }

@@ -7,6 +7,7 @@
 //! time, so batches still go out one at a time and in order.
 
 mod postgres;
+pub mod scratch;
 mod sqlite;
 
 pub use postgres::{PostgresOptions, PostgresSpool};

@@ -17,66 +17,21 @@ pub(crate) fn event_json(n: usize, action: &str) -> serde_json::Value {
 }
 
 /// A PostgreSQL database of its own for one test, dropped when the test ends.
-///
-/// The server is the one `scripts/services.sh` starts (`EVO_SIEM_TEST_POSTGRES` overrides the
-/// maintenance URL, `postgres://postgres@127.0.0.1:5432/postgres` by default).
 pub(crate) struct ScratchDatabase {
-    admin: String,
-    name: String,
+    /// Kept so that the database lives as long as the test.
+    _db: evo_siem_sender::spool::scratch::ScratchDatabase,
     /// The URL of the new database.
     pub(crate) url: String,
 }
 
-fn admin_url() -> String {
-    std::env::var("EVO_SIEM_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn admin_client(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is not reachable at {url} ({e}); run `bash scripts/services.sh`")
-        });
-    tokio::spawn(connection);
-    client
-}
-
 impl ScratchDatabase {
     pub(crate) async fn new() -> Self {
-        let admin = admin_url();
-        let name = format!("evo_siem_test_{}", uuid::Uuid::new_v4().simple());
-        admin_client(&admin)
+        let inner = evo_siem_sender::spool::scratch::ScratchDatabase::create()
             .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin).unwrap();
-        url.set_path(&name);
+            .unwrap_or_else(|e| panic!("{e}"));
         Self {
-            admin,
-            name,
-            url: url.to_string(),
+            url: inner.url().to_owned(),
+            _db: inner,
         }
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop cannot await; a thread with its own runtime can, whatever runtime the test had.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async {
-                    admin_client(&admin)
-                        .await
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await
-                })
-        })
-        .join();
     }
 }
