@@ -286,8 +286,9 @@ impl Worker {
             if matches!(self.lease, LeaseState::Held(_)) {
                 tracing::info!(tenant, "lease given up or lost");
             }
-            // Jittered, so that instances waiting for the same lease do not ask in step.
-            let wait = ttl / 4 + ttl.mul_f64(self.rng.f64() / 4.0);
+            // Often enough that a lease handed over to spread the load is taken again soon;
+            // jittered, so that instances waiting for the same lease do not ask in step.
+            let wait = ttl / 8 + ttl.mul_f64(self.rng.f64() / 8.0);
             self.lease = LeaseState::Elsewhere(now + wait);
             Ok(Some(wait))
         }
