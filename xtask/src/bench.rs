@@ -19,6 +19,22 @@ pub(crate) fn run(harness_args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo bench failed: {status}");
     }
+    // The whole-pipeline figures are runs, not criterion samples; scale_out needs PostgreSQL.
+    let services = std::process::Command::new("bash")
+        .arg(root.join("scripts/services.sh"))
+        .status()
+        .context("cannot run scripts/services.sh")?;
+    if !services.success() {
+        bail!("scripts/services.sh failed: {services}");
+    }
+    let status = cargo()
+        .current_dir(&root)
+        .args(["bench", "--bench", "sender_e2e", "--bench", "scale_out"])
+        .status()
+        .context("cannot run cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench failed: {status}");
+    }
     summarize(&root.join("target/criterion"))
 }
 
@@ -62,11 +78,18 @@ fn summarize(criterion: &Path) -> anyhow::Result<()> {
             println!("accept {name:>16}: {rate:10.0} events/s{goal}");
         }
     }
-    if let Some((rate, _)) = throughput(&criterion.join("dedup/claim_commit_1000")) {
-        println!("dedup claim+commit: {rate:10.0} UUIDs/s (batches of 1,000)");
+    for (name, what) in [
+        ("claim_commit_1000", "in memory"),
+        ("memory_trait_claim_commit_1000", "in memory, through the DedupStore trait"),
+        ("redis_claim_commit_1000", "Redis, shared by several receivers"),
+    ] {
+        if let Some((rate, _)) = throughput(&criterion.join("dedup").join(name)) {
+            println!("dedup claim+commit: {rate:10.0} UUIDs/s (batches of 1,000; {what})");
+        }
     }
     println!("dedup bytes per entry: see the `dedup memory:` lines above (target <= 64)");
     println!("sender end to end: see the `sender e2e:` line above (target >= 100,000 events/s)");
+    println!("scaling out: see the `scale out:` lines above (SQLite vs PostgreSQL, 1-3 instances)");
     println!("spool: see the `spool:` line above (target RSS <= 256 MiB with 10 M queued)");
     Ok(())
 }

@@ -21,11 +21,13 @@ const HELP: &str = "\
 cargo xtask <task>
 
 tasks:
-  bench [ARGS...]   run the benchmarks (verify, accept, dedup, sender_e2e) and summarize them
-                    against the targets; ARGS go to the harness, e.g. `--quick` or `accept`
+  bench [ARGS...]   run the benchmarks (verify, accept, dedup, sender_e2e, scale_out) and
+                    summarize them against the targets; ARGS go to the criterion harness,
+                    e.g. `--quick` or `accept`
   conformance [--cases N] [--seed S] [--release]
                     the sender suite (N cases in process, default 64, and N/2 with the
-                    sender as a child process restarted by SIGKILL) and the receiver suite
+                    sender as a child process restarted by SIGKILL, N/2 with three
+                    instances on one PostgreSQL spool) and the receiver suite
                     (against the SDK's example receiver and the mock SIEM); one summary table
   help              print this help
 
