@@ -80,8 +80,14 @@ fn summarize(criterion: &Path) -> anyhow::Result<()> {
     }
     for (name, what) in [
         ("claim_commit_1000", "in memory"),
-        ("memory_trait_claim_commit_1000", "in memory, through the DedupStore trait"),
-        ("redis_claim_commit_1000", "Redis, shared by several receivers"),
+        (
+            "memory_trait_claim_commit_1000",
+            "in memory, through the DedupStore trait",
+        ),
+        (
+            "redis_claim_commit_1000",
+            "Redis, shared by several receivers",
+        ),
     ] {
         if let Some((rate, _)) = throughput(&criterion.join("dedup").join(name)) {
             println!("dedup claim+commit: {rate:10.0} UUIDs/s (batches of 1,000; {what})");

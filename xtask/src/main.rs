@@ -3,8 +3,9 @@
 //! - `bench [ARGS...]`: run the criterion benchmarks and print each figure next to its target;
 //!   ARGS go to the benchmark harness (for example `--quick`, or a filter such as `accept`).
 //! - `conformance [--cases N] [--seed S] [--release]`: the sender suite (in process, then as a
-//!   child process restarted with SIGKILL) and the receiver suite (against the SDK's example and
-//!   the mock SIEM), one summary table; non-zero exit on any failure.
+//!   child process restarted with SIGKILL, then as three instances on one PostgreSQL spool) and
+//!   the receiver suite (against the SDK's example and the mock SIEM), one summary table;
+//!   non-zero exit on any failure.
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
