@@ -144,7 +144,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let (sink_addr, received) = sink().await;
-        let mut rng = Rng(0x5CA1_E0u64 << 8 | 1);
+        let mut rng = Rng(0x5CA1_E001_5CA1_E001);
         let bodies: Vec<(String, String)> = (0..EVENTS / PER_REQUEST)
             .map(|i| {
                 let tenant = format!("tenant{}", i % TENANTS);
