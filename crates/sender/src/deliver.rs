@@ -40,6 +40,9 @@ pub struct DeliveryStats {
     pub last_error: std::sync::Mutex<Option<LastError>>,
     /// Wakes the worker from a pause or a backoff wait (`POST .../resume`).
     pub resume: tokio::sync::Notify,
+    /// Wakes an idle worker when this instance took events for its integration, so that it
+    /// need not poll the spool often.
+    pub arrived: tokio::sync::Notify,
 }
 
 /// Attempts by outcome.
@@ -336,6 +339,9 @@ impl Worker {
             let pause = match self.step().await {
                 Ok(Step::Progress) => continue,
                 Ok(Step::Wait(after)) => after.min(Duration::from_millis(200)),
+                // A shared spool is polled less often: each poll is a round trip to the
+                // database, and ingest through this instance wakes the worker anyway.
+                Ok(Step::Idle) if self.spool.lease_ttl().is_some() => Duration::from_millis(250),
                 Ok(Step::Idle) => Duration::from_millis(50),
                 Ok(Step::Removed) => {
                     self.hand_over().await;
@@ -347,8 +353,10 @@ impl Worker {
                     Duration::from_secs(1)
                 }
             };
+            let stats = self.stats.clone();
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
+                _ = stats.arrived.notified() => {}
                 _ = shutdown.changed() => {}
             }
         }

@@ -109,11 +109,6 @@ pub(super) async fn ingest(
         }
     }
     let count = accepted.len();
-    if excluded > 0 {
-        crate::admin::operations::stats_of(&app, &tenant)
-            .excluded
-            .fetch_add(excluded as u64, std::sync::atomic::Ordering::Relaxed);
-    }
     if count > 0 {
         match app.spool.append(&tenant, accepted).await {
             Ok(()) => {}
@@ -130,14 +125,30 @@ pub(super) async fn ingest(
                 return response;
             }
             Err(err) => {
+                // Nothing of the request was stored; the spool's engine may be back in a
+                // moment (a PostgreSQL failover, a full disk freed), so the platform retries.
                 tracing::error!(tenant, error = %err, "ingest could not be stored");
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                let mut response = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
                     "storage",
-                    "the events could not be stored",
+                    "the events could not be stored; retry later",
                 );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(5));
+                return response;
             }
         }
+    }
+    let stats = crate::admin::operations::stats_of(&app, &tenant);
+    if count > 0 {
+        stats.arrived.notify_one();
+    }
+    // Counted only for a request that was taken: a refused one is sent again.
+    if excluded > 0 {
+        stats
+            .excluded
+            .fetch_add(excluded as u64, std::sync::atomic::Ordering::Relaxed);
     }
     (
         StatusCode::ACCEPTED,

@@ -269,3 +269,48 @@ async fn a_second_sender_carries_on_when_the_first_dies() {
     assert_eq!(wait_for(80).await, 80);
     alive.shutdown().await;
 }
+
+/// The spool's database gone: ingest is refused with 503 and `Retry-After` (the platform sends
+/// it again), never acknowledged, and the sender keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_is_refused_with_503_while_the_spool_cannot_commit() {
+    let db = ScratchDatabase::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
+    std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
+    let config: Config = toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{dir}"
+        ingest_token_file = "{dir}/token"
+        allow_private_targets = ["127.0.0.1/32"]
+        [spool]
+        backend = "postgres"
+        url_file = "{dir}/spool-url"
+        [[integration]]
+        tenant = "acme"
+        webhook_url = "http://127.0.0.1:9/webhook"
+        "#,
+        dir = dir.path().display(),
+    ))
+    .unwrap();
+    let sender = Sender::start(&config).await.unwrap();
+    let ingest = || {
+        reqwest::Client::new()
+            .post(format!(
+                "http://{}/v1/tenants/acme/audit-events",
+                sender.addr()
+            ))
+            .bearer_auth("ingest-token")
+            .body(crate::common::event_json(1, "Create user").to_string())
+            .send()
+    };
+    assert_eq!(ingest().await.unwrap().status(), 202);
+    drop(db); // Dropped with its connections: every statement now fails.
+    let refused = ingest().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "storage");
+    sender.shutdown().await;
+}
