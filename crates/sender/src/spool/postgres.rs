@@ -30,6 +30,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Schema versions, applied in order; `spool_migrations` records which ran.
 const MIGRATIONS: &[&str] = &["
@@ -141,7 +142,17 @@ fn storage(err: impl fmt::Display) -> SpoolError {
 fn db(err: &tokio_postgres::Error) -> SpoolError {
     match err.as_db_error() {
         Some(db) => SpoolError::Storage(format!("postgres: {}", db.message())),
-        None => storage(err),
+        None => {
+            // "error performing TLS handshake" alone does not say why: add the causes.
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            SpoolError::Storage(text)
+        }
     }
 }
 
@@ -158,13 +169,21 @@ impl PostgresSpool {
         if config.get_application_name().is_none() {
             config.application_name("evo-siem-sender");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        // `sslmode=require`: TLS, with the server's certificate verified against the system's
+        // roots (as libpq's verify-full). Otherwise no TLS: never encryption without
+        // verification, which would only look safe.
+        let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            Manager::from_config(
+                config,
+                MakeRustlsConnect::new(tls_config()?),
+                manager_config,
+            )
+        } else {
+            Manager::from_config(config, NoTls, manager_config)
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -577,6 +596,23 @@ impl PostgresSpool {
             .map_err(|e| db(&e))?;
         Ok(())
     }
+}
+
+/// The TLS client settings: the platform's verifier and roots, the crypto provider the sender's
+/// HTTPS client uses.
+fn tls_config() -> Result<rustls::ClientConfig, SpoolError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let tls = |e: rustls::Error| SpoolError::Storage(format!("PostgreSQL TLS setup: {e}"));
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(tls)?
+        .with_platform_verifier()
+        .map_err(tls)?
+        .with_no_client_auth(),
+    )
 }
 
 async fn backlog_of(

@@ -314,3 +314,33 @@ async fn ingest_is_refused_with_503_while_the_spool_cannot_commit() {
     assert_eq!(body["error"], "storage");
     sender.shutdown().await;
 }
+
+/// `sslmode=require` means a verified certificate: the local server's self-signed one is refused
+/// with a clear error, instead of an encrypted connection to whoever answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_require_verifies_the_servers_certificate() {
+    let db = ScratchDatabase::new().await;
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let result = PostgresSpool::connect(
+        PostgresOptions::new(format!("{}{separator}sslmode=require", db.url)),
+        BacklogLimits::default(),
+    )
+    .await;
+    // Either way the connection is never made without a certificate this machine trusts.
+    let err = result
+        .expect_err("no trusted certificate on the test server")
+        .to_string();
+    if ssl == "on" {
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+    } else {
+        assert!(
+            err.to_lowercase().contains("tls") || err.contains("SSL"),
+            "{err}"
+        );
+    }
+}
