@@ -10,13 +10,10 @@
 
 mod common;
 
-use axum::Router;
-use axum::routing::post;
 use common::Rng;
 use evo_siem_sender::service::{Config, Sender};
 use evo_siem_sender::spool::scratch::ScratchDatabase;
 use evo_siem_workload::generate::Generator;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -31,29 +28,6 @@ fn ndjson(rng: &mut Rng, tenant: &str, n: usize) -> String {
         .take(n)
         .map(|e| e.json + "\n")
         .collect()
-}
-
-/// A webhook answering 200 that counts events by the batch's `count`.
-async fn sink() -> (std::net::SocketAddr, Arc<AtomicU64>) {
-    let received = Arc::new(AtomicU64::new(0));
-    let counter = received.clone();
-    let sink = Router::new().route(
-        "/{tenant}",
-        post(move |body: axum::body::Bytes| {
-            let counter = counter.clone();
-            async move {
-                let tail = std::str::from_utf8(&body[body.len().saturating_sub(64)..]).unwrap();
-                let count = tail.rsplit_once("\"count\":").unwrap().1;
-                let digits: String = count.chars().take_while(char::is_ascii_digit).collect();
-                counter.fetch_add(digits.parse::<u64>().unwrap(), Ordering::Relaxed);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
-    (addr, received)
 }
 
 fn config(dir: &std::path::Path, sink: std::net::SocketAddr, spool: &str) -> Config {
@@ -143,7 +117,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (sink_addr, received) = sink().await;
+        let (sink_addr, received) = common::counting_sink().await;
         let mut rng = Rng(0x5CA1_E001_5CA1_E001);
         let bodies: Vec<(String, String)> = (0..EVENTS / PER_REQUEST)
             .map(|i| {

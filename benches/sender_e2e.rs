@@ -4,13 +4,10 @@
 
 mod common;
 
-use axum::Router;
-use axum::routing::post;
 use common::Rng;
 use evo_siem_sender::service::{Config, Sender};
 use evo_siem_workload::generate::Generator;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const EVENTS: usize = 200_000;
@@ -35,26 +32,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        // The sink: a webhook answering 200 and counting events by the batch's `count`, read from
-        // the body's tail so that the sink costs little of the two cores the sender runs on.
-        let received = Arc::new(AtomicU64::new(0));
-        let counter = received.clone();
-        let sink = Router::new().route(
-            "/webhook",
-            post(move |body: axum::body::Bytes| {
-                let counter = counter.clone();
-                async move {
-                    let tail = std::str::from_utf8(&body[body.len().saturating_sub(64)..]).unwrap();
-                    let count = tail.rsplit_once("\"count\":").unwrap().1;
-                    let digits: String = count.chars().take_while(char::is_ascii_digit).collect();
-                    counter.fetch_add(digits.parse::<u64>().unwrap(), Ordering::Relaxed);
-                    "ok"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let sink_addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
+        let (sink_addr, received) = common::counting_sink().await;
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "bench-token").unwrap();

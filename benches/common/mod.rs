@@ -65,3 +65,29 @@ pub(crate) fn signed_headers(body: &[u8]) -> http::HeaderMap {
     map.insert(headers::SIGNATURE_256, value.parse().expect("ASCII"));
     map
 }
+
+/// A webhook sink answering 200 on any path and counting events by each batch's `count`, read
+/// from the body's tail so that the sink costs little of the cores the sender runs on.
+pub(crate) async fn counting_sink() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let received = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let count = move |body: axum::body::Bytes| {
+        let counter = counter.clone();
+        async move {
+            let tail = std::str::from_utf8(&body[body.len().saturating_sub(64)..]).unwrap();
+            let count = tail.rsplit_once("\"count\":").unwrap().1;
+            let digits: String = count.chars().take_while(char::is_ascii_digit).collect();
+            counter.fetch_add(digits.parse::<u64>().unwrap(), Ordering::Relaxed);
+            "ok"
+        }
+    };
+    let sink = axum::Router::new().route("/{*path}", axum::routing::post(count));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, sink).await.unwrap() });
+    (addr, received)
+}

@@ -309,28 +309,7 @@ impl PostgresSpool {
         }
         let (actions, jsons): (Vec<String>, Vec<String>) =
             events.into_iter().map(|e| (e.action, e.json)).unzip();
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO spool_events (integration, action, json, size, at_unix_ms)
-                 SELECT $1, t.action, t.json, t.size, $5
-                 FROM unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY
-                    AS t(action, json, size, n)
-                 ORDER BY t.n",
-            )
-            .await
-            .map_err(|e| db(&e))?;
-        tx.execute(
-            &insert,
-            &[
-                &integration,
-                &actions,
-                &jsons,
-                &sizes,
-                &unix_ms(SystemTime::now()),
-            ],
-        )
-        .await
-        .map_err(|e| db(&e))?;
+        insert_events(&tx, &integration, &actions, &jsons, &sizes).await?;
         tx.commit().await.map_err(|e| db(&e))
     }
 
@@ -473,22 +452,7 @@ impl PostgresSpool {
         let jsons: Vec<String> = letters.into_iter().map(|(_, json)| json).collect();
         let count = i64::try_from(jsons.len()).map_err(storage)?;
         if count > 0 {
-            tx.execute(
-                "INSERT INTO spool_events (integration, action, json, size, at_unix_ms)
-                 SELECT $1, t.action, t.json, t.size, $5
-                 FROM unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY
-                    AS t(action, json, size, n)
-                 ORDER BY t.n",
-                &[
-                    &integration,
-                    &actions,
-                    &jsons,
-                    &sizes,
-                    &unix_ms(SystemTime::now()),
-                ],
-            )
-            .await
-            .map_err(|e| db(&e))?;
+            insert_events(&tx, &integration, &actions, &jsons, &sizes).await?;
             let bytes: i64 = sizes.iter().sum();
             tx.execute(
                 "INSERT INTO spool_backlogs (integration, events, bytes) VALUES ($1, $2, $3)
@@ -596,6 +560,39 @@ impl PostgresSpool {
             .map_err(|e| db(&e))?;
         Ok(())
     }
+}
+
+/// Queues events at the end of `integration`'s queue, in the order given, in one statement.
+async fn insert_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    integration: &str,
+    actions: &[String],
+    jsons: &[String],
+    sizes: &[i64],
+) -> Result<(), SpoolError> {
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO spool_events (integration, action, json, size, at_unix_ms)
+             SELECT $1, t.action, t.json, t.size, $5
+             FROM unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY
+                AS t(action, json, size, n)
+             ORDER BY t.n",
+        )
+        .await
+        .map_err(|e| db(&e))?;
+    tx.execute(
+        &insert,
+        &[
+            &integration,
+            &actions,
+            &jsons,
+            &sizes,
+            &unix_ms(SystemTime::now()),
+        ],
+    )
+    .await
+    .map_err(|e| db(&e))?;
+    Ok(())
 }
 
 /// The TLS client settings: the platform's verifier and roots, the crypto provider the sender's

@@ -17,6 +17,31 @@ async fn instance(db: &ScratchDatabase, ttl: Duration) -> PostgresSpool {
         .unwrap()
 }
 
+/// A sender configuration with `acme` delivering to `webhook`, on the spool in `db`, its
+/// ingest token `ingest-token`, leases of 600 ms.
+fn pg_sender(dir: &tempfile::TempDir, db: &ScratchDatabase, webhook: &str) -> Config {
+    std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
+    std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
+    toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{dir}"
+        ingest_token_file = "{dir}/token"
+        allow_private_targets = ["127.0.0.1/32"]
+        [spool]
+        backend = "postgres"
+        url_file = "{dir}/spool-url"
+        lease_ttl_ms = 600
+        [[integration]]
+        tenant = "acme"
+        webhook_url = "{webhook}"
+        linger_ms = 0
+        "#,
+        dir = dir.path().display(),
+    ))
+    .unwrap()
+}
+
 fn event(n: usize) -> NewEvent {
     NewEvent {
         action: "User login".into(),
@@ -178,29 +203,7 @@ async fn a_second_sender_carries_on_when_the_first_dies() {
         .mount(&siem)
         .await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let config = |dir: &tempfile::TempDir| -> Config {
-        std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
-        std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
-        toml::from_str(&format!(
-            r#"
-            listen = "127.0.0.1:0"
-            data_dir = "{dir}"
-            ingest_token_file = "{dir}/token"
-            allow_private_targets = ["127.0.0.1/32"]
-            [spool]
-            backend = "postgres"
-            url_file = "{dir}/spool-url"
-            lease_ttl_ms = 600
-            [[integration]]
-            tenant = "acme"
-            webhook_url = "{siem}/webhook"
-            linger_ms = 0
-            "#,
-            dir = dir.path().display(),
-            siem = siem.uri(),
-        ))
-        .unwrap()
-    };
+    let config = |dir: &tempfile::TempDir| pg_sender(dir, &db, &format!("{}/webhook", siem.uri()));
     let first = Sender::start(&config(&dirs[0])).await.unwrap();
     let second = Sender::start(&config(&dirs[1])).await.unwrap();
     let client = reqwest::Client::new();
@@ -276,24 +279,7 @@ async fn a_second_sender_carries_on_when_the_first_dies() {
 async fn ingest_is_refused_with_503_while_the_spool_cannot_commit() {
     let db = ScratchDatabase::new().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
-    std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
-    let config: Config = toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        data_dir = "{dir}"
-        ingest_token_file = "{dir}/token"
-        allow_private_targets = ["127.0.0.1/32"]
-        [spool]
-        backend = "postgres"
-        url_file = "{dir}/spool-url"
-        [[integration]]
-        tenant = "acme"
-        webhook_url = "http://127.0.0.1:9/webhook"
-        "#,
-        dir = dir.path().display(),
-    ))
-    .unwrap();
+    let config = pg_sender(&dir, &db, "http://127.0.0.1:9/webhook");
     let sender = Sender::start(&config).await.unwrap();
     let ingest = || {
         reqwest::Client::new()
