@@ -472,14 +472,23 @@ impl PostgresSpool {
         let ttl = self.lease_ttl.as_secs_f64();
         let mut client = self.client().await?;
         if hold == Hold::Keep {
+            // The heartbeat too: an instance deep in a long backoff wait is still alive.
             let renewed = client
-                .execute(
-                    "UPDATE spool_leases SET expires_at = now() + make_interval(secs => $3)
-                     WHERE integration = $1 AND holder = $2",
+                .query_one(
+                    "WITH beat AS (
+                        UPDATE spool_instances SET expires_at = now() + make_interval(secs => $3)
+                        WHERE holder = $2
+                     ), renewed AS (
+                        UPDATE spool_leases SET expires_at = now() + make_interval(secs => $3)
+                        WHERE integration = $1 AND holder = $2
+                        RETURNING 1
+                     )
+                     SELECT count(*) FROM renewed",
                     &[&integration, &self.instance, &ttl],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(|e| db(&e))?
+                .get::<_, i64>(0);
             return Ok(renewed == 1);
         }
         let tx = client.transaction().await.map_err(|e| db(&e))?;

@@ -52,7 +52,7 @@ fn event(n: usize) -> NewEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_instance_delivers_an_integration_until_its_lease_expires() {
     let db = ScratchDatabase::new().await;
-    let ttl = Duration::from_millis(600);
+    let ttl = Duration::from_millis(1500);
     let (a, b) = (instance(&db, ttl).await, instance(&db, ttl).await);
     // Either instance takes ingest.
     a.append("acme", vec![event(1)]).await.unwrap();
