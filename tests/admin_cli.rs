@@ -81,12 +81,43 @@ fn send_test_diagnoses_success_a_wrong_secret_and_a_blocked_address() {
 
 #[test]
 fn admin_tokens_are_created_once_listed_without_secrets_and_revoked() {
+    tokens_created_listed_and_revoked("");
+}
+
+/// With a PostgreSQL spool the tokens live in the state the instances share.
+#[test]
+fn admin_tokens_on_a_postgres_spool_are_shared() {
+    let database = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(evo_siem_sender::spool::scratch::ScratchDatabase::create())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("spool-url");
+    std::fs::write(&url_file, database.url()).unwrap();
+    tokens_created_listed_and_revoked(&format!(
+        "[spool]\nbackend = \"postgres\"\nurl_file = {url_file:?}\n"
+    ));
+    // Stored in the database, not in a data directory: another instance's view sees nothing left.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shared = runtime.block_on(async {
+        evo_siem_sender::spool::PostgresSpool::connect(
+            evo_siem_sender::spool::PostgresOptions::new(database.url()),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .shared()
+    });
+    assert!(runtime.block_on(shared.tokens()).unwrap().is_empty());
+}
+
+fn tokens_created_listed_and_revoked(spool: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sender.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ningest_token_env = \"UNUSED\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ningest_token_env = \"UNUSED\"\n{spool}",
             dir.path().join("data")
         ),
     )

@@ -33,6 +33,7 @@ mod integration;
 pub mod registry;
 pub mod retry;
 pub mod service;
+pub mod shared;
 pub mod spool;
 
 pub use deliver::{

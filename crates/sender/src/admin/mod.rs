@@ -14,7 +14,7 @@ pub mod settings;
 pub mod tokens;
 pub mod webhook_test;
 
-pub use tokens::{Permission, Principal, TokenError, TokenStore};
+pub use tokens::{Permission, Principal, TokenError, TokenRow, TokenStore};
 pub(crate) use webhook_test::TestLimiter;
 
 use crate::service::App;

@@ -446,7 +446,17 @@ fn changed_fields(
     fields
 }
 
+fn shared_error(err: &crate::shared::SharedError) -> ApiError {
+    tracing::error!(error = %err, "shared integration store");
+    ApiError::Internal
+}
+
 async fn stored(app: &App, tenant: &str) -> Result<Option<IntegrationSettings>, ApiError> {
+    // Several instances: read the reference, so that a read after a write sees it whichever
+    // instance answers.
+    if let Some(shared) = &app.shared {
+        return shared.settings(tenant).await.map_err(|e| shared_error(&e));
+    }
     let registry = app.registry.clone();
     let tenant = tenant.to_owned();
     tokio::task::spawn_blocking(move || registry.settings(&tenant))
@@ -490,6 +500,11 @@ pub(crate) async fn put(
     let current = stored(&app, &tenant).await?;
     let (settings, fields) =
         apply(&tenant, current.as_ref(), update, &app.allowed).map_err(ApiError::Invalid)?;
+    // Several instances: the reference first, then this instance's copy at once (the others
+    // take it within a second).
+    if let Some(shared) = &app.shared {
+        shared.put(&settings).await.map_err(|e| shared_error(&e))?;
+    }
     let registry = app.registry.clone();
     let to_store = settings.clone();
     tokio::task::spawn_blocking(move || registry.put(&to_store))
@@ -528,6 +543,10 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let principal = authorize(&app, &headers, &tenant, Permission::Manage).await?;
+    let shared_removed = match &app.shared {
+        Some(shared) => Some(shared.remove(&tenant).await.map_err(|e| shared_error(&e))?),
+        None => None,
+    };
     let registry = app.registry.clone();
     let name = tenant.clone();
     let removed = tokio::task::spawn_blocking(move || registry.remove(&name))
@@ -537,6 +556,7 @@ pub(crate) async fn delete(
             tracing::error!(error = %err, "integration store");
             ApiError::Internal
         })?;
+    let removed = shared_removed.unwrap_or(removed);
     if !removed {
         return Err(ApiError::NotFound);
     }

@@ -96,6 +96,81 @@ fn hash(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A stored token: its hash (never the token) and its principal, as kept in `api_tokens` and,
+/// on a PostgreSQL spool, shared by the instances.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    /// The public id: the first 12 hex digits of the hash.
+    pub id: String,
+    /// The label given at creation.
+    pub label: String,
+    /// The tenant.
+    pub tenant: String,
+    /// Permission names, comma-separated.
+    pub permissions: String,
+    /// When it was created.
+    pub created_unix_ms: i64,
+}
+
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenRow {
+    /// A new random token for `tenant` with `permissions`: the token (to show once) and the row
+    /// to store.
+    pub fn mint(
+        tenant: &str,
+        permissions: &[Permission],
+        label: &str,
+    ) -> Result<(String, TokenRow), TokenError> {
+        if tenant.is_empty() || permissions.is_empty() {
+            return Err(TokenError::Incomplete);
+        }
+        let mut bytes = [0_u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = format!("evo_adm_{secret}");
+        let hashed = hash(&token);
+        let permissions: BTreeSet<Permission> = permissions.iter().copied().collect();
+        let names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+        let created_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let row = TokenRow {
+            id: hashed[..12].to_owned(),
+            hash: hashed,
+            label: label.to_owned(),
+            tenant: tenant.to_owned(),
+            permissions: names.join(","),
+            created_unix_ms,
+        };
+        Ok((token, row))
+    }
+
+    /// Who the token speaks for.
+    pub fn principal(&self) -> Result<Principal, TokenError> {
+        Ok(Principal {
+            token_id: self.id.clone(),
+            label: self.label.clone(),
+            tenant: self.tenant.clone(),
+            permissions: self
+                .permissions
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// The tokens, backed by the `api_tokens` table of `integrations.db`.
 #[derive(Debug)]
 pub struct TokenStore {
@@ -140,33 +215,52 @@ impl TokenStore {
         permissions: &[Permission],
         label: &str,
     ) -> Result<(String, Principal), TokenError> {
-        if tenant.is_empty() || permissions.is_empty() {
-            return Err(TokenError::Incomplete);
-        }
-        let mut bytes = [0_u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let token = format!("evo_adm_{secret}");
-        let id = hash(&token)[..12].to_owned();
-        let permissions: BTreeSet<Permission> = permissions.iter().copied().collect();
-        let names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let (token, row) = TokenRow::mint(tenant, permissions, label)?;
+        self.insert(&row)?;
+        Ok((token, row.principal()?))
+    }
+
+    /// Stores a token minted elsewhere ([`TokenRow::mint`]).
+    pub fn insert(&self, row: &TokenRow) -> Result<(), TokenError> {
         self.conn()
             .execute(
                 "INSERT INTO api_tokens (hash, id, label, tenant, permissions, created_unix_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![hash(&token), id, label, tenant, names.join(","), now],
+                params![
+                    row.hash,
+                    row.id,
+                    row.label,
+                    row.tenant,
+                    row.permissions,
+                    row.created_unix_ms
+                ],
             )
             .map_err(storage)?;
-        let principal = Principal {
-            token_id: id,
-            label: label.to_owned(),
-            tenant: tenant.to_owned(),
-            permissions,
-        };
-        Ok((token, principal))
+        Ok(())
+    }
+
+    /// Makes the stored tokens exactly `rows`, in one transaction (an instance taking the
+    /// tokens shared by the instances of a PostgreSQL spool).
+    pub fn replace_all(&self, rows: &[TokenRow]) -> Result<(), TokenError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(storage)?;
+        tx.execute("DELETE FROM api_tokens", []).map_err(storage)?;
+        for row in rows {
+            tx.execute(
+                "INSERT INTO api_tokens (hash, id, label, tenant, permissions, created_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    row.hash,
+                    row.id,
+                    row.label,
+                    row.tenant,
+                    row.permissions,
+                    row.created_unix_ms
+                ],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
     }
 
     /// The principal of `token`, or `None` when it is unknown or revoked. Blocking: call it from

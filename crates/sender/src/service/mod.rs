@@ -11,6 +11,7 @@ use crate::admin::{self, TokenStore};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::retry::Backoff;
+use crate::shared::{SYNC_EVERY, SharedState};
 use crate::spool::{PostgresSpool, Spool, SqliteSpool};
 use crate::{DeliveryStats, Worker};
 use axum::Router;
@@ -60,6 +61,8 @@ pub(crate) struct App {
     /// The client of real deliveries, for "Test Saved Webhook".
     pub(crate) dispatcher: Dispatcher,
     pub(crate) test_limiter: admin::TestLimiter,
+    /// On a PostgreSQL spool: the settings and tokens shared with the other instances.
+    pub(crate) shared: Option<SharedState>,
 }
 
 type StatsMap = Arc<std::sync::Mutex<HashMap<String, Arc<DeliveryStats>>>>;
@@ -83,31 +86,53 @@ impl Sender {
             Registry::open(&config.data_dir, config.allow_private_targets.clone())
                 .map_err(|e| ServiceError::Io(e.to_string()))?,
         );
+        let tokens = Arc::new(
+            TokenStore::open(&config.data_dir).map_err(|e| ServiceError::Io(e.to_string()))?,
+        );
+        let (spool, shared): (Arc<dyn Spool>, Option<SharedState>) =
+            match config.spool.postgres()? {
+                Some(options) => {
+                    let spool = PostgresSpool::connect(options, config.backlog_limits()).await?;
+                    tracing::info!(
+                        instance = spool.instance(),
+                        "spool: PostgreSQL, shared with the other instances"
+                    );
+                    let shared = spool.shared();
+                    (Arc::new(spool), Some(shared))
+                }
+                None => (
+                    Arc::new(SqliteSpool::open(
+                        &config.data_dir.join("spool.db"),
+                        config.backlog_limits(),
+                    )?),
+                    None,
+                ),
+            };
         for settings in config.settings()? {
-            if registry
-                .seed(&settings)
-                .map_err(|e| ServiceError::Io(e.to_string()))?
-            {
+            let applied = match &shared {
+                // Several instances: the file is applied once for all of them.
+                Some(shared) => shared
+                    .seed(&settings)
+                    .await
+                    .map_err(|e| ServiceError::Io(e.to_string()))?,
+                None => registry
+                    .seed(&settings)
+                    .map_err(|e| ServiceError::Io(e.to_string()))?,
+            };
+            if applied {
                 tracing::info!(
                     tenant = settings.tenant,
                     "integration settings applied from the configuration file"
                 );
             }
         }
-        let spool: Arc<dyn Spool> = match config.spool.postgres()? {
-            Some(options) => {
-                let spool = PostgresSpool::connect(options, config.backlog_limits()).await?;
-                tracing::info!(
-                    instance = spool.instance(),
-                    "spool: PostgreSQL, shared with the other instances"
-                );
-                Arc::new(spool)
-            }
-            None => Arc::new(SqliteSpool::open(
-                &config.data_dir.join("spool.db"),
-                config.backlog_limits(),
-            )?),
-        };
+        let mut seen = None;
+        if let Some(shared) = &shared {
+            seen = shared
+                .sync(None, &registry, &tokens)
+                .await
+                .map_err(|e| ServiceError::Io(e.to_string()))?;
+        }
         let settings = config
             .delivery
             .dispatch(config.allow_private_targets.clone())?;
@@ -124,9 +149,15 @@ impl Sender {
             stats.clone(),
             shutdown.clone(),
         ));
-        let tokens = Arc::new(
-            TokenStore::open(&config.data_dir).map_err(|e| ServiceError::Io(e.to_string()))?,
-        );
+        if let Some(shared) = &shared {
+            tasks.spawn(follow(
+                shared.clone(),
+                seen,
+                registry.clone(),
+                tokens.clone(),
+                shutdown.clone(),
+            ));
+        }
         let app = Arc::new(App {
             ingest_token,
             registry: registry.clone(),
@@ -136,6 +167,7 @@ impl Sender {
             stats: stats.clone(),
             dispatcher,
             test_limiter: admin::TestLimiter::default(),
+            shared,
         });
         let router = Router::new()
             .route("/v1/tenants/{tenant}/audit-events", post(ingest::ingest))
@@ -298,6 +330,27 @@ async fn supervise(
     // On a shared spool, the other instances take this one's integrations at once.
     if let Err(err) = spool.leave().await {
         tracing::warn!(error = %err, "could not leave the shared spool; its leases expire by themselves");
+    }
+}
+
+/// Keeps this instance's copy of the shared settings and tokens current (see [`SharedState`]).
+async fn follow(
+    shared: SharedState,
+    mut seen: Option<i64>,
+    registry: Arc<Registry>,
+    tokens: Arc<TokenStore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SYNC_EVERY) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match shared.sync(seen, &registry, &tokens).await {
+            Ok(Some(version)) => seen = Some(version),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "shared settings not synchronised; retrying"),
+        }
     }
 }
 

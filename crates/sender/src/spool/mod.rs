@@ -6,7 +6,7 @@
 //! (see [`Spool::lease`]) makes sure that only one of them delivers an integration's queue at a
 //! time, so batches still go out one at a time and in order.
 
-mod postgres;
+pub(crate) mod postgres;
 pub mod scratch;
 mod sqlite;
 

@@ -33,7 +33,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Schema versions, applied in order; `spool_migrations` records which ran.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE spool_events (
         id BIGSERIAL PRIMARY KEY,
         integration TEXT NOT NULL,
@@ -65,7 +66,28 @@ const MIGRATIONS: &[&str] = &["
         holder TEXT PRIMARY KEY,
         expires_at TIMESTAMPTZ NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE shared_integrations (
+        tenant TEXT PRIMARY KEY,
+        settings TEXT NOT NULL,
+        seed TEXT
+    );
+    CREATE TABLE shared_admin_tokens (
+        hash TEXT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        created_unix_ms BIGINT NOT NULL
+    );
+    CREATE TABLE shared_version (
+        one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+        version BIGINT NOT NULL
+    );
+    INSERT INTO shared_version (version) VALUES (0);
+",
+];
 
 /// Serialises migrations between instances starting at once (an arbitrary, fixed key).
 const MIGRATION_LOCK: i64 = 0x6576_6f5f_7370_6f6f;
@@ -139,7 +161,7 @@ fn storage(err: impl fmt::Display) -> SpoolError {
 }
 
 /// The full text of a database error: its `Display` says only "db error" for server errors.
-fn db(err: &tokio_postgres::Error) -> SpoolError {
+pub(crate) fn db(err: &tokio_postgres::Error) -> SpoolError {
     match err.as_db_error() {
         Some(db) => SpoolError::Storage(format!("postgres: {}", db.message())),
         None => {
@@ -206,6 +228,11 @@ impl PostgresSpool {
     /// This instance's name in the lease table.
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The integration settings and admin tokens that the instances of this spool share.
+    pub fn shared(&self) -> crate::shared::SharedState {
+        crate::shared::SharedState::new(self.pool.clone(), self.timeout)
     }
 
     /// Runs `op` with the statement bound; a database that does not answer in time is a storage

@@ -6,4 +6,5 @@ mod common;
 mod deliver;
 mod lease;
 mod service;
+mod shared;
 mod spool;

@@ -1,0 +1,323 @@
+//! [`SharedState`]: the integration settings and admin tokens that the sender instances of one
+//! PostgreSQL spool share, so that a change made through any instance's admin API (or a token
+//! created with `evo-siem admin token create`) holds on every instance.
+//!
+//! PostgreSQL is the reference; each instance keeps its local store (`integrations.db`) as a
+//! copy, so that the hot paths (authenticating a request, reading an integration for a batch)
+//! stay local and synchronous. Every write bumps one version counter in the same transaction;
+//! each instance checks the counter every [`SYNC_EVERY`] and, when it moved, takes the whole
+//! shared state into its copy ([`SharedState::sync`]). Reads of settings by the admin API go to
+//! PostgreSQL, so that a read after a write sees it whichever instance answers; other instances'
+//! workers and token checks see a change within about a second.
+
+use crate::admin::{TokenError, TokenRow, TokenStore};
+use crate::registry::{IntegrationSettings, Registry, RegistryError};
+use crate::spool::SpoolError;
+use crate::spool::postgres::db;
+use deadpool_postgres::Pool;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often an instance checks whether the shared state changed.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Why the shared state could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SharedError {
+    /// PostgreSQL failed or did not answer in time.
+    #[error(transparent)]
+    Storage(#[from] SpoolError),
+    /// The local copy could not be updated.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The local token copy could not be updated.
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    /// Stored settings no longer parse.
+    #[error("shared settings of {tenant} are unreadable: {reason}")]
+    Corrupt {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Settings and tokens in PostgreSQL, shared by the instances of one spool.
+#[derive(Clone)]
+pub struct SharedState {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedState").finish_non_exhaustive()
+    }
+}
+
+fn parse(tenant: &str, json: &str) -> Result<IntegrationSettings, SharedError> {
+    serde_json::from_str(json).map_err(|e| SharedError::Corrupt {
+        tenant: tenant.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn to_json(settings: &IntegrationSettings) -> Result<String, SharedError> {
+    serde_json::to_string(settings).map_err(|e| SharedError::Corrupt {
+        tenant: settings.tenant.clone(),
+        reason: e.to_string(),
+    })
+}
+
+const BUMP: &str = "UPDATE shared_version SET version = version + 1";
+
+impl SharedState {
+    pub(crate) fn new(pool: Pool, timeout: Duration) -> Self {
+        Self { pool, timeout }
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, SharedError>>,
+    ) -> Result<T, SharedError> {
+        tokio::time::timeout(self.timeout, op).await.map_err(|_| {
+            SharedError::Storage(SpoolError::Storage(
+                "PostgreSQL did not answer in time".into(),
+            ))
+        })?
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, SharedError> {
+        self.pool.get().await.map_err(|e| {
+            SharedError::Storage(match e {
+                deadpool_postgres::PoolError::Backend(e) => db(&e),
+                other => SpoolError::Storage(other.to_string()),
+            })
+        })
+    }
+
+    /// The settings of `tenant`.
+    pub async fn settings(&self, tenant: &str) -> Result<Option<IntegrationSettings>, SharedError> {
+        self.bounded(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    "SELECT settings FROM shared_integrations WHERE tenant = $1",
+                    &[&tenant],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            row.map(|r| parse(tenant, r.get(0))).transpose()
+        })
+        .await
+    }
+
+    /// Stores `settings` (already checked) for every instance.
+    pub async fn put(&self, settings: &IntegrationSettings) -> Result<(), SharedError> {
+        let json = to_json(settings)?;
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            tx.execute(
+                "INSERT INTO shared_integrations (tenant, settings) VALUES ($1, $2)
+                 ON CONFLICT (tenant) DO UPDATE SET settings = EXCLUDED.settings",
+                &[&settings.tenant, &json],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes `tenant`'s integration for every instance; whether it had one.
+    pub async fn remove(&self, tenant: &str) -> Result<bool, SharedError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let removed = tx
+                .execute(
+                    "DELETE FROM shared_integrations WHERE tenant = $1",
+                    &[&tenant],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    /// [`Registry::seed`] on the shared state: the configuration file's settings win when they
+    /// are new or changed since they were last applied by any instance, so that instances
+    /// started with the same file apply it once and keep the changes made at run time since.
+    pub async fn seed(&self, settings: &IntegrationSettings) -> Result<bool, SharedError> {
+        let json = to_json(settings)?;
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            // Serialises instances seeding the same tenant at once.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('evo-siem seed ' || $1))",
+                &[&settings.tenant],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            let last: Option<Option<String>> = tx
+                .query_opt(
+                    "SELECT seed FROM shared_integrations WHERE tenant = $1",
+                    &[&settings.tenant],
+                )
+                .await
+                .map_err(|e| db(&e))?
+                .map(|r| r.get(0));
+            if last.flatten().as_deref() == Some(json.as_str()) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO shared_integrations (tenant, settings, seed) VALUES ($1, $2, $2)
+                 ON CONFLICT (tenant) DO UPDATE SET settings = EXCLUDED.settings, seed = EXCLUDED.seed",
+                &[&settings.tenant, &json],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Stores a token ([`TokenRow::mint`]) for every instance.
+    pub async fn insert_token(&self, row: &TokenRow) -> Result<(), SharedError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            tx.execute(
+                "INSERT INTO shared_admin_tokens (hash, id, label, tenant, permissions, created_unix_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&row.hash, &row.id, &row.label, &row.tenant, &row.permissions, &row.created_unix_ms],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Revokes the token with public id `id` on every instance; whether there was one.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool, SharedError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let removed = tx
+                .execute("DELETE FROM shared_admin_tokens WHERE id = $1", &[&id])
+                .await
+                .map_err(|e| db(&e))?;
+            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    /// Every token.
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>, SharedError> {
+        self.bounded(async {
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT hash, id, label, tenant, permissions, created_unix_ms
+                     FROM shared_admin_tokens ORDER BY tenant, created_unix_ms",
+                    &[],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            Ok(rows
+                .iter()
+                .map(|r| TokenRow {
+                    hash: r.get(0),
+                    id: r.get(1),
+                    label: r.get(2),
+                    tenant: r.get(3),
+                    permissions: r.get(4),
+                    created_unix_ms: r.get(5),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// When the shared state's version differs from `seen`, copies all of it into `registry`
+    /// and `tokens` and returns the new version; `None` when nothing changed.
+    pub async fn sync(
+        &self,
+        seen: Option<i64>,
+        registry: &Arc<Registry>,
+        tokens: &Arc<TokenStore>,
+    ) -> Result<Option<i64>, SharedError> {
+        let (version, settings, token_rows) = {
+            let client = self.bounded(self.client()).await?;
+            let version: i64 = self
+                .bounded(async {
+                    Ok(client
+                        .query_one("SELECT version FROM shared_version", &[])
+                        .await
+                        .map_err(|e| db(&e))?
+                        .get(0))
+                })
+                .await?;
+            if seen == Some(version) {
+                return Ok(None);
+            }
+            let rows = self
+                .bounded(async {
+                    client
+                        .query("SELECT tenant, settings FROM shared_integrations", &[])
+                        .await
+                        .map_err(|e| SharedError::Storage(db(&e)))
+                })
+                .await?;
+            let mut settings = BTreeMap::new();
+            for row in &rows {
+                let tenant: String = row.get(0);
+                let parsed = parse(&tenant, row.get(1))?;
+                settings.insert(tenant, parsed);
+            }
+            (version, settings, self.tokens().await?)
+        };
+        let (registry, tokens) = (registry.clone(), tokens.clone());
+        // The local stores are SQLite: their writes run on a blocking thread.
+        tokio::task::spawn_blocking(move || -> Result<(), SharedError> {
+            for (tenant, wanted) in &settings {
+                if registry.settings(tenant)?.as_ref() != Some(wanted) {
+                    registry.put(wanted)?;
+                    tracing::info!(tenant, "integration settings taken from the shared state");
+                }
+            }
+            let shared: HashSet<&String> = settings.keys().collect();
+            for tenant in registry.tenants() {
+                if !shared.contains(&tenant) {
+                    registry.remove(&tenant)?;
+                    tracing::info!(tenant, "integration removed by the shared state");
+                }
+            }
+            tokens.replace_all(&token_rows)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| SharedError::Storage(SpoolError::Storage(e.to_string())))??;
+        Ok(Some(version))
+    }
+}

@@ -1,0 +1,201 @@
+//! Several sender instances on one PostgreSQL spool share their integration settings and admin
+//! tokens: a token minted once works on every instance, a change made through one instance's
+//! admin API is read back through any other at once and applied by every instance's workers
+//! within seconds, a restart with the same file does not undo it, and a revocation holds
+//! everywhere.
+
+use crate::common::ScratchDatabase;
+use evo_siem_sender::admin::{Permission, TokenRow};
+use evo_siem_sender::service::{Config, Sender};
+use evo_siem_sender::spool::{BacklogLimits, PostgresOptions, PostgresSpool};
+use std::time::{Duration, Instant};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn config(dir: &tempfile::TempDir, db: &ScratchDatabase, webhook: &str) -> Config {
+    std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
+    std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
+    toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{dir}"
+        ingest_token_file = "{dir}/token"
+        allow_private_targets = ["127.0.0.1/32"]
+        [spool]
+        backend = "postgres"
+        url_file = "{dir}/spool-url"
+        lease_ttl_ms = 900
+        [[integration]]
+        tenant = "acme"
+        webhook_url = "{webhook}"
+        linger_ms = 0
+        "#,
+        dir = dir.path().display(),
+    ))
+    .unwrap()
+}
+
+async fn siem() -> MockServer {
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    siem
+}
+
+async fn call(
+    method: &str,
+    sender: &Sender,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let url = format!("http://{}/v1/tenants/acme/siem-integration", sender.addr());
+    let client = reqwest::Client::new();
+    let mut request = match method {
+        "GET" => client.get(url),
+        "PUT" => client.put(url),
+        _ => client.delete(url),
+    }
+    .bearer_auth(token);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ingest(sender: &Sender, n: usize) -> u16 {
+    reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/tenants/acme/audit-events",
+            sender.addr()
+        ))
+        .bearer_auth("ingest-token")
+        .body(crate::common::event_json(n, "Create user").to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_settings_and_tokens() {
+    let db = ScratchDatabase::new().await;
+    let (old_siem, new_siem) = (siem().await, siem().await);
+    let old_url = format!("{}/webhook", old_siem.uri());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Sender::start(&config(&dirs[0], &db, &old_url))
+        .await
+        .unwrap();
+    let b = Sender::start(&config(&dirs[1], &db, &old_url))
+        .await
+        .unwrap();
+
+    // A token minted once (as `evo-siem admin token create` does) works on both instances.
+    let admin = PostgresSpool::connect(
+        PostgresOptions::new(db.url.clone()),
+        BacklogLimits::default(),
+    )
+    .await
+    .unwrap()
+    .shared();
+    let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
+    admin.insert_token(&row).await.unwrap();
+    for sender in [&a, &b] {
+        eventually("the token works on every instance", async || {
+            call("GET", sender, &token, None).await.0 == 200
+        })
+        .await;
+    }
+
+    // A change through one instance reads back at once through the other...
+    let put = format!(
+        r#"{{"webhook_url": "{}/webhook", "excluded_actions": ["User login"]}}"#,
+        new_siem.uri()
+    );
+    assert_eq!(call("PUT", &a, &token, Some(&put)).await.0, 200);
+    let (status, view) = call("GET", &b, &token, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        view["webhook_url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&new_siem.uri()),
+        "{view}"
+    );
+    // ... and whichever instance delivers uses it.
+    for n in 0..4 {
+        assert_eq!(ingest(if n % 2 == 0 { &a } else { &b }, n).await, 202);
+    }
+    eventually("deliveries go to the new webhook", async || {
+        let events: usize = new_siem
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["count"]
+                    .as_u64()
+                    .unwrap() as usize
+            })
+            .sum();
+        events >= 4
+    })
+    .await;
+
+    // A restart with the same file keeps the change made at run time.
+    a.shutdown().await;
+    let a = Sender::start(&config(&dirs[0], &db, &old_url))
+        .await
+        .unwrap();
+    let (_, view) = call("GET", &a, &token, None).await;
+    assert!(
+        view["webhook_url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&new_siem.uri()),
+        "{view}"
+    );
+    assert_eq!(view["excluded_actions"], serde_json::json!(["User login"]));
+
+    // A revocation holds everywhere.
+    assert!(admin.revoke_token(&row.id).await.unwrap());
+    for sender in [&a, &b] {
+        eventually("the revoked token is refused everywhere", async || {
+            call("GET", sender, &token, None).await.0 == 401
+        })
+        .await;
+    }
+
+    // A removal through one instance removes the integration from the other.
+    let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "bob").unwrap();
+    admin.insert_token(&row).await.unwrap();
+    eventually("the new token works on b", async || {
+        call("GET", &b, &token, None).await.0 == 200
+    })
+    .await;
+    assert_eq!(call("DELETE", &b, &token, None).await.0, 204);
+    eventually(
+        "the other instance stops taking events for it",
+        async || ingest(&a, 99).await == 404,
+    )
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
