@@ -301,9 +301,23 @@ impl SharedState {
         // The local stores are SQLite: their writes run on a blocking thread.
         tokio::task::spawn_blocking(move || -> Result<(), SharedError> {
             for (tenant, wanted) in &settings {
-                if registry.settings(tenant)?.as_ref() != Some(wanted) {
-                    registry.put(wanted)?;
-                    tracing::info!(tenant, "integration settings taken from the shared state");
+                if registry.settings(tenant)?.as_ref() == Some(wanted) {
+                    continue;
+                }
+                match registry.put(wanted) {
+                    Ok(_) => {
+                        tracing::info!(tenant, "integration settings taken from the shared state");
+                    }
+                    // Refused here (this instance's outbound guard differs, say): the others
+                    // still apply, and this one keeps what it had.
+                    Err(RegistryError::Invalid { reason, .. }) => {
+                        tracing::error!(
+                            tenant,
+                            reason,
+                            "shared integration settings refused by this instance"
+                        );
+                    }
+                    Err(err) => return Err(err.into()),
                 }
             }
             let shared: HashSet<&String> = settings.keys().collect();
