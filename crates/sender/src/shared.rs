@@ -46,6 +46,15 @@ pub enum SharedError {
     },
 }
 
+/// What an instance has taken from the shared state so far.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The version copied last; `None` before the first copy.
+    pub version: Option<i64>,
+    /// Each tenant's resume count, to tell when another instance asked for a resume.
+    pub resumes: std::collections::HashMap<String, i64>,
+}
+
 /// Settings and tokens in PostgreSQL, shared by the instances of one spool.
 #[derive(Clone)]
 pub struct SharedState {
@@ -196,6 +205,25 @@ impl SharedState {
         .await
     }
 
+    /// Asks every instance to end `tenant`'s pause or backoff wait now (`POST .../resume`): the
+    /// one holding the integration's lease may not be the one that was asked.
+    pub async fn resume(&self, tenant: &str) -> Result<(), SharedError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            tx.execute(
+                "UPDATE shared_integrations SET resumes = resumes + 1 WHERE tenant = $1",
+                &[&tenant],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Stores a token ([`TokenRow::mint`]) for every instance.
     pub async fn insert_token(&self, row: &TokenRow) -> Result<(), SharedError> {
         self.bounded(async {
@@ -259,14 +287,15 @@ impl SharedState {
         .await
     }
 
-    /// When the shared state's version differs from `seen`, copies all of it into `registry`
-    /// and `tokens` and returns the new version; `None` when nothing changed.
+    /// When the shared state's version differs from `seen.version`, copies all of it into
+    /// `registry` and `tokens`, and returns the tenants resumed since `seen` (none at the first
+    /// sync); an empty list when nothing changed.
     pub async fn sync(
         &self,
-        seen: Option<i64>,
+        seen: &mut Seen,
         registry: &Arc<Registry>,
         tokens: &Arc<TokenStore>,
-    ) -> Result<Option<i64>, SharedError> {
+    ) -> Result<Vec<String>, SharedError> {
         let (version, settings, token_rows) = {
             let client = self.bounded(self.client()).await?;
             let version: i64 = self
@@ -278,25 +307,35 @@ impl SharedState {
                         .get(0))
                 })
                 .await?;
-            if seen == Some(version) {
-                return Ok(None);
+            if seen.version == Some(version) {
+                return Ok(Vec::new());
             }
             let rows = self
                 .bounded(async {
                     client
-                        .query("SELECT tenant, settings FROM shared_integrations", &[])
+                        .query(
+                            "SELECT tenant, settings, resumes FROM shared_integrations",
+                            &[],
+                        )
                         .await
                         .map_err(|e| SharedError::Storage(db(&e)))
                 })
                 .await?;
             let mut settings = BTreeMap::new();
+            let mut resumed = Vec::new();
             for row in &rows {
                 let tenant: String = row.get(0);
+                let resumes: i64 = row.get(2);
+                let before = seen.resumes.insert(tenant.clone(), resumes);
+                if seen.version.is_some() && before.is_some_and(|b| b < resumes) {
+                    resumed.push(tenant.clone());
+                }
                 let parsed = parse(&tenant, row.get(1))?;
                 settings.insert(tenant, parsed);
             }
-            (version, settings, self.tokens().await?)
+            (version, (settings, resumed), self.tokens().await?)
         };
+        let (settings, resumed) = settings;
         let (registry, tokens) = (registry.clone(), tokens.clone());
         // The local stores are SQLite: their writes run on a blocking thread.
         tokio::task::spawn_blocking(move || -> Result<(), SharedError> {
@@ -332,6 +371,7 @@ impl SharedState {
         })
         .await
         .map_err(|e| SharedError::Storage(SpoolError::Storage(e.to_string())))??;
-        Ok(Some(version))
+        seen.version = Some(version);
+        Ok(resumed)
     }
 }

@@ -216,6 +216,13 @@ pub(crate) async fn resume(
     let was_paused = stats.paused.load(Ordering::Relaxed);
     // The worker tries again now; a success clears the pause, a refusal pauses it again.
     stats.resume.notify_one();
+    // Several instances: the one delivering this integration may be another.
+    if let Some(shared) = &app.shared
+        && let Err(err) = shared.resume(&tenant).await
+    {
+        tracing::error!(tenant, error = %err, "resume not shared with the other instances");
+        return Err(ApiError::Internal);
+    }
     tracing::info!(
         tenant,
         token = principal.token_id,

@@ -11,7 +11,7 @@ use crate::admin::{self, TokenStore};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::retry::Backoff;
-use crate::shared::{SYNC_EVERY, SharedState};
+use crate::shared::{SYNC_EVERY, Seen, SharedState};
 use crate::spool::{PostgresSpool, Spool, SqliteSpool};
 use crate::{DeliveryStats, Worker};
 use axum::Router;
@@ -126,10 +126,10 @@ impl Sender {
                 );
             }
         }
-        let mut seen = None;
+        let mut seen = Seen::default();
         if let Some(shared) = &shared {
-            seen = shared
-                .sync(None, &registry, &tokens)
+            shared
+                .sync(&mut seen, &registry, &tokens)
                 .await
                 .map_err(|e| ServiceError::Io(e.to_string()))?;
         }
@@ -155,6 +155,7 @@ impl Sender {
                 seen,
                 registry.clone(),
                 tokens.clone(),
+                stats.clone(),
                 shutdown.clone(),
             ));
         }
@@ -336,9 +337,10 @@ async fn supervise(
 /// Keeps this instance's copy of the shared settings and tokens current (see [`SharedState`]).
 async fn follow(
     shared: SharedState,
-    mut seen: Option<i64>,
+    mut seen: Seen,
     registry: Arc<Registry>,
     tokens: Arc<TokenStore>,
+    stats: StatsMap,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -346,9 +348,20 @@ async fn follow(
             _ = tokio::time::sleep(SYNC_EVERY) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        match shared.sync(seen, &registry, &tokens).await {
-            Ok(Some(version)) => seen = Some(version),
-            Ok(None) => {}
+        match shared.sync(&mut seen, &registry, &tokens).await {
+            Ok(resumed) => {
+                // A resume asked of another instance: this one may hold the lease.
+                for tenant in resumed {
+                    let counters = stats
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(&tenant)
+                        .cloned();
+                    if let Some(counters) = counters {
+                        counters.resume.notify_one();
+                    }
+                }
+            }
             Err(err) => tracing::warn!(error = %err, "shared settings not synchronised; retrying"),
         }
     }

@@ -87,6 +87,9 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO shared_version (version) VALUES (0);
 ",
+    "
+    ALTER TABLE shared_integrations ADD COLUMN resumes BIGINT NOT NULL DEFAULT 0;
+",
 ];
 
 /// Serialises migrations between instances starting at once (an arbitrary, fixed key).

@@ -199,3 +199,70 @@ async fn instances_share_settings_and_tokens() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// `POST .../resume` through an instance that does not hold the integration's lease still ends
+/// the holder's wait: the SIEM asked for a minute, the resume makes it a moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_reaches_the_instance_holding_the_lease() {
+    let db = ScratchDatabase::new().await;
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "60"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&siem)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    let url = format!("{}/webhook", siem.uri());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Sender::start(&config(&dirs[0], &db, &url)).await.unwrap();
+    let b = Sender::start(&config(&dirs[1], &db, &url)).await.unwrap();
+    let admin = PostgresSpool::connect(
+        PostgresOptions::new(db.url.clone()),
+        BacklogLimits::default(),
+    )
+    .await
+    .unwrap()
+    .shared();
+    let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
+    admin.insert_token(&row).await.unwrap();
+    for sender in [&a, &b] {
+        eventually("the token works on every instance", async || {
+            call("GET", sender, &token, None).await.0 == 200
+        })
+        .await;
+    }
+    assert_eq!(ingest(&a, 1).await, 202);
+    let retried = |sender: &Sender| {
+        sender
+            .stats("acme")
+            .is_some_and(|s| s.retried.load(std::sync::atomic::Ordering::Relaxed) > 0)
+    };
+    eventually("the first attempt is refused", async || {
+        retried(&a) || retried(&b)
+    })
+    .await;
+    let other = if retried(&a) { &b } else { &a };
+    let url = format!(
+        "http://{}/v1/tenants/acme/siem-integration/resume",
+        other.addr()
+    );
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let started = Instant::now();
+    eventually("delivered well before the minute is up", async || {
+        siem.received_requests().await.unwrap().len() >= 2
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(15));
+    a.shutdown().await;
+    b.shutdown().await;
+}
