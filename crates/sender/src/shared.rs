@@ -109,6 +109,24 @@ impl SharedState {
         })
     }
 
+    /// Runs one statement and bumps the version in the same transaction, so that every
+    /// instance copies the change; returns the rows the statement touched.
+    async fn change(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, SharedError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let touched = tx.execute(sql, params).await.map_err(|e| db(&e))?;
+            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(touched)
+        })
+        .await
+    }
+
     /// The settings of `tenant`.
     pub async fn settings(&self, tenant: &str) -> Result<Option<IntegrationSettings>, SharedError> {
         self.bounded(async {
@@ -129,40 +147,24 @@ impl SharedState {
     /// Stores `settings` (already checked) for every instance.
     pub async fn put(&self, settings: &IntegrationSettings) -> Result<(), SharedError> {
         let json = to_json(settings)?;
-        self.bounded(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            tx.execute(
-                "INSERT INTO shared_integrations (tenant, settings) VALUES ($1, $2)
-                 ON CONFLICT (tenant) DO UPDATE SET settings = EXCLUDED.settings",
-                &[&settings.tenant, &json],
-            )
-            .await
-            .map_err(|e| db(&e))?;
-            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
-            Ok(())
-        })
-        .await
+        self.change(
+            "INSERT INTO shared_integrations (tenant, settings) VALUES ($1, $2)
+             ON CONFLICT (tenant) DO UPDATE SET settings = EXCLUDED.settings",
+            &[&settings.tenant, &json],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Removes `tenant`'s integration for every instance; whether it had one.
     pub async fn remove(&self, tenant: &str) -> Result<bool, SharedError> {
-        self.bounded(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            let removed = tx
-                .execute(
-                    "DELETE FROM shared_integrations WHERE tenant = $1",
-                    &[&tenant],
-                )
-                .await
-                .map_err(|e| db(&e))?;
-            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
-            Ok(removed > 0)
-        })
-        .await
+        let removed = self
+            .change(
+                "DELETE FROM shared_integrations WHERE tenant = $1",
+                &[&tenant],
+            )
+            .await?;
+        Ok(removed > 0)
     }
 
     /// [`Registry::seed`] on the shared state: the configuration file's settings win when they
@@ -208,55 +210,31 @@ impl SharedState {
     /// Asks every instance to end `tenant`'s pause or backoff wait now (`POST .../resume`): the
     /// one holding the integration's lease may not be the one that was asked.
     pub async fn resume(&self, tenant: &str) -> Result<(), SharedError> {
-        self.bounded(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            tx.execute(
-                "UPDATE shared_integrations SET resumes = resumes + 1 WHERE tenant = $1",
-                &[&tenant],
-            )
-            .await
-            .map_err(|e| db(&e))?;
-            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
-            Ok(())
-        })
-        .await
+        self.change(
+            "UPDATE shared_integrations SET resumes = resumes + 1 WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Stores a token ([`TokenRow::mint`]) for every instance.
     pub async fn insert_token(&self, row: &TokenRow) -> Result<(), SharedError> {
-        self.bounded(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            tx.execute(
-                "INSERT INTO shared_admin_tokens (hash, id, label, tenant, permissions, created_unix_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&row.hash, &row.id, &row.label, &row.tenant, &row.permissions, &row.created_unix_ms],
-            )
-            .await
-            .map_err(|e| db(&e))?;
-            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
-            Ok(())
-        })
-        .await
+        self.change(
+            "INSERT INTO shared_admin_tokens (hash, id, label, tenant, permissions, created_unix_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&row.hash, &row.id, &row.label, &row.tenant, &row.permissions, &row.created_unix_ms],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Revokes the token with public id `id` on every instance; whether there was one.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, SharedError> {
-        self.bounded(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            let removed = tx
-                .execute("DELETE FROM shared_admin_tokens WHERE id = $1", &[&id])
-                .await
-                .map_err(|e| db(&e))?;
-            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
-            Ok(removed > 0)
-        })
-        .await
+        let removed = self
+            .change("DELETE FROM shared_admin_tokens WHERE id = $1", &[&id])
+            .await?;
+        Ok(removed > 0)
     }
 
     /// Every token.

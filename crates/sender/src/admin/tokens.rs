@@ -171,6 +171,23 @@ impl TokenRow {
     }
 }
 
+fn insert_row(conn: &Connection, row: &TokenRow) -> Result<(), TokenError> {
+    conn.execute(
+        "INSERT INTO api_tokens (hash, id, label, tenant, permissions, created_unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.hash,
+            row.id,
+            row.label,
+            row.tenant,
+            row.permissions,
+            row.created_unix_ms
+        ],
+    )
+    .map_err(storage)?;
+    Ok(())
+}
+
 /// The tokens, backed by the `api_tokens` table of `integrations.db`.
 #[derive(Debug)]
 pub struct TokenStore {
@@ -222,21 +239,7 @@ impl TokenStore {
 
     /// Stores a token minted elsewhere ([`TokenRow::mint`]).
     pub fn insert(&self, row: &TokenRow) -> Result<(), TokenError> {
-        self.conn()
-            .execute(
-                "INSERT INTO api_tokens (hash, id, label, tenant, permissions, created_unix_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    row.hash,
-                    row.id,
-                    row.label,
-                    row.tenant,
-                    row.permissions,
-                    row.created_unix_ms
-                ],
-            )
-            .map_err(storage)?;
-        Ok(())
+        insert_row(&self.conn(), row)
     }
 
     /// Makes the stored tokens exactly `rows`, in one transaction (an instance taking the
@@ -246,19 +249,7 @@ impl TokenStore {
         let tx = conn.transaction().map_err(storage)?;
         tx.execute("DELETE FROM api_tokens", []).map_err(storage)?;
         for row in rows {
-            tx.execute(
-                "INSERT INTO api_tokens (hash, id, label, tenant, permissions, created_unix_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    row.hash,
-                    row.id,
-                    row.label,
-                    row.tenant,
-                    row.permissions,
-                    row.created_unix_ms
-                ],
-            )
-            .map_err(storage)?;
+            insert_row(&tx, row)?;
         }
         tx.commit().map_err(storage)
     }

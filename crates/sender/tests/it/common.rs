@@ -35,3 +35,33 @@ impl ScratchDatabase {
         }
     }
 }
+
+/// A sender configuration on the spool in `db`, with `acme` delivering to `webhook` (no linger),
+/// its ingest token `ingest-token`, leases of `lease_ttl_ms`.
+pub(crate) fn pg_sender_config(
+    dir: &tempfile::TempDir,
+    db: &ScratchDatabase,
+    webhook: &str,
+    lease_ttl_ms: u64,
+) -> evo_siem_sender::service::Config {
+    std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
+    std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
+    toml::from_str(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        data_dir = "{dir}"
+        ingest_token_file = "{dir}/token"
+        allow_private_targets = ["127.0.0.1/32"]
+        [spool]
+        backend = "postgres"
+        url_file = "{dir}/spool-url"
+        lease_ttl_ms = {lease_ttl_ms}
+        [[integration]]
+        tenant = "acme"
+        webhook_url = "{webhook}"
+        linger_ms = 0
+        "#,
+        dir = dir.path().display(),
+    ))
+    .unwrap()
+}

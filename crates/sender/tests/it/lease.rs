@@ -17,29 +17,8 @@ async fn instance(db: &ScratchDatabase, ttl: Duration) -> PostgresSpool {
         .unwrap()
 }
 
-/// A sender configuration with `acme` delivering to `webhook`, on the spool in `db`, its
-/// ingest token `ingest-token`, leases of 600 ms.
 fn pg_sender(dir: &tempfile::TempDir, db: &ScratchDatabase, webhook: &str) -> Config {
-    std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
-    std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
-    toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        data_dir = "{dir}"
-        ingest_token_file = "{dir}/token"
-        allow_private_targets = ["127.0.0.1/32"]
-        [spool]
-        backend = "postgres"
-        url_file = "{dir}/spool-url"
-        lease_ttl_ms = 600
-        [[integration]]
-        tenant = "acme"
-        webhook_url = "{webhook}"
-        linger_ms = 0
-        "#,
-        dir = dir.path().display(),
-    ))
-    .unwrap()
+    crate::common::pg_sender_config(dir, db, webhook, 600)
 }
 
 fn event(n: usize) -> NewEvent {

@@ -13,26 +13,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn config(dir: &tempfile::TempDir, db: &ScratchDatabase, webhook: &str) -> Config {
-    std::fs::write(dir.path().join("token"), "ingest-token").unwrap();
-    std::fs::write(dir.path().join("spool-url"), &db.url).unwrap();
-    toml::from_str(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        data_dir = "{dir}"
-        ingest_token_file = "{dir}/token"
-        allow_private_targets = ["127.0.0.1/32"]
-        [spool]
-        backend = "postgres"
-        url_file = "{dir}/spool-url"
-        lease_ttl_ms = 900
-        [[integration]]
-        tenant = "acme"
-        webhook_url = "{webhook}"
-        linger_ms = 0
-        "#,
-        dir = dir.path().display(),
-    ))
-    .unwrap()
+    crate::common::pg_sender_config(dir, db, webhook, 900)
 }
 
 async fn siem() -> MockServer {
