@@ -446,8 +446,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Delivers one batch with one delivery id until it is settled.
-    async fn deliver(&mut self, batch: &[SpooledEvent]) -> Result<(), SpoolError> {
+    /// Delivers one batch with one delivery id until it is settled (`true`), or leaves it queued
+    /// when the worker stops or loses its lease (`false`).
+    async fn deliver(&mut self, batch: &[SpooledEvent]) -> Result<bool, SpoolError> {
         let refs: Vec<&str> = batch.iter().map(|e| e.json.as_str()).collect();
         let delivery_id = Uuid::new_v4();
         let (mut attempt, mut retries) = (0u32, 0u32);
@@ -461,7 +462,7 @@ impl Worker {
                 .await
             else {
                 self.lease = LeaseState::Unknown;
-                return Ok(());
+                return Ok(false);
             };
             let outcome = classify(report.result, batch.len());
             tracing::debug!(tenant = self.integration.tenant(), %delivery_id, attempt, ?outcome, latency = ?report.latency, "attempt");
@@ -478,11 +479,15 @@ impl Worker {
                         .delivered
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.stats.paused.store(false, Ordering::Relaxed);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Outcome::Split => {
                     let (left, right) = batch.split_at(batch.len() / 2);
-                    Box::pin(self.deliver(left)).await?;
+                    // The right half only once the left one is settled: sending it while the
+                    // left stays queued would deliver events out of order.
+                    if !Box::pin(self.deliver(left)).await? {
+                        return Ok(false);
+                    }
                     return Box::pin(self.deliver(right)).await;
                 }
                 Outcome::DeadLetter => {
@@ -490,9 +495,9 @@ impl Worker {
                         AttemptResult::Status { status, .. } => status,
                         AttemptResult::Transport => 0,
                     };
-                    return self
-                        .dead_letter(&batch[0], format!("http {status}: {}", report.detail))
-                        .await;
+                    self.dead_letter(&batch[0], format!("http {status}: {}", report.detail))
+                        .await?;
+                    return Ok(true);
                 }
                 Outcome::Retry { after } => {
                     retries += 1;
@@ -501,7 +506,7 @@ impl Worker {
                     // Stopping, or the lease lost: the batch stays queued.
                     if self.leased(self.wait_or_stop(delay)).await.unwrap_or(true) {
                         self.lease = LeaseState::Unknown;
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
                 Outcome::Pause => {
@@ -513,7 +518,7 @@ impl Worker {
                     let delay = self.backoff.delay(retries, None, &mut self.rng);
                     if self.leased(self.wait_or_stop(delay)).await.unwrap_or(true) {
                         self.lease = LeaseState::Unknown;
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }

@@ -1,7 +1,7 @@
 //! The tenant admin API over HTTP: the authorization matrix, validation, write-only secrets,
 //! changes applied without a restart, and the audit event of each change.
 
-use evo_siem_sender::admin::{Permission, TokenStore};
+use evo_siem_sender::admin::{Permission, TokenRow, TokenStore};
 use evo_siem_sender::service::{Config, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -112,18 +112,31 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
     .unwrap();
     let sender = Sender::start(&config).await.unwrap();
     let tokens = TokenStore::open(dir.path()).unwrap();
-    let manage = tokens
-        .create("acme", &[Permission::Manage], "alice")
-        .unwrap()
-        .0;
-    let view = tokens
-        .create("acme", &[Permission::View], "auditor")
-        .unwrap()
-        .0;
-    let other_tenant = tokens
-        .create("globex", &[Permission::Manage], "mallory")
-        .unwrap()
-        .0;
+    // On a PostgreSQL spool the shared state is the reference for tokens (the local store is a
+    // copy that the sender overwrites): mint there, and locally too so they work at once.
+    let shared = match &db {
+        Some(db) => Some(
+            evo_siem_sender::spool::PostgresSpool::connect(
+                evo_siem_sender::spool::PostgresOptions::new(db.url.clone()),
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .shared(),
+        ),
+        None => None,
+    };
+    let mint = async |tenant: &str, permission: Permission, label: &str| {
+        let (token, row) = TokenRow::mint(tenant, &[permission], label).unwrap();
+        if let Some(shared) = &shared {
+            shared.insert_token(&row).await.unwrap();
+        }
+        tokens.insert(&row).unwrap();
+        token
+    };
+    let manage = mint("acme", Permission::Manage, "alice").await;
+    let view = mint("acme", Permission::View, "auditor").await;
+    let other_tenant = mint("globex", Permission::Manage, "mallory").await;
     Fixture {
         base: format!("http://{}", sender.addr()),
         sender,

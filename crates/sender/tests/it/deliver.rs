@@ -278,6 +278,59 @@ async fn a_413_splits_the_batch_and_keeps_the_order() {
     assert_eq!(worker.stats().delivered.load(Ordering::Relaxed), 6);
 }
 
+/// A stop while the left half of a split batch waits for its retry leaves both halves queued:
+/// sending the right half first would deliver events out of order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_split_does_not_send_the_right_half_first() {
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(|request: &Request| {
+            let seqs = seqs(request);
+            if seqs.len() > 2 {
+                ResponseTemplate::new(413)
+            } else if seqs.contains(&0) {
+                ResponseTemplate::new(503).insert_header("retry-after", "60")
+            } else {
+                ResponseTemplate::new(200)
+            }
+        })
+        .mount(&fx.server)
+        .await;
+    ingest(
+        &fx,
+        "acme",
+        (0..4).map(|n| event(n, "User login")).collect(),
+    )
+    .await;
+    let worker = worker(&fx, integration(&fx, "acme"));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    let started = Instant::now();
+    while fx.server.received_requests().await.unwrap().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no split attempt"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let sent: Vec<Vec<u64>> = fx
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(seqs)
+        .collect();
+    assert_eq!(
+        sent,
+        [vec![0, 1, 2, 3], vec![0, 1]],
+        "the right half went first"
+    );
+    assert_eq!(fx.spool.pending("acme", 10).await.unwrap().len(), 4);
+}
+
 #[tokio::test]
 async fn a_400_is_bisected_down_to_the_poison_event_which_is_dead_lettered() {
     let fx = fixture().await;
