@@ -60,6 +60,30 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// The shared state, and a manage token for `acme` minted there (as `evo-siem admin token
+/// create` does) once `senders` all accept it.
+async fn shared_token(
+    db: &ScratchDatabase,
+    senders: [&Sender; 2],
+) -> (evo_siem_sender::shared::SharedState, String, TokenRow) {
+    let admin = PostgresSpool::connect(
+        PostgresOptions::new(db.url.clone()),
+        BacklogLimits::default(),
+    )
+    .await
+    .unwrap()
+    .shared();
+    let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
+    admin.insert_token(&row).await.unwrap();
+    for sender in senders {
+        eventually("the token works on every instance", async || {
+            call("GET", sender, &token, None).await.0 == 200
+        })
+        .await;
+    }
+    (admin, token, row)
+}
+
 async fn ingest(sender: &Sender, n: usize) -> u16 {
     reqwest::Client::new()
         .post(format!(
@@ -89,21 +113,7 @@ async fn instances_share_settings_and_tokens() {
         .unwrap();
 
     // A token minted once (as `evo-siem admin token create` does) works on both instances.
-    let admin = PostgresSpool::connect(
-        PostgresOptions::new(db.url.clone()),
-        BacklogLimits::default(),
-    )
-    .await
-    .unwrap()
-    .shared();
-    let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
-    admin.insert_token(&row).await.unwrap();
-    for sender in [&a, &b] {
-        eventually("the token works on every instance", async || {
-            call("GET", sender, &token, None).await.0 == 200
-        })
-        .await;
-    }
+    let (admin, token, row) = shared_token(&db, [&a, &b]).await;
 
     // A change through one instance reads back at once through the other...
     let put = format!(
@@ -201,21 +211,7 @@ async fn a_resume_reaches_the_instance_holding_the_lease() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let a = Sender::start(&config(&dirs[0], &db, &url)).await.unwrap();
     let b = Sender::start(&config(&dirs[1], &db, &url)).await.unwrap();
-    let admin = PostgresSpool::connect(
-        PostgresOptions::new(db.url.clone()),
-        BacklogLimits::default(),
-    )
-    .await
-    .unwrap()
-    .shared();
-    let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
-    admin.insert_token(&row).await.unwrap();
-    for sender in [&a, &b] {
-        eventually("the token works on every instance", async || {
-            call("GET", sender, &token, None).await.0 == 200
-        })
-        .await;
-    }
+    let (_, token, _) = shared_token(&db, [&a, &b]).await;
     assert_eq!(ingest(&a, 1).await, 202);
     let retried = |sender: &Sender| {
         sender
