@@ -46,8 +46,10 @@ async fn deliver(siem: &MockSiem, secret: &str, events: Vec<NewEvent>) -> Worker
         backoff,
     );
     for _ in 0..50 {
-        if worker.step().await.unwrap() == Step::Idle {
-            return worker;
+        match worker.step().await.unwrap() {
+            Step::Idle => return worker,
+            Step::Wait(after) | Step::Backoff(after) => tokio::time::sleep(after).await,
+            Step::Progress | Step::Removed => {}
         }
     }
     panic!("not drained");

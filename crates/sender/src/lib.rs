@@ -1,13 +1,16 @@
 //! The Evo SIEM webhook sender: what Evo runs to deliver each tenant's audit events to its SIEM,
 //! at least once, from a durable spool, with retries that respect the receiver.
 //!
-//! - [`service`]: `evo-siem sender --config FILE`: the ingest API, one [`Worker`] per
-//!   integration, graceful shutdown ([`service::Sender`], [`service::Config`]).
+//! - [`service`]: `evo-siem sender --config FILE`: the ingest API, the scheduler, graceful
+//!   shutdown ([`service::Sender`], [`service::Config`]).
+//! - [`schedule`]: runs each integration's [`Worker`] only when it has work, on a bounded pool
+//!   of delivery tasks, with every deadline in one timer queue ([`schedule::Scheduler`]).
 //! - [`spool`]: the durable spool behind a small trait; [`spool::SqliteSpool`] commits groups of
 //!   requests in one transaction so concurrent ingests share an fsync, and bounds each
 //!   integration's backlog.
-//! - [`Worker`]: one integration's delivery loop: plan a batch, drop excluded actions, send it,
-//!   and settle it by the retry table (delivered, retried, split, dead-lettered, paused).
+//! - [`Worker`]: one integration's delivery state machine: plan a batch, drop excluded actions,
+//!   send it, and settle it by the retry table (delivered, retried, split, dead-lettered,
+//!   paused); each step is one attempt, with the settings in force at that attempt.
 //! - [`dispatch`]: one attempt over HTTP ([`dispatch::Dispatcher`]), resolving through the
 //!   outbound guard ([`dispatch::GuardedResolver`]) so only checked addresses are connected to.
 //! - [`Integration`]: one tenant's settings, checked when built; secrets never in `Debug`.
@@ -32,12 +35,13 @@ pub mod guard;
 mod integration;
 pub mod registry;
 pub mod retry;
+pub mod schedule;
 pub mod service;
 pub mod shared;
 pub mod spool;
+mod stats;
 
-pub use deliver::{
-    AttemptCounters, DeliveryStats, LATENCY_BUCKETS, LastError, LatencyHistogram, Step, Worker,
-};
+pub use deliver::{Step, Worker};
 pub use filter::Exclusions;
 pub use integration::{Integration, IntegrationError};
+pub use stats::{AttemptCounters, DeliveryStats, LATENCY_BUCKETS, LastError, LatencyHistogram};

@@ -59,12 +59,7 @@ fn spool_error(err: impl std::fmt::Display) -> ApiError {
 /// The counters of `tenant`'s integration, shared by the ingest API and its worker (created
 /// here when the worker has not started yet).
 pub(crate) fn stats_of(app: &App, tenant: &str) -> Arc<DeliveryStats> {
-    app.stats
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(tenant.to_owned())
-        .or_default()
-        .clone()
+    crate::schedule::stats_entry(&app.stats, tenant)
 }
 
 /// 404 unless `tenant` has an integration.
@@ -201,7 +196,7 @@ pub(crate) async fn replay(
         replayed,
         "dead letters replayed"
     );
-    stats_of(&app, &tenant).resume.notify_one();
+    app.scheduler.mark(&tenant);
     Ok(Json(serde_json::json!({ "replayed": replayed })))
 }
 
@@ -215,7 +210,7 @@ pub(crate) async fn resume(
     let stats = stats_of(&app, &tenant);
     let was_paused = stats.paused.load(Ordering::Relaxed);
     // The worker tries again now; a success clears the pause, a refusal pauses it again.
-    stats.resume.notify_one();
+    app.scheduler.resume(&tenant);
     // Several instances: the one delivering this integration may be another.
     if let Some(shared) = &app.shared
         && let Err(err) = shared.resume(&tenant).await

@@ -140,13 +140,12 @@ pub(super) async fn ingest(
             }
         }
     }
-    let stats = crate::admin::operations::stats_of(&app, &tenant);
     if count > 0 {
-        stats.arrived.notify_one();
+        app.scheduler.mark(&tenant);
     }
     // Counted only for a request that was taken: a refused one is sent again.
     if excluded > 0 {
-        stats
+        crate::admin::operations::stats_of(&app, &tenant)
             .excluded
             .fetch_add(excluded as u64, std::sync::atomic::Ordering::Relaxed);
     }

@@ -1,4 +1,4 @@
-//! The sender service: the ingest API, one delivery worker per integration, graceful shutdown.
+//! The sender service: the ingest API, the delivery scheduler, graceful shutdown.
 
 mod config;
 mod ingest;
@@ -7,17 +7,16 @@ pub use config::{
     Config, ConfigError, DeliveryConfig, IntegrationConfig, SpoolBackend, SpoolConfig,
 };
 
+use crate::DeliveryStats;
 use crate::admin::{self, TokenStore};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
-use crate::retry::Backoff;
+use crate::schedule::{Scheduler, SchedulerOptions, StatsMap};
 use crate::shared::{SYNC_EVERY, Seen, SharedState};
 use crate::spool::{PostgresSpool, Spool, SqliteSpool};
-use crate::{DeliveryStats, Worker};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,11 +60,11 @@ pub(crate) struct App {
     /// The client of real deliveries, for "Test Saved Webhook".
     pub(crate) dispatcher: Dispatcher,
     pub(crate) test_limiter: admin::TestLimiter,
+    /// Told of ingests and resumes.
+    pub(crate) scheduler: Scheduler,
     /// On a PostgreSQL spool: the settings and tokens shared with the other instances.
     pub(crate) shared: Option<SharedState>,
 }
-
-type StatsMap = Arc<std::sync::Mutex<HashMap<String, Arc<DeliveryStats>>>>;
 
 /// A running sender.
 #[derive(Debug)]
@@ -141,21 +140,27 @@ impl Sender {
         let (stop, shutdown) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let stats = StatsMap::default();
-        tasks.spawn(supervise(
+        let (scheduler, scheduling) = Scheduler::start(
             registry.clone(),
             spool.clone(),
             dispatcher.clone(),
             backoff,
             stats.clone(),
+            SchedulerOptions::default(),
             shutdown.clone(),
-        ));
+        );
+        tasks.spawn(async move {
+            if let Err(err) = scheduling.await {
+                tracing::error!(error = %err, "the scheduler stopped");
+            }
+        });
         if let Some(shared) = &shared {
             tasks.spawn(follow(
                 shared.clone(),
                 seen,
                 registry.clone(),
                 tokens.clone(),
-                stats.clone(),
+                scheduler.clone(),
                 shutdown.clone(),
             ));
         }
@@ -168,6 +173,7 @@ impl Sender {
             stats: stats.clone(),
             dispatcher,
             test_limiter: admin::TestLimiter::default(),
+            scheduler,
             shared,
         });
         let router = Router::new()
@@ -281,66 +287,13 @@ impl Sender {
     }
 }
 
-/// Keeps one worker running per integration in the registry, starting workers for integrations
-/// added at run time; a removed integration's worker stops by itself. On shutdown, waits for the
-/// workers (each lets its attempt in flight finish).
-async fn supervise(
-    registry: Arc<Registry>,
-    spool: Arc<dyn Spool>,
-    dispatcher: Dispatcher,
-    backoff: Backoff,
-    stats: StatsMap,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut workers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    loop {
-        for tenant in registry.tenants() {
-            if workers.get(&tenant).is_some_and(|w| !w.is_finished()) {
-                continue;
-            }
-            let Some(integration) = registry.get(&tenant) else {
-                continue;
-            };
-            let counters = stats
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .entry(tenant.clone())
-                .or_default()
-                .clone();
-            let worker = Worker::new(spool.clone(), dispatcher.clone(), integration, backoff)
-                .following(registry.clone())
-                .with_stats(counters);
-            let (name, stop) = (tenant.clone(), shutdown.clone());
-            workers.insert(
-                tenant,
-                tokio::spawn(async move {
-                    if let Err(err) = worker.run(stop).await {
-                        tracing::error!(tenant = name, error = %err, "delivery worker stopped");
-                    }
-                }),
-            );
-        }
-        tokio::select! {
-            _ = registry.changed() => {}
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        }
-    }
-    for (_, worker) in workers {
-        let _ = worker.await;
-    }
-    // On a shared spool, the other instances take this one's integrations at once.
-    if let Err(err) = spool.leave().await {
-        tracing::warn!(error = %err, "could not leave the shared spool; its leases expire by themselves");
-    }
-}
-
 /// Keeps this instance's copy of the shared settings and tokens current (see [`SharedState`]).
 async fn follow(
     shared: SharedState,
     mut seen: Seen,
     registry: Arc<Registry>,
     tokens: Arc<TokenStore>,
-    stats: StatsMap,
+    scheduler: Scheduler,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -352,14 +305,7 @@ async fn follow(
             Ok(resumed) => {
                 // A resume asked of another instance: this one may hold the lease.
                 for tenant in resumed {
-                    let counters = stats
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .get(&tenant)
-                        .cloned();
-                    if let Some(counters) = counters {
-                        counters.resume.notify_one();
-                    }
+                    scheduler.resume(&tenant);
                 }
             }
             Err(err) => tracing::warn!(error = %err, "shared settings not synchronised; retrying"),

@@ -139,6 +139,10 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     /// What `integration` has waiting.
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog>;
 
+    /// The integrations that have events queued, in one query: what the scheduler looks at
+    /// when it starts, and, on a shared spool, to find events queued through another instance.
+    fn queued(&self) -> SpoolFuture<'_, Vec<String>>;
+
     /// When the oldest event `integration` has waiting was queued (`None` when none is, or when
     /// it was queued before the spool recorded times).
     fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>>;

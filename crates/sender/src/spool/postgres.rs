@@ -702,6 +702,20 @@ impl Spool for PostgresSpool {
         }))
     }
 
+    fn queued(&self) -> SpoolFuture<'_, Vec<String>> {
+        Box::pin(self.bounded(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT integration FROM spool_backlogs WHERE events > 0",
+                    &[],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        }))
+    }
+
     fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>> {
         let integration = integration.to_owned();
         Box::pin(self.bounded(self.oldest_now(integration)))

@@ -82,6 +82,9 @@ enum Op {
         integration: String,
         reply: Reply<Option<SystemTime>>,
     },
+    Queued {
+        reply: Reply<Vec<String>>,
+    },
     Replay {
         integration: String,
         ids: Option<Vec<i64>>,
@@ -189,6 +192,7 @@ enum Deferred {
     Backlog(Reply<Backlog>, Backlog),
     Oldest(Reply<Option<SystemTime>>, Option<SystemTime>),
     Count(Reply<u64>, u64),
+    Names(Reply<Vec<String>>, Vec<String>),
 }
 
 impl Deferred {
@@ -208,6 +212,8 @@ impl Deferred {
             (Deferred::Oldest(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
             (Deferred::Count(r, v), None) => r.send(Ok(v)).map_err(drop),
             (Deferred::Count(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Names(r, v), None) => r.send(Ok(v)).map_err(drop),
+            (Deferred::Names(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
         };
     }
 }
@@ -346,6 +352,16 @@ impl Writer {
                         let backlog = self.backlogs.get(&integration).copied().unwrap_or_default();
                         deferred.push(Deferred::Backlog(reply, backlog));
                     }
+                    Op::Queued { reply } => {
+                        // The writer keeps every backlog in memory: no statement needed.
+                        let names = self
+                            .backlogs
+                            .iter()
+                            .filter(|(_, b)| b.events > 0)
+                            .map(|(name, _)| name.clone())
+                            .collect();
+                        deferred.push(Deferred::Names(reply, names));
+                    }
                     Op::Oldest { integration, reply } => {
                         let at: Option<i64> = tx
                             .prepare_cached(
@@ -439,6 +455,7 @@ fn fail(op: Op, message: &str) {
         Op::DeadLetters { reply, .. } => reply.send(Err(err())).map_err(drop),
         Op::Backlog { reply, .. } => reply.send(Err(err())).map_err(drop),
         Op::Oldest { reply, .. } => reply.send(Err(err())).map_err(drop),
+        Op::Queued { reply } => reply.send(Err(err())).map_err(drop),
         Op::Replay { reply, .. } => reply.send(Err(err())).map_err(drop),
     };
 }
@@ -489,6 +506,10 @@ impl Spool for SqliteSpool {
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
         let integration = integration.to_owned();
         self.call(move |reply| Op::Backlog { integration, reply })
+    }
+
+    fn queued(&self) -> SpoolFuture<'_, Vec<String>> {
+        self.call(|reply| Op::Queued { reply })
     }
 
     fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>> {

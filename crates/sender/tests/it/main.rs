@@ -5,6 +5,7 @@ mod admin;
 mod common;
 mod deliver;
 mod lease;
+mod schedule;
 mod service;
 mod shared;
 mod spool;
