@@ -880,3 +880,172 @@ async fn the_openapi_document_is_true() {
     }
     f.sender.shutdown().await;
 }
+
+/// A wiremock answer recording each request's path-free details: 503 with `Retry-After: 1`.
+async fn failing_siem() -> MockServer {
+    let bad = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "1"))
+        .mount(&bad)
+        .await;
+    bad
+}
+
+fn header_of(request: &wiremock::Request, name: &str) -> String {
+    request
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A batch being retried takes the settings in force at its next attempt: a PUT of a new URL,
+/// secret and headers reaches it without a restart, and it keeps its delivery id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_being_retried_uses_the_settings_in_force_at_its_next_attempt() {
+    let f = fixture().await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let bad = failing_siem().await;
+    let put = format!(r#"{{"webhook_url": "{}/old"}}"#, bad.uri());
+    let (status, _) = call("PUT", &settings, Some(&f.manage), Some(&put)).await;
+    assert_eq!(status, 200);
+    let uuids = ingest(&f, &["User logout", "User logout"]).await;
+    wait_for("a failed attempt", async || {
+        !bad.received_requests().await.unwrap().is_empty()
+    })
+    .await;
+    let first = bad.received_requests().await.unwrap()[0].clone();
+
+    let put = format!(
+        r#"{{"webhook_url": "{}/new", "signing_secret": {{"set": "{}"}}, "headers": {{"Authorization": "{}"}}}}"#,
+        f.siem.uri(),
+        SECRETS[0],
+        SECRETS[2]
+    );
+    let (status, answer) = call("PUT", &settings, Some(&f.manage), Some(&put)).await;
+    assert_eq!(status, 200, "{answer}");
+    let fixed = async || {
+        f.siem
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.url.path() == "/new")
+    };
+    wait_for("the attempt at the new URL", async || {
+        fixed().await.is_some()
+    })
+    .await;
+    let request = fixed().await.unwrap();
+    let body = String::from_utf8_lossy(&request.body).into_owned();
+    assert!(uuids.iter().all(|u| body.contains(u.as_str())), "{body}");
+    assert_eq!(
+        header_of(&request, "x-evo-delivery-id"),
+        header_of(&first, "x-evo-delivery-id"),
+        "the retried batch changed its delivery id"
+    );
+    assert!(
+        header_of(&request, "x-evo-delivery-attempt")
+            .parse::<u32>()
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(header_of(&request, "authorization"), SECRETS[2]);
+    let verified = evo_siem_protocol::Verifier::new([evo_siem_protocol::Secret::new(SECRETS[0])])
+        .verify(
+            &request.body,
+            Some(header_of(&request, "x-evo-signature-256").as_bytes()),
+            std::time::SystemTime::now(),
+        );
+    assert!(verified.is_ok(), "not signed with the new secret");
+    // Nothing more for the old URL, and nothing left queued.
+    let old_attempts = bad.received_requests().await.unwrap().len();
+    wait_for("an empty queue", async || {
+        let (_, status) = call("GET", &format!("{settings}/status"), Some(&f.view), None).await;
+        status["queued_events"] == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bad.received_requests().await.unwrap().len(), old_attempts);
+}
+
+/// A tenant paused on 401 who fixes the credential and presses resume is delivered at once,
+/// not after its backoff or a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_tenant_who_fixes_its_credential_and_resumes_is_delivered() {
+    // Long pauses: only the fix and the resume can end this one within the test.
+    let f = fixture_with("[delivery]\nretry_base_ms = 60000\nretry_cap_ms = 60000\n").await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let strict = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::header("authorization", SECRETS[2]))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(1)
+        .mount(&strict)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(2)
+        .mount(&strict)
+        .await;
+    let put = format!(
+        r#"{{"webhook_url": "{}/hook", "headers": {{"Authorization": "wrong"}}}}"#,
+        strict.uri()
+    );
+    assert_eq!(
+        call("PUT", &settings, Some(&f.manage), Some(&put)).await.0,
+        200
+    );
+    ingest(&f, &["User logout"]).await;
+    wait_for("the pause", async || {
+        let (_, status) = call("GET", &format!("{settings}/status"), Some(&f.view), None).await;
+        status["state"] == "paused"
+    })
+    .await;
+    let put = format!(r#"{{"headers": {{"Authorization": "{}"}}}}"#, SECRETS[2]);
+    assert_eq!(
+        call("PUT", &settings, Some(&f.manage), Some(&put)).await.0,
+        200
+    );
+    let (status, _) = call("POST", &format!("{settings}/resume"), Some(&f.manage), None).await;
+    assert_eq!(status, 202);
+    let started = Instant::now();
+    wait_for("the delivery after the fix", async || {
+        let (_, status) = call("GET", &format!("{settings}/status"), Some(&f.view), None).await;
+        status["queued_events"] == 0
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let (_, status) = call("GET", &format!("{settings}/status"), Some(&f.view), None).await;
+    assert_eq!(status["state"], "active", "{status}");
+}
+
+/// A DELETE stops the deliveries of a batch being retried: no attempt after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_stops_the_retries_of_a_batch() {
+    let f = fixture().await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let bad = failing_siem().await;
+    let put = format!(r#"{{"webhook_url": "{}/hook"}}"#, bad.uri());
+    assert_eq!(
+        call("PUT", &settings, Some(&f.manage), Some(&put)).await.0,
+        200
+    );
+    ingest(&f, &["User logout"]).await;
+    wait_for("two failed attempts", async || {
+        bad.received_requests().await.unwrap().len() >= 2
+    })
+    .await;
+    assert_eq!(
+        call("DELETE", &settings, Some(&f.manage), None).await.0,
+        204
+    );
+    let after_delete = bad.received_requests().await.unwrap().len();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        bad.received_requests().await.unwrap().len(),
+        after_delete,
+        "attempts went on after the DELETE"
+    );
+}
