@@ -22,6 +22,8 @@
 //! attempt_timeout_ms = 30000                 # a whole attempt, response included
 //! retry_base_ms = 1000                       # backoff: full jitter in [0, base * 2^(n-1)] ...
 //! retry_cap_ms = 600000                      # ... capped here
+//! retry_floor_ms = 1000                      # no retry of a batch sooner than this, whatever
+//!                                            # the receiver answers (Retry-After: 0 included)
 //!
 //! [spool]                                    # optional; the default is SQLite in data_dir
 //! backend = "postgres"                       # "sqlite" or "postgres" (several instances)
@@ -37,7 +39,7 @@
 use crate::Integration;
 use crate::dispatch::DispatchSettings;
 use crate::registry::{IntegrationSettings, RegistryError};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, DEFAULT_RETRY_FLOOR};
 use crate::spool::{BacklogLimits, PostgresOptions};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -146,6 +148,11 @@ pub struct DeliveryConfig {
     pub retry_base_ms: u64,
     /// The backoff's cap, in milliseconds.
     pub retry_cap_ms: u64,
+    /// The shortest wait before any retry of a batch, in milliseconds, whatever the receiver
+    /// answered (`Retry-After: 0`, a past date, an instant failure). An operator setting: a
+    /// tenant's endpoint must not be able to keep the sender re-sending a batch in a tight loop.
+    /// Tests lower it to run fast; zero is refused.
+    pub retry_floor_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -157,17 +164,19 @@ impl Default for DeliveryConfig {
             attempt_timeout_ms: millis(dispatch.timeout),
             retry_base_ms: 1_000,
             retry_cap_ms: 600_000,
+            retry_floor_ms: u64::try_from(DEFAULT_RETRY_FLOOR.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
 
 impl DeliveryConfig {
-    /// The backoff, checked.
+    /// The backoff, with its floor, checked.
     pub fn backoff(&self) -> Result<Backoff, ConfigError> {
         Backoff::new(
             Duration::from_millis(self.retry_base_ms),
             Duration::from_millis(self.retry_cap_ms),
         )
+        .and_then(|b| b.with_floor(Duration::from_millis(self.retry_floor_ms)))
         .map_err(|e| ConfigError::Delivery(e.to_string()))
     }
 
