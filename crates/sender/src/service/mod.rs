@@ -4,7 +4,8 @@ mod config;
 mod ingest;
 
 pub use config::{
-    Config, ConfigError, DeliveryConfig, IntegrationConfig, SpoolBackend, SpoolConfig,
+    Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, SpoolBackend,
+    SpoolConfig,
 };
 
 use crate::admin::{self, TokenStore};

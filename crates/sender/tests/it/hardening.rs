@@ -70,3 +70,107 @@ async fn retry_after_zero_is_paced_by_the_floor_and_the_backoff() {
         started.elapsed()
     );
 }
+
+/// Two `[[integration]]` tables for one tenant are refused with both lines, not merged; a
+/// configuration built without its text (`toml::from_str`) is refused at start, too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_configured_twice_is_refused_with_both_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = config_text(dir.path(), "http://127.0.0.1:9", "");
+    text.push_str(
+        "\n[[integration]]\ntenant = \"globex\"\nwebhook_url = \"http://127.0.0.1:9/g\"\n\
+         \n[[integration]]\ntenant = \"acme\"\nwebhook_url = \"http://127.0.0.1:9/other\"\n",
+    );
+    let line = |needle: &str, nth: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap()
+    };
+    let (first, second) = (line("tenant = \"acme\"", 0), line("tenant = \"acme\"", 1));
+    let path = dir.path().join("sender.toml");
+    std::fs::write(&path, &text).unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("integration acme is configured twice (lines {first} and {second})")
+    );
+
+    let config: Config = toml::from_str(&text).unwrap();
+    let err = Sender::start(&config).await.err().unwrap().to_string();
+    assert!(
+        err.contains("integration acme is configured twice"),
+        "{err}"
+    );
+}
+
+/// Header values read from a file or an environment variable, as signing secrets are; a missing
+/// one is refused naming the header and the variable or file, never a value.
+#[test]
+fn header_values_come_from_the_file_an_env_var_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("acme-auth");
+    std::fs::write(&auth, "Splunk 0000-from-a-file\n").unwrap();
+    // The workspace forbids `unsafe`, so a test cannot set a variable: cargo sets this one for
+    // every test process.
+    let headers = format!(
+        "headers = {{ Authorization = {{ file = \"{}\" }}, X-Package = {{ env = \"CARGO_PKG_NAME\" }}, X-Plain = \"plain\" }}",
+        auth.display()
+    );
+    let text = config_text(dir.path(), "http://127.0.0.1:9", "").replace(
+        "linger_ms = 0",
+        &format!("linger_ms = 0\n        {headers}"),
+    );
+    let settings = Config::parse(&text).unwrap().settings().unwrap();
+    let headers = &settings[0].headers;
+    assert_eq!(headers["Authorization"], "Splunk 0000-from-a-file");
+    assert_eq!(headers["X-Package"], env!("CARGO_PKG_NAME"));
+    assert_eq!(headers["X-Plain"], "plain");
+    // Debug of the parsed file shows where a value comes from, never a value.
+    let debug = format!("{:?}", Config::parse(&text).unwrap());
+    assert!(!debug.contains("plain\""), "{debug}");
+
+    let missing = |header: &str| {
+        let text = config_text(dir.path(), "http://127.0.0.1:9", "").replace(
+            "linger_ms = 0",
+            &format!("linger_ms = 0\n        headers = {{ Authorization = {header} }}"),
+        );
+        Config::parse(&text)
+            .unwrap()
+            .settings()
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        missing("{ env = \"EVO_SIEM_TEST_NEVER_SET_7F3A\" }"),
+        "integration acme: headers.Authorization: environment variable EVO_SIEM_TEST_NEVER_SET_7F3A is not set"
+    );
+    let absent = dir.path().join("absent");
+    let err = missing(&format!("{{ file = \"{}\" }}", absent.display()));
+    assert!(
+        err.starts_with(&format!(
+            "integration acme: headers.Authorization: cannot read {}",
+            absent.display()
+        )),
+        "{err}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let err = missing(&format!("{{ file = \"{}\" }}", empty.display()));
+    assert!(
+        err.contains("headers.Authorization") && err.contains("is empty"),
+        "{err}"
+    );
+    // A value that is neither a string nor one of the two sources.
+    let text = config_text(dir.path(), "http://127.0.0.1:9", "").replace(
+        "linger_ms = 0",
+        "linger_ms = 0\n        headers = { Authorization = { vault = \"x\" } }",
+    );
+    let err = Config::parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("{ env = \"VAR\" } or { file = \"PATH\" }"),
+        "{err}"
+    );
+}
