@@ -97,6 +97,14 @@ pub enum ConfigError {
         /// Where, when the text is known: ` (lines 4 and 12)`.
         at: String,
     },
+    /// `data_dir` cannot be created or its permissions set.
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A setting is out of range or refused.
     #[error("integration {tenant}: {reason}")]
     Invalid {

@@ -83,6 +83,7 @@ impl Sender {
     /// integration and the ingest API.
     pub async fn start(config: &Config) -> Result<Self, ServiceError> {
         let ingest_token = config.ingest_token()?;
+        crate::data_dir::prepare(config)?;
         let registry = Arc::new(
             Registry::open(&config.data_dir, config.allow_private_targets.clone())
                 .map_err(|e| ServiceError::Io(e.to_string()))?,

@@ -174,3 +174,71 @@ fn header_values_come_from_the_file_an_env_var_or_a_file() {
         "{err}"
     );
 }
+
+/// Every entry of `dir` with its Unix mode.
+#[cfg(unix)]
+fn modes(dir: &std::path::Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut modes: Vec<(String, u32)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            (e.file_name().to_string_lossy().into_owned(), mode)
+        })
+        .collect();
+    modes.sort();
+    modes
+}
+
+/// `data_dir` is created 0700 and every file the sender writes in it (the databases, their WAL
+/// and shared-memory files) is 0600, whatever the umask; an existing directory with 0755 and a
+/// database left 0644 by an older version are tightened.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_is_private_to_the_sender() {
+    use std::os::unix::fs::PermissionsExt;
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    for existing in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if existing {
+            std::fs::create_dir(&data).unwrap();
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(data.join("spool.db"), b"").unwrap();
+            std::fs::set_permissions(
+                data.join("spool.db"),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap();
+        }
+        let config: Config = toml::from_str(&config_text(dir.path(), &siem.uri(), "")).unwrap();
+        let sender = Sender::start(&config).await.unwrap();
+        ingest_one(&sender).await;
+        let started = Instant::now();
+        while siem.received_requests().await.unwrap().len() < 1 + usize::from(existing) {
+            assert!(started.elapsed() < Duration::from_secs(20), "not delivered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let dir_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+        let files = modes(&data);
+        sender.shutdown().await;
+        assert_eq!(dir_mode, 0o700, "existing: {existing}");
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        for expected in [
+            "integrations.db",
+            "integrations.db-wal",
+            "spool.db",
+            "spool.db-wal",
+        ] {
+            assert!(names.contains(&expected), "{names:?}");
+        }
+        for (name, mode) in &files {
+            assert_eq!(*mode, 0o600, "{name} is {mode:o} (existing: {existing})");
+        }
+    }
+}
