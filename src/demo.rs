@@ -302,7 +302,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("cannot start the mock SIEM")?;
     let mut config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ningest_token_file = {:?}\nallow_private_targets = [\"127.0.0.1/32\"]\n\n[delivery]\nattempt_timeout_ms = 2000\nretry_base_ms = 100\nretry_cap_ms = 1000\n",
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ningest_token_file = {:?}\nallow_private_targets = [\"127.0.0.1/32\"]\n\n[delivery]\nattempt_timeout_ms = 2000\nretry_base_ms = 100\nretry_cap_ms = 1000\nretry_floor_ms = 100\n",
         dir.path().join("data"),
         dir.path().join("ingest-token"),
     );

@@ -179,6 +179,25 @@ impl Receiver {
         let token = ClaimToken::random();
         let store = &self.inner.dedup;
         let outcomes = store.claim(uuids, token).await?;
+        if outcomes.len() != uuids.len() {
+            // A broken store: the outcomes cannot be matched to the UUIDs, so some events would
+            // be skipped (or the wrong ones handed out) under a 2xx. Refuse, so that the sender
+            // keeps the batch, and give back whatever this delivery may have claimed (a release
+            // only touches claims held by this token).
+            tracing::error!(
+                asked = uuids.len(),
+                answered = outcomes.len(),
+                "the deduplication store answered for {} of {} event UUIDs; \
+                 refusing the delivery with 503 (dedup_store_inconsistent): fix the DedupStore",
+                outcomes.len(),
+                uuids.len(),
+            );
+            store.release(uuids.to_vec(), token);
+            return Err(Rejection::DedupInconsistent {
+                asked: uuids.len(),
+                answered: outcomes.len(),
+            });
+        }
         let claimed = || {
             outcomes
                 .iter()

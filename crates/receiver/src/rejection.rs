@@ -18,6 +18,7 @@ pub const REJECTION_TARGET: &str = "evo_siem_receiver::rejection";
 /// | `body_too_large` | 413 |
 /// | `event_in_flight` (another delivery is processing one of the events; retry) | 503 |
 /// | `dedup_unavailable` (the deduplication store cannot answer; retry) | 503 |
+/// | `dedup_store_inconsistent` (the store answered for more or fewer UUIDs than asked; logged at ERROR) | 503 |
 /// | `no_secret_configured` (receiver misconfiguration) | 500 |
 ///
 /// The response body is `{"error":"<reason_code>","message":"<text>"}`; it never contains a
@@ -38,6 +39,19 @@ pub enum Rejection {
     /// The deduplication store cannot answer.
     #[error(transparent)]
     DedupUnavailable(#[from] DedupError),
+    /// The deduplication store answered a claim with a different number of outcomes than UUIDs
+    /// asked about: a bug in a custom [`DedupStore`](crate::dedup::DedupStore). Which events are
+    /// fresh cannot be told, and a 2xx could skip events for good, so the sender is asked to
+    /// retry (and the receiver logs the fault at ERROR).
+    #[error(
+        "the deduplication store answered for {answered} of {asked} events; the delivery cannot be deduplicated"
+    )]
+    DedupInconsistent {
+        /// UUIDs the receiver asked about.
+        asked: usize,
+        /// Outcomes the store returned.
+        answered: usize,
+    },
 }
 
 impl Rejection {
@@ -48,7 +62,9 @@ impl Rejection {
                 StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             Self::BodyUnreadable => StatusCode::BAD_REQUEST,
-            Self::InFlight | Self::DedupUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InFlight | Self::DedupUnavailable(_) | Self::DedupInconsistent { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -59,13 +75,14 @@ impl Rejection {
             Self::BodyUnreadable => "body_unreadable",
             Self::InFlight => "event_in_flight",
             Self::DedupUnavailable(_) => "dedup_unavailable",
+            Self::DedupInconsistent { .. } => "dedup_store_inconsistent",
         }
     }
 
     /// Seconds the sender should wait before retrying, for the retryable (503) rejections.
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            Self::InFlight | Self::DedupUnavailable(_) => Some(1),
+            Self::InFlight | Self::DedupUnavailable(_) | Self::DedupInconsistent { .. } => Some(1),
             _ => None,
         }
     }

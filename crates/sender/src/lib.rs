@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod batcher;
+mod data_dir;
 mod deliver;
 pub mod dispatch;
 mod filter;

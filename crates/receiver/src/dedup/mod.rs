@@ -59,6 +59,10 @@ pub struct DedupError(pub String);
 pub trait DedupStore: Send + Sync + fmt::Debug + 'static {
     /// Claims each UUID of `uuids` for `token`, returning one outcome per UUID in order.
     ///
+    /// Exactly one per UUID: an answer of another length cannot be matched to the events, so
+    /// the receiver refuses the delivery (503 `dedup_store_inconsistent`, logged at ERROR)
+    /// rather than skip events under a 2xx.
+    ///
     /// A batch may repeat a UUID: every occurrence after the first is reported as
     /// [`ClaimOutcome::Seen`]. A delivery claims once, with a token of its own.
     fn claim<'a>(

@@ -6,6 +6,6 @@ mod backoff;
 mod classify;
 mod retry_after;
 
-pub use backoff::{Backoff, InvalidBackoff, MAX_RETRY_AFTER};
+pub use backoff::{Backoff, DEFAULT_RETRY_FLOOR, InvalidBackoff, MAX_RETRY_AFTER};
 pub use classify::{AttemptResult, Outcome, classify};
 pub use retry_after::parse_retry_after;

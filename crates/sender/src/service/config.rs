@@ -11,7 +11,8 @@
 //! tenant = "acme"
 //! webhook_url = "https://siem.example.com/evo"
 //! signing_secret_env = "ACME_SIEM_SECRET"    # optional (or signing_secret_file = "...")
-//! headers = { Authorization = "Splunk 00000000-0000-0000-0000-000000000000" }  # optional
+//! headers = { Authorization = { env = "ACME_SIEM_AUTH" } }  # optional: a value, { env = "VAR" }
+//!                                            # or { file = "/run/secrets/acme-auth" }
 //! excluded_actions = ["User login"]          # optional
 //! max_batch_events = 500                     # optional
 //! max_batch_bytes = 1048576                  # optional
@@ -22,6 +23,8 @@
 //! attempt_timeout_ms = 30000                 # a whole attempt, response included
 //! retry_base_ms = 1000                       # backoff: full jitter in [0, base * 2^(n-1)] ...
 //! retry_cap_ms = 600000                      # ... capped here
+//! retry_floor_ms = 1000                      # no retry of a batch sooner than this, whatever
+//!                                            # the receiver answers (Retry-After: 0 included)
 //!
 //! [spool]                                    # optional; the default is SQLite in data_dir
 //! backend = "postgres"                       # "sqlite" or "postgres" (several instances)
@@ -32,12 +35,13 @@
 //!                                            # integrations before another takes over
 //! ```
 //!
-//! Secrets are never in the file: the file names environment variables that hold them.
+//! Secrets need not be in the file: it names the environment variables (or files) that hold
+//! them, header values included. A tenant named by two `[[integration]]` tables is refused.
 
 use crate::Integration;
 use crate::dispatch::DispatchSettings;
 use crate::registry::{IntegrationSettings, RegistryError};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, DEFAULT_RETRY_FLOOR};
 use crate::spool::{BacklogLimits, PostgresOptions};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -84,6 +88,23 @@ pub enum ConfigError {
     /// A `[delivery]` setting is out of range.
     #[error("[delivery]: {0}")]
     Delivery(String),
+    /// Two `[[integration]]` tables name the same tenant: refused rather than merged, since
+    /// which one should win is the operator's call.
+    #[error("integration {tenant} is configured twice{at}")]
+    DuplicateTenant {
+        /// The tenant.
+        tenant: String,
+        /// Where, when the text is known: ` (lines 4 and 12)`.
+        at: String,
+    },
+    /// `data_dir` cannot be created or its permissions set.
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A setting is out of range or refused.
     #[error("integration {tenant}: {reason}")]
     Invalid {
@@ -146,6 +167,11 @@ pub struct DeliveryConfig {
     pub retry_base_ms: u64,
     /// The backoff's cap, in milliseconds.
     pub retry_cap_ms: u64,
+    /// The shortest wait before any retry of a batch, in milliseconds, whatever the receiver
+    /// answered (`Retry-After: 0`, a past date, an instant failure). An operator setting: a
+    /// tenant's endpoint must not be able to keep the sender re-sending a batch in a tight loop.
+    /// Tests lower it to run fast; zero is refused.
+    pub retry_floor_ms: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -157,17 +183,19 @@ impl Default for DeliveryConfig {
             attempt_timeout_ms: millis(dispatch.timeout),
             retry_base_ms: 1_000,
             retry_cap_ms: 600_000,
+            retry_floor_ms: u64::try_from(DEFAULT_RETRY_FLOOR.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
 
 impl DeliveryConfig {
-    /// The backoff, checked.
+    /// The backoff, with its floor, checked.
     pub fn backoff(&self) -> Result<Backoff, ConfigError> {
         Backoff::new(
             Duration::from_millis(self.retry_base_ms),
             Duration::from_millis(self.retry_cap_ms),
         )
+        .and_then(|b| b.with_floor(Duration::from_millis(self.retry_floor_ms)))
         .map_err(|e| ConfigError::Delivery(e.to_string()))
     }
 
@@ -277,9 +305,9 @@ pub struct IntegrationConfig {
     pub signing_secret_env: Option<String>,
     /// Or a file holding it (a mounted secret); one trailing newline is ignored.
     pub signing_secret_file: Option<PathBuf>,
-    /// Authorization headers, sent verbatim.
+    /// Authorization headers, sent verbatim: each a value, or where to read it.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValueConfig>,
     /// Audit actions not forwarded (exact match).
     #[serde(default)]
     pub excluded_actions: Vec<String>,
@@ -289,6 +317,70 @@ pub struct IntegrationConfig {
     pub max_batch_bytes: Option<usize>,
     /// Most time the oldest event waits for a batch to fill, in milliseconds.
     pub linger_ms: Option<u64>,
+}
+
+/// One header's value in `[[integration]]`: given in the file, or read at start-up from an
+/// environment variable or a file (one trailing newline ignored), as signing secrets are, so
+/// that a bearer token need not sit in the configuration file.
+///
+/// ```toml
+/// headers = { Authorization = { env = "ACME_SIEM_AUTH" }, X-Tenant = "acme" }
+/// # or: headers = { Authorization = { file = "/run/secrets/acme-auth" } }
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a header value: a string, { env = \"VAR\" } or { file = \"PATH\" }"
+)]
+pub enum HeaderValueConfig {
+    /// The value itself.
+    Value(String),
+    /// The environment variable holding it.
+    Env {
+        /// The variable's name.
+        env: String,
+    },
+    /// The file holding it.
+    File {
+        /// The file's path.
+        file: PathBuf,
+    },
+}
+
+impl std::fmt::Debug for HeaderValueConfig {
+    /// Never the value: an `Authorization` header is a credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+            Self::Env { env } => f.debug_struct("Env").field("env", env).finish(),
+            Self::File { file } => f.debug_struct("File").field("file", file).finish(),
+        }
+    }
+}
+
+impl From<String> for HeaderValueConfig {
+    fn from(value: String) -> Self {
+        Self::Value(value)
+    }
+}
+
+impl HeaderValueConfig {
+    /// The value, read from its variable or file; errors name the header of `tenant`, never a
+    /// value.
+    fn resolve(&self, tenant: &str, header: &str) -> Result<String, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            tenant: tenant.to_owned(),
+            reason: format!("headers.{header}: {reason}"),
+        };
+        match self {
+            Self::Value(value) => Ok(value.clone()),
+            Self::Env { env: var } => std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| invalid(format!("environment variable {var} is not set"))),
+            Self::File { file } => read_secret(file).map_err(|e| invalid(e.to_string())),
+        }
+    }
 }
 
 fn env(var: &str, what: &'static str) -> Result<String, ConfigError> {
@@ -315,6 +407,38 @@ fn read_secret(path: &Path) -> Result<String, ConfigError> {
     Ok(secret.to_owned())
 }
 
+/// The line (1-based) of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
+}
+
+/// The first tenant named by two `[[integration]]` tables of `text`, with both lines.
+fn duplicate_tenant_lines(text: &str) -> Option<(String, usize, usize)> {
+    use toml::de::{DeTable, DeValue};
+    let document = DeTable::parse(text).ok()?;
+    let integrations = document.get_ref().get("integration")?;
+    let DeValue::Array(tables) = integrations.get_ref() else {
+        return None;
+    };
+    let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for table in tables.iter() {
+        let DeValue::Table(table) = table.get_ref() else {
+            continue;
+        };
+        let Some(tenant) = table.get("tenant") else {
+            continue;
+        };
+        let DeValue::String(name) = tenant.get_ref() else {
+            continue;
+        };
+        let line = line_of(text, tenant.span().start);
+        if let Some(first) = first_seen.insert(name, line) {
+            return Some((name.to_string(), first, line));
+        }
+    }
+    None
+}
+
 impl Config {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -322,7 +446,39 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        Ok(toml::from_str(&text)?)
+        Self::parse(&text)
+    }
+
+    /// Parses the text of a configuration file. Beyond what serde checks, a tenant named by two
+    /// `[[integration]]` tables is refused with both line numbers.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        if let Some((tenant, first, second)) = duplicate_tenant_lines(text) {
+            return Err(ConfigError::DuplicateTenant {
+                tenant,
+                at: format!(" (lines {first} and {second})"),
+            });
+        }
+        // Parsed from a table that the scan above cannot see: still refused, without lines.
+        config.check_duplicates()?;
+        Ok(config)
+    }
+
+    /// Refuses a tenant named by two integrations: merging them silently would leave one of
+    /// them unapplied, unnoticed.
+    fn check_duplicates(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        match self
+            .integrations
+            .iter()
+            .find(|i| !seen.insert(i.tenant.as_str()))
+        {
+            Some(twice) => Err(ConfigError::DuplicateTenant {
+                tenant: twice.tenant.clone(),
+                at: String::new(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The ingest token, from its environment variable or its file.
@@ -342,8 +498,10 @@ impl Config {
         }
     }
 
-    /// Every integration's settings, with secrets read from their variables or files.
+    /// Every integration's settings, with secrets and header values read from their variables
+    /// or files. A tenant named twice is refused.
     pub fn settings(&self) -> Result<Vec<IntegrationSettings>, ConfigError> {
+        self.check_duplicates()?;
         self.integrations
             .iter()
             .map(IntegrationConfig::settings)
@@ -387,7 +545,11 @@ impl IntegrationConfig {
             webhook_url: self.webhook_url.clone(),
             signing_secret,
             next_signing_secret: None,
-            headers: self.headers.clone(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), value.resolve(&self.tenant, name)?)))
+                .collect::<Result<_, ConfigError>>()?,
             excluded_actions: self.excluded_actions.clone(),
             max_batch_events: self.max_batch_events,
             max_batch_bytes: self.max_batch_bytes,

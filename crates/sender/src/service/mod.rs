@@ -4,7 +4,8 @@ mod config;
 mod ingest;
 
 pub use config::{
-    Config, ConfigError, DeliveryConfig, IntegrationConfig, SpoolBackend, SpoolConfig,
+    Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, SpoolBackend,
+    SpoolConfig,
 };
 
 use crate::DeliveryStats;
@@ -81,6 +82,7 @@ impl Sender {
     /// integration and the ingest API.
     pub async fn start(config: &Config) -> Result<Self, ServiceError> {
         let ingest_token = config.ingest_token()?;
+        crate::data_dir::prepare(config)?;
         let registry = Arc::new(
             Registry::open(&config.data_dir, config.allow_private_targets.clone())
                 .map_err(|e| ServiceError::Io(e.to_string()))?,

@@ -4,6 +4,7 @@
 mod admin;
 mod common;
 mod deliver;
+mod hardening;
 mod lease;
 mod schedule;
 mod service;

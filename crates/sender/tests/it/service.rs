@@ -237,6 +237,22 @@ fn the_example_config_parses_and_mistakes_are_refused() {
         zero.delivery.backoff().unwrap_err().to_string(),
         "[delivery]: the base delay must be greater than zero"
     );
+    // The pacing floor: 1 s unless the operator lowers it; zero is refused.
+    assert_eq!(
+        tuned.delivery.backoff().unwrap().floor(),
+        std::time::Duration::from_secs(1)
+    );
+    let floored: Config =
+        toml::from_str(&format!("{empty}[delivery]\nretry_floor_ms = 5\n")).unwrap();
+    assert_eq!(
+        floored.delivery.backoff().unwrap().floor(),
+        std::time::Duration::from_millis(5)
+    );
+    let zero: Config = toml::from_str(&format!("{empty}[delivery]\nretry_floor_ms = 0\n")).unwrap();
+    assert_eq!(
+        zero.delivery.backoff().unwrap_err().to_string(),
+        "[delivery]: the retry floor must be greater than zero"
+    );
     let zero: Config =
         toml::from_str(&format!("{empty}[delivery]\nattempt_timeout_ms = 0\n")).unwrap();
     assert!(zero.delivery.dispatch(Vec::new()).is_err());
