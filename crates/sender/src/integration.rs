@@ -15,8 +15,9 @@ pub enum IntegrationError {
     /// The webhook URL is refused by the outbound guard.
     #[error("webhook_url: {0}")]
     Url(#[from] Blocked),
-    /// A header may not be set by an integration (`Host`, `Content-Length`, `Content-Type`, `X-Evo-*`).
-    #[error("headers: {0} is set by the sender and cannot be overridden")]
+    /// A header may not be set by an integration (`Host`, `Content-Length`, `Content-Type`,
+    /// `X-Evo-*`, and the hop-by-hop headers: see [`is_reserved`]).
+    #[error("headers: {0} is reserved (set by the sender, or a hop-by-hop header) and cannot be set")]
     ReservedHeader(String),
     /// A header name or value is not valid HTTP (for example it holds CR or LF).
     #[error("headers: {0} is not a valid header")]
@@ -145,6 +146,14 @@ mod tests {
             "Content-Type",
             "X-Evo-Signature-256",
             "x-evo-anything",
+            "Connection",
+            "Transfer-Encoding",
+            "TE",
+            "Upgrade",
+            "Keep-Alive",
+            "Trailer",
+            "Proxy-Authorization",
+            "proxy-connection",
         ] {
             assert_eq!(
                 base.clone().with_header(name, "x").unwrap_err(),

@@ -320,7 +320,7 @@ async fn settings_change_without_a_restart_secrets_stay_write_only_and_changes_a
         "PUT",
         &settings,
         Some(&f.manage),
-        Some(r#"{"webhook_url": "ftp://x", "headers": {"Content-Type": "text/plain"}, "excluded_actions": [""]}"#),
+        Some(r#"{"webhook_url": "ftp://x", "headers": {"Content-Type": "text/plain", "Transfer-Encoding": "chunked", "Proxy-Authorization": "Basic eA==", "Upgrade": "h2c"}, "excluded_actions": [""]}"#),
     )
     .await;
     assert_eq!(status, 422);
@@ -332,7 +332,14 @@ async fn settings_change_without_a_restart_secrets_stay_write_only_and_changes_a
         .collect();
     assert_eq!(
         fields,
-        ["webhook_url", "headers.Content-Type", "excluded_actions[0]"]
+        [
+            "webhook_url",
+            "headers.Content-Type",
+            "headers.Proxy-Authorization",
+            "headers.Transfer-Encoding",
+            "headers.Upgrade",
+            "excluded_actions[0]"
+        ]
     );
     let (_, view) = call("GET", &settings, Some(&f.manage), None).await;
     assert_eq!(view["excluded_actions"], serde_json::json!(["User login"]));
