@@ -17,7 +17,9 @@ pub enum IntegrationError {
     Url(#[from] Blocked),
     /// A header may not be set by an integration (`Host`, `Content-Length`, `Content-Type`,
     /// `X-Evo-*`, and the hop-by-hop headers: see [`is_reserved`]).
-    #[error("headers: {0} is reserved (set by the sender, or a hop-by-hop header) and cannot be set")]
+    #[error(
+        "headers: {0} is reserved (set by the sender, or a hop-by-hop header) and cannot be set"
+    )]
     ReservedHeader(String),
     /// A header name or value is not valid HTTP (for example it holds CR or LF).
     #[error("headers: {0} is not a valid header")]

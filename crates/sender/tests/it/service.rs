@@ -217,7 +217,12 @@ fn the_example_config_parses_and_mistakes_are_refused() {
     );
 
     // Hop-by-hop headers are refused like the sender's own ones.
-    for name in ["Transfer-Encoding", "Connection", "Proxy-Authorization", "TE"] {
+    for name in [
+        "Transfer-Encoding",
+        "Connection",
+        "Proxy-Authorization",
+        "TE",
+    ] {
         let hop = format!(
             "{empty}[[integration]]\ntenant = \"acme\"\nwebhook_url = \"https://siem.example.com/hook\"\nheaders = {{ \"{name}\" = \"x\" }}\n"
         );
