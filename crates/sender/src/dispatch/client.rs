@@ -111,7 +111,8 @@ pub struct AttemptReport {
     pub detail: String,
 }
 
-/// Sends batches: HTTP/1.1 or 2 over rustls, redirects never followed, every address checked.
+/// Sends batches: HTTP/1.1 or 2 over rustls, redirects never followed, proxies never used (the
+/// environment's proxy variables are ignored), every address checked.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     client: reqwest::Client,
@@ -130,6 +131,10 @@ impl Dispatcher {
         resolver: GuardedResolver,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            // Never through a proxy from the environment (HTTPS_PROXY, ALL_PROXY, ...): a proxy
+            // resolves and connects to the target itself, so the guard would never see the
+            // address and an internal host would be reached.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
