@@ -371,6 +371,42 @@ pub fn check_url(url: &str, allowed: &[IpNet]) -> Result<Url, Blocked> {
     Ok(parsed)
 }
 
+/// `url` fit to show: a user name and password become `***`, and so does every query value
+/// (names stay, so the URL is still recognisable) and the fragment, since SIEMs often take a
+/// token in the query (`https://***@siem.example.com/evo?token=***`). Used wherever a webhook
+/// URL could reach a log line, an error or an API answer other than the settings themselves.
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if !url.username().is_empty() || url.password().is_some() {
+        // Only URLs without a host refuse a user name; those carry none to hide.
+        let _ = shown.set_password(None);
+        let _ = shown.set_username("***");
+    }
+    if url.query().is_some() {
+        let names: Vec<String> = url
+            .query_pairs()
+            .map(|(name, _)| name.into_owned())
+            .collect();
+        shown.set_query(None);
+        if !names.is_empty() {
+            shown
+                .query_pairs_mut()
+                .extend_pairs(names.iter().map(|name| (name.as_str(), "***")));
+        } else {
+            shown.set_query(Some("***"));
+        }
+    }
+    if url.fragment().is_some() {
+        shown.set_fragment(Some("***"));
+    }
+    shown.into()
+}
+
+/// [`redact_url`] for a URL not parsed yet; one that does not parse is not shown at all.
+pub fn redact_url_str(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| "<not a URL>".to_owned(), |url| redact_url(&url))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -565,6 +601,43 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn redacted_urls_keep_no_credential_nor_query_value() {
+        for (url, shown) in [
+            (
+                "https://user:pass@siem.example.com/evo?token=secret&channel=c1#frag",
+                "https://***@siem.example.com/evo?token=***&channel=***#***",
+            ),
+            (
+                "https://user@siem.example.com/",
+                "https://***@siem.example.com/",
+            ),
+            (
+                "https://:pass@siem.example.com/",
+                "https://***@siem.example.com/",
+            ),
+            (
+                "https://siem.example.com/evo?secret",
+                "https://siem.example.com/evo?secret=***",
+            ),
+            (
+                "https://siem.example.com/evo?",
+                "https://siem.example.com/evo?***",
+            ),
+            (
+                "https://siem.example.com/evo",
+                "https://siem.example.com/evo",
+            ),
+            (
+                "http://127.0.0.1:8080/hook?a%20b=c%20d",
+                "http://127.0.0.1:8080/hook?a+b=***",
+            ),
+        ] {
+            assert_eq!(redact_url(&Url::parse(url).unwrap()), shown, "{url}");
+        }
+        assert_eq!(redact_url_str("not a url?token=secret"), "<not a URL>");
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub enum IntegrationError {
 
 /// One tenant's SIEM integration: where to deliver, how to sign, what to exclude, how to batch.
 ///
-/// `Debug` never shows the signing secret or header values.
+/// `Debug` never shows the signing secret, header values, nor the URL's credentials and query
+/// values ([`guard::redact_url`]).
 #[derive(Clone)]
 pub struct Integration {
     tenant: String,
@@ -43,7 +44,7 @@ impl std::fmt::Debug for Integration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Integration")
             .field("tenant", &self.tenant)
-            .field("url", &self.url.as_str())
+            .field("url", &guard::redact_url(&self.url))
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("exclusions", &self.exclusions.len())
@@ -179,6 +180,13 @@ mod tests {
         let debug = format!("{ok:?}");
         assert!(
             !debug.contains("s3cr3t") && !debug.contains("Splunk 0000"),
+            "{debug}"
+        );
+        let query =
+            Integration::new("acme", "https://siem.example.com/evo?token=t0ken", &[]).unwrap();
+        let debug = format!("{query:?}");
+        assert!(
+            !debug.contains("t0ken") && debug.contains("evo?token=***"),
             "{debug}"
         );
     }
