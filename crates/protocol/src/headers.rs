@@ -17,21 +17,85 @@ pub const SIGNATURE_PREFIX: &str = "sha256=";
 /// The content type of every batch.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
-/// Headers that the sender always sets itself (compared case-insensitively).
-const RESERVED: [&str; 3] = ["host", "content-length", "content-type"];
+/// Headers that the sender always sets itself, and hop-by-hop headers, which describe one
+/// connection rather than the request and which an integration setting could use to corrupt the
+/// framing of the request (`Transfer-Encoding`, `Connection`) or to switch protocols (`Upgrade`).
+/// Compared case-insensitively; every `Proxy-*` name and every `X-Evo-*` name is reserved too.
+const RESERVED: [&str; 9] = [
+    "host",
+    "content-length",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
-/// Whether `name` is a header an integration's own authorization headers may not set: `Host`,
-/// `Content-Length`, `Content-Type` and every `X-Evo-*` header, in any letter case.
+/// Name prefixes reserved whole: the wire contract's own headers, and the proxy headers
+/// (`Proxy-Authorization`, `Proxy-Connection`, ...), which are hop-by-hop too.
+const RESERVED_PREFIXES: [&str; 2] = ["x-evo-", "proxy-"];
+
+/// Whether `name` is a header an integration's own authorization headers may not set, in any
+/// letter case: `Host`, `Content-Length`, `Content-Type`, every `X-Evo-*` header (the sender sets
+/// them), and the hop-by-hop headers `Connection`, `Keep-Alive`, `TE`, `Trailer`,
+/// `Transfer-Encoding`, `Upgrade` and every `Proxy-*` header (they belong to the connection, and
+/// would let a setting change how the request is framed or where it goes).
 ///
 /// ```
 /// use evo_siem_protocol::headers::is_reserved;
 /// assert!(is_reserved("Content-Type"));
 /// assert!(is_reserved("X-EVO-Signature-256"));
+/// assert!(is_reserved("Transfer-Encoding"));
+/// assert!(is_reserved("Proxy-Authorization"));
 /// assert!(!is_reserved("Authorization"));
 /// ```
 pub fn is_reserved(name: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
-        || name
-            .get(..6)
-            .is_some_and(|p| p.eq_ignore_ascii_case("x-evo-"))
+        || RESERVED_PREFIXES.iter().any(|prefix| {
+            name.get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reserved;
+
+    #[test]
+    fn reserved_names_in_any_case() {
+        for name in [
+            "Host",
+            "content-length",
+            "CONTENT-TYPE",
+            "X-Evo-Delivery-Id",
+            "x-evo-anything",
+            // Hop-by-hop: they describe the connection, not the request.
+            "Connection",
+            "Keep-Alive",
+            "TE",
+            "te",
+            "Trailer",
+            "Transfer-Encoding",
+            "transfer-encoding",
+            "Upgrade",
+            "Proxy-Authorization",
+            "proxy-connection",
+            "PROXY-Anything",
+        ] {
+            assert!(is_reserved(name), "{name}");
+        }
+        for name in [
+            "Authorization",
+            "X-Splunk-Request-Channel",
+            "Proxy",
+            "Trailers",
+            "Tenant",
+            "X-Evo",
+            "Connections",
+        ] {
+            assert!(!is_reserved(name), "{name}");
+        }
+    }
 }

@@ -15,8 +15,11 @@ pub enum IntegrationError {
     /// The webhook URL is refused by the outbound guard.
     #[error("webhook_url: {0}")]
     Url(#[from] Blocked),
-    /// A header may not be set by an integration (`Host`, `Content-Length`, `Content-Type`, `X-Evo-*`).
-    #[error("headers: {0} is set by the sender and cannot be overridden")]
+    /// A header may not be set by an integration (`Host`, `Content-Length`, `Content-Type`,
+    /// `X-Evo-*`, and the hop-by-hop headers: see [`is_reserved`]).
+    #[error(
+        "headers: {0} is reserved (set by the sender, or a hop-by-hop header) and cannot be set"
+    )]
     ReservedHeader(String),
     /// A header name or value is not valid HTTP (for example it holds CR or LF).
     #[error("headers: {0} is not a valid header")]
@@ -25,7 +28,8 @@ pub enum IntegrationError {
 
 /// One tenant's SIEM integration: where to deliver, how to sign, what to exclude, how to batch.
 ///
-/// `Debug` never shows the signing secret or header values.
+/// `Debug` never shows the signing secret, header values, nor the URL's credentials and query
+/// values ([`guard::redact_url`]).
 #[derive(Clone)]
 pub struct Integration {
     tenant: String,
@@ -40,7 +44,7 @@ impl std::fmt::Debug for Integration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Integration")
             .field("tenant", &self.tenant)
-            .field("url", &self.url.as_str())
+            .field("url", &guard::redact_url(&self.url))
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("exclusions", &self.exclusions.len())
@@ -145,6 +149,14 @@ mod tests {
             "Content-Type",
             "X-Evo-Signature-256",
             "x-evo-anything",
+            "Connection",
+            "Transfer-Encoding",
+            "TE",
+            "Upgrade",
+            "Keep-Alive",
+            "Trailer",
+            "Proxy-Authorization",
+            "proxy-connection",
         ] {
             assert_eq!(
                 base.clone().with_header(name, "x").unwrap_err(),
@@ -168,6 +180,13 @@ mod tests {
         let debug = format!("{ok:?}");
         assert!(
             !debug.contains("s3cr3t") && !debug.contains("Splunk 0000"),
+            "{debug}"
+        );
+        let query =
+            Integration::new("acme", "https://siem.example.com/evo?token=t0ken", &[]).unwrap();
+        let debug = format!("{query:?}");
+        assert!(
+            !debug.contains("t0ken") && debug.contains("evo?token=***"),
             "{debug}"
         );
     }

@@ -52,7 +52,10 @@ impl std::fmt::Debug for IntegrationSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IntegrationSettings")
             .field("tenant", &self.tenant)
-            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_url",
+                &crate::guard::redact_url_str(&self.webhook_url),
+            )
             .field(
                 "signing_secret",
                 &self.signing_secret.as_ref().map(|_| "<redacted>"),

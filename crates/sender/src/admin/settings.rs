@@ -200,7 +200,7 @@ fn apply(
                 field(
                     &mut errors,
                     path,
-                    "Host, Content-Length, Content-Type and X-Evo-* are set by the sender",
+                    "Host, Content-Length, Content-Type and X-Evo-* are set by the sender, and hop-by-hop headers (Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*) may not be set",
                 );
             } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 field(&mut errors, path, "not a valid header name");
@@ -608,7 +608,10 @@ mod tests {
             None,
             update(
                 r#"{"webhook_url": "http://example.com/hook",
-                    "headers": {"Host": "x", "X-Evo-Delivery-Id": "x", "Bad Name": "x", "X-Ok": "a\r\nInjected: yes"},
+                    "headers": {"Host": "x", "X-Evo-Delivery-Id": "x", "Bad Name": "x", "X-Ok": "a\r\nInjected: yes",
+                                "Transfer-Encoding": "chunked", "Connection": "close", "TE": "trailers",
+                                "Upgrade": "h2c", "Keep-Alive": "timeout=5", "Trailer": "X-Ok",
+                                "Proxy-Authorization": "Basic eA==", "proxy-connection": "close"},
                     "signing_secret": {"set": "short"},
                     "excluded_actions": ["User login", ""],
                     "max_batch_events": 0, "max_batch_bytes": 10, "linger_ms": 3600000}"#,
@@ -622,9 +625,17 @@ mod tests {
             [
                 "webhook_url",
                 "headers.Bad Name",
+                "headers.Connection",
                 "headers.Host",
+                "headers.Keep-Alive",
+                "headers.Proxy-Authorization",
+                "headers.TE",
+                "headers.Trailer",
+                "headers.Transfer-Encoding",
+                "headers.Upgrade",
                 "headers.X-Evo-Delivery-Id",
                 "headers.X-Ok",
+                "headers.proxy-connection",
                 "signing_secret",
                 "excluded_actions[1]",
                 "max_batch_events",

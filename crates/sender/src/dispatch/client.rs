@@ -68,34 +68,63 @@ impl FailureKind {
         }
     }
 
-    /// The kind of a transport error, from reqwest's flags and the chain of causes.
+    /// The kind of a transport error, from the types in its chain of causes (the guard's
+    /// [`AllBlocked`](super::AllBlocked), the resolver's [`LookupFailed`](super::LookupFailed),
+    /// [`rustls::Error`], the kind of an [`std::io::Error`]) and reqwest's own flags; never from
+    /// the words of a message.
     fn of(err: &reqwest::Error) -> Self {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        let mut text = String::new();
-        while let Some(cause) = source {
-            if cause
-                .downcast_ref::<super::resolver::AllBlocked>()
-                .is_some()
-            {
+        let mut io_kind = None;
+        for cause in causes(err) {
+            if cause.is::<super::resolver::AllBlocked>() {
                 return FailureKind::Blocked;
             }
-            text.push_str(&cause.to_string().to_ascii_lowercase());
-            text.push(' ');
-            source = cause.source();
+            if cause.is::<super::resolver::LookupFailed>() {
+                return FailureKind::Dns;
+            }
+            if cause.is::<rustls::Error>() {
+                return FailureKind::Tls;
+            }
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                io_kind.get_or_insert(io.kind());
+            }
         }
-        if err.is_timeout() {
-            FailureKind::Timeout
-        } else if text.contains("dns error") || text.contains("failed to lookup address") {
-            FailureKind::Dns
-        } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake")
-        {
-            FailureKind::Tls
-        } else if err.is_connect() {
+        use std::io::ErrorKind;
+        if err.is_timeout() || io_kind == Some(ErrorKind::TimedOut) {
+            return FailureKind::Timeout;
+        }
+        let refused = matches!(
+            io_kind,
+            Some(
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::AddrNotAvailable
+            )
+        );
+        if refused || err.is_connect() {
             FailureKind::Connect
         } else {
             FailureKind::Transport
         }
     }
+}
+
+/// `err` and its causes, outermost first. An [`std::io::Error`] wrapping another error reports
+/// that error's cause as its `source()`, skipping the wrapped error itself (a `rustls::Error`
+/// inside an `io::Error`, say): here the wrapped error comes next instead.
+fn causes<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'e (dyn std::error::Error + 'static)> {
+    let mut pending = Some(err);
+    std::iter::from_fn(move || {
+        let cause = pending.take()?;
+        let wrapped = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        pending = wrapped.or_else(|| cause.source());
+        Some(cause)
+    })
 }
 
 /// What one attempt did.
@@ -111,7 +140,8 @@ pub struct AttemptReport {
     pub detail: String,
 }
 
-/// Sends batches: HTTP/1.1 or 2 over rustls, redirects never followed, every address checked.
+/// Sends batches: HTTP/1.1 or 2 over rustls, redirects never followed, proxies never used (the
+/// environment's proxy variables are ignored), every address checked.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     client: reqwest::Client,
@@ -130,6 +160,10 @@ impl Dispatcher {
         resolver: GuardedResolver,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            // Never through a proxy from the environment (HTTPS_PROXY, ALL_PROXY, ...): a proxy
+            // resolves and connects to the target itself, so the guard would never see the
+            // address and an internal host would be reached.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
@@ -183,12 +217,17 @@ impl Dispatcher {
                     detail,
                 }
             }
-            Err(err) => AttemptReport {
-                result: AttemptResult::Transport,
-                failure: Some(FailureKind::of(&err)),
-                latency: started.elapsed(),
-                detail: describe(&err),
-            },
+            Err(err) => {
+                // The URL may carry a token in its query: the error's text goes to the status,
+                // the logs and Test Saved Webhook, so it must not name the URL.
+                let err = err.without_url();
+                AttemptReport {
+                    result: AttemptResult::Transport,
+                    failure: Some(FailureKind::of(&err)),
+                    latency: started.elapsed(),
+                    detail: describe(&err),
+                }
+            }
         }
     }
 }
@@ -207,7 +246,8 @@ async fn snippet(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&kept).into_owned()
 }
 
-/// A transport error as one line: its kind and its causes (no URL credentials: URLs carry none).
+/// A transport error as one line: its kind and its causes. `err` carries no URL
+/// ([`reqwest::Error::without_url`]), and no cause names one.
 fn describe(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
         "timeout"

@@ -4,4 +4,4 @@ mod client;
 mod resolver;
 
 pub use client::{AttemptReport, DispatchSettings, Dispatcher, FailureKind, SNIPPET_BYTES};
-pub use resolver::{AllBlocked, GuardedResolver, Lookup};
+pub use resolver::{AllBlocked, GuardedResolver, Lookup, LookupFailed};

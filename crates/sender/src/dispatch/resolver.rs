@@ -42,6 +42,16 @@ pub struct AllBlocked {
     reason: String,
 }
 
+/// The host name did not resolve: the lookup's own error, typed, so that a failure is
+/// classified as DNS by its type rather than by the words of a message.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} did not resolve")]
+pub struct LookupFailed {
+    host: String,
+    #[source]
+    source: std::io::Error,
+}
+
 impl GuardedResolver {
     /// Resolves with the system resolver (getaddrinfo on tokio's blocking pool).
     pub fn new(allowed: Arc<[IpNet]>) -> Self {
@@ -65,7 +75,13 @@ impl Resolve for GuardedResolver {
         let (allowed, lookup) = (self.allowed.clone(), self.lookup.clone());
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let answers = lookup(host.clone()).await?;
+            let answers = match lookup(host.clone()).await {
+                Ok(answers) => answers,
+                Err(source) => {
+                    return Err(Box::new(LookupFailed { host, source })
+                        as Box<dyn std::error::Error + Send + Sync>);
+                }
+            };
             let mut reason = String::from("no address");
             let kept: Vec<SocketAddr> = answers
                 .into_iter()

@@ -320,7 +320,7 @@ async fn settings_change_without_a_restart_secrets_stay_write_only_and_changes_a
         "PUT",
         &settings,
         Some(&f.manage),
-        Some(r#"{"webhook_url": "ftp://x", "headers": {"Content-Type": "text/plain"}, "excluded_actions": [""]}"#),
+        Some(r#"{"webhook_url": "ftp://x", "headers": {"Content-Type": "text/plain", "Transfer-Encoding": "chunked", "Proxy-Authorization": "Basic eA==", "Upgrade": "h2c"}, "excluded_actions": [""]}"#),
     )
     .await;
     assert_eq!(status, 422);
@@ -332,7 +332,14 @@ async fn settings_change_without_a_restart_secrets_stay_write_only_and_changes_a
         .collect();
     assert_eq!(
         fields,
-        ["webhook_url", "headers.Content-Type", "excluded_actions[0]"]
+        [
+            "webhook_url",
+            "headers.Content-Type",
+            "headers.Proxy-Authorization",
+            "headers.Transfer-Encoding",
+            "headers.Upgrade",
+            "excluded_actions[0]"
+        ]
     );
     let (_, view) = call("GET", &settings, Some(&f.manage), None).await;
     assert_eq!(view["excluded_actions"], serde_json::json!(["User login"]));
@@ -1055,4 +1062,65 @@ async fn a_delete_stops_the_retries_of_a_batch() {
         after_delete,
         "attempts went on after the DELETE"
     );
+}
+
+/// A webhook URL's credentials are refused without being echoed, and a token in its query never
+/// leaves through the status, an attempt's detail (Test Saved Webhook) or a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_url_credentials_and_query_values_never_leave() {
+    const PASSWORD: &str = "url-password-0123456789";
+    const TOKEN: &str = "url-query-token-0123456789";
+    let f = fixture_with("[delivery]\nretry_base_ms = 60000\nretry_cap_ms = 60000\n").await;
+    let base = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    // A closed port on the allowed loopback address: every attempt fails to connect.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+
+    let (status, answer) = call(
+        "PUT",
+        &base,
+        Some(&f.manage),
+        Some(&format!(
+            r#"{{"webhook_url": "http://user:{PASSWORD}@127.0.0.1:{port}/hook?token={TOKEN}"}}"#
+        )),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let text = answer.to_string();
+    assert!(!text.contains(PASSWORD) && !text.contains(TOKEN), "{text}");
+
+    let url = format!("http://127.0.0.1:{port}/hook?token={TOKEN}&channel=evo");
+    let (status, answer) = call(
+        "PUT",
+        &base,
+        Some(&f.manage),
+        Some(&format!(r#"{{"webhook_url": "{url}"}}"#)),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    ingest(&f, &["User logout"]).await;
+    wait_for("a failed attempt", async || {
+        !call("GET", &format!("{base}/status"), Some(&f.view), None)
+            .await
+            .1["last_error"]
+            .is_null()
+    })
+    .await;
+    let (_, status) = call("GET", &format!("{base}/status"), Some(&f.view), None).await;
+    assert_eq!(status["last_error"]["kind"], "connect", "{status}");
+    let text = status.to_string();
+    assert!(!text.contains(TOKEN), "the token in the status: {text}");
+
+    let (code, diagnosis) = call("POST", &format!("{base}/test"), Some(&f.manage), None).await;
+    assert_eq!(code, 200, "{diagnosis}");
+    assert_eq!(diagnosis["failure"], "connect", "{diagnosis}");
+    let text = diagnosis.to_string();
+    assert!(!text.contains(TOKEN), "the token in the detail: {text}");
+
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(!logs.contains(PASSWORD), "the password in the logs");
+    assert!(!logs.contains(TOKEN), "the token in the logs");
+    f.sender.shutdown().await;
 }

@@ -615,3 +615,76 @@ async fn the_guard_refuses_internal_addresses_even_when_dns_changes_its_answer()
     }
     assert!(fx.server.received_requests().await.unwrap().is_empty());
 }
+
+/// Each transport failure gets its kind from the types of its causes: a refused connection, a
+/// peer that does not speak TLS, one that never answers, a name that does not resolve, and one
+/// that resolves only to blocked addresses.
+#[tokio::test]
+async fn transport_failures_are_classified_by_their_type() {
+    use evo_siem_sender::dispatch::{FailureKind, Lookup};
+    use tokio::io::AsyncWriteExt;
+    let attempt = async |dispatcher: &Dispatcher, url: &str| {
+        let integration = Integration::new("acme", url, &allowed()).unwrap();
+        let report = dispatcher
+            .attempt(&integration, &[], uuid::Uuid::new_v4(), 1)
+            .await;
+        assert_eq!(report.result, AttemptResult::Transport, "{url}");
+        (report.failure, report.detail)
+    };
+    let dispatcher = Dispatcher::new(&DispatchSettings {
+        timeout: Duration::from_millis(500),
+        ..settings()
+    })
+    .unwrap();
+
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let (failure, detail) = attempt(&dispatcher, &format!("http://{closed}/")).await;
+    assert_eq!(failure, Some(FailureKind::Connect), "{detail}");
+
+    // A plain HTTP server behind an https:// URL: the TLS handshake fails.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = plain.accept().await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let (failure, detail) = attempt(&dispatcher, &format!("https://{plain_addr}/")).await;
+    assert_eq!(failure, Some(FailureKind::Tls), "{detail}");
+
+    // Accepts, then never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let (failure, detail) = attempt(&dispatcher, &format!("http://{silent_addr}/")).await;
+    assert_eq!(failure, Some(FailureKind::Timeout), "{detail}");
+
+    // The resolver's answers, whatever their messages say.
+    let lookup: Lookup = Arc::new(|host: String| {
+        Box::pin(async move {
+            match host.as_str() {
+                "internal.example" => Ok(vec!["169.254.169.254".parse().unwrap()]),
+                _ => Err(std::io::Error::other("no such host")),
+            }
+        })
+    });
+    let dispatcher = Dispatcher::with_resolver(
+        &settings(),
+        GuardedResolver::with_lookup(Arc::from(Vec::new()), lookup),
+    )
+    .unwrap();
+    let (failure, detail) = attempt(&dispatcher, "https://nowhere.example/").await;
+    assert_eq!(failure, Some(FailureKind::Dns), "{detail}");
+    let (failure, detail) = attempt(&dispatcher, "https://internal.example/").await;
+    assert_eq!(failure, Some(FailureKind::Blocked), "{detail}");
+}

@@ -216,6 +216,24 @@ fn the_example_config_parses_and_mistakes_are_refused() {
         "integration acme: webhook_url: 10.0.0.8 is a private address"
     );
 
+    // Hop-by-hop headers are refused like the sender's own ones.
+    for name in [
+        "Transfer-Encoding",
+        "Connection",
+        "Proxy-Authorization",
+        "TE",
+    ] {
+        let hop = format!(
+            "{empty}[[integration]]\ntenant = \"acme\"\nwebhook_url = \"https://siem.example.com/hook\"\nheaders = {{ \"{name}\" = \"x\" }}\n"
+        );
+        let config: Config = toml::from_str(&hop).unwrap();
+        let err = config.integrations().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("headers: {name} is reserved")),
+            "{name}: {err}"
+        );
+    }
+
     // [delivery]: defaults when absent, each key optional, nonsense refused.
     assert_eq!(
         config.delivery,
