@@ -94,20 +94,8 @@ pub struct Worker {
     /// Batches being delivered, the one to attempt next on top. A split replaces a batch by its
     /// halves, the left one on top, so the right half waits until the left one is settled.
     batches: Vec<Batch>,
-    /// On a shared spool: until when the lease this worker holds needs no renewal, or, while it
-    /// does not hold it, when to ask again.
-    lease: LeaseState,
-}
-
-/// A worker's view of its lease on a shared spool (see [`Spool::lease`]).
-#[derive(Debug, Clone, Copy)]
-enum LeaseState {
-    /// Not asked yet, or to be asked again now.
-    Unknown,
-    /// Held; renew from this instant on.
-    Held(Instant),
-    /// Another instance holds it; ask again from this instant on.
-    Elsewhere(Instant),
+    /// Whether the lease was held at the last check, to log changes.
+    leased: bool,
 }
 
 impl Worker {
@@ -129,7 +117,7 @@ impl Worker {
             head: None,
             registry: None,
             batches: Vec::new(),
-            lease: LeaseState::Unknown,
+            leased: false,
         }
     }
 
@@ -180,8 +168,10 @@ impl Worker {
                 None => return Ok(Step::Removed),
             }
         }
-        if let Some(wait) = self.hold_lease().await? {
-            return Ok(Step::Wait(wait));
+        if !self.holds_lease() {
+            // Another instance delivers this integration; the lease keeper tells the scheduler
+            // when this one takes the lease.
+            return Ok(Step::Idle);
         }
         if self.batches.is_empty() {
             return self.plan_next().await;
@@ -276,17 +266,10 @@ impl Worker {
         top.attempts += 1;
         let (delivery_id, attempt) = (top.delivery_id, top.attempts);
         let refs: Vec<&str> = events.iter().map(|e| e.json.as_str()).collect();
-        let Some(report) = self
-            .leased(
-                self.dispatcher
-                    .attempt(&self.integration, &refs, delivery_id, attempt),
-            )
-            .await
-        else {
-            self.abandon();
-            self.lease = LeaseState::Unknown;
-            return Ok(Step::Progress);
-        };
+        let report = self
+            .dispatcher
+            .attempt(&self.integration, &refs, delivery_id, attempt)
+            .await;
         let outcome = classify(report.result, events.len());
         tracing::debug!(tenant = self.tenant, %delivery_id, attempt, ?outcome, latency = ?report.latency, "attempt");
         self.record(&report, outcome);
@@ -342,86 +325,45 @@ impl Worker {
         self.backoff.delay(retries, retry_after, &mut self.rng)
     }
 
-    /// On a shared spool, makes sure this worker holds its integration's lease before an
-    /// attempt; returns how long to wait when another instance holds it. A no-op on a spool
-    /// that one process owns.
-    async fn hold_lease(&mut self) -> Result<Option<Duration>, SpoolError> {
-        let Some(ttl) = self.spool.lease_ttl() else {
-            return Ok(None);
-        };
-        let now = Instant::now();
-        match self.lease {
-            LeaseState::Held(renew_at) if now < renew_at => return Ok(None),
-            LeaseState::Elsewhere(ask_at) if now < ask_at => return Ok(Some(ask_at - now)),
-            _ => {}
-        }
-        // Mid-batch the lease is only renewed, never handed over: another instance would send
+    /// On a shared spool, whether this instance holds the integration's lease now (the lease
+    /// keeper's view; no statement). Checked before every attempt: an instance that lost its
+    /// lease, or stalled past it, sends nothing more.
+    fn holds_lease(&mut self) -> bool {
+        // Mid-batch the lease is only kept, never handed over: another instance would send
         // the rest of the queue while this batch is unsettled.
         let hold = if self.batches.is_empty() {
             Hold::Next
         } else {
             Hold::Keep
         };
-        // Renewed at a third of its life, a lease survives two missed renewals.
-        if self.spool.lease(&self.tenant, hold).await? {
-            if !matches!(self.lease, LeaseState::Held(_)) {
+        let held = self.spool.holds(&self.tenant, hold);
+        if held != self.leased {
+            if held {
                 tracing::info!(
                     tenant = self.tenant,
-                    "lease taken: this instance delivers the integration"
+                    "lease held: this instance delivers the integration"
                 );
-            }
-            self.lease = LeaseState::Held(now + ttl / 3);
-            Ok(None)
-        } else {
-            if matches!(self.lease, LeaseState::Held(_)) {
+            } else if self.spool.lease_ttl().is_some() {
                 tracing::info!(tenant = self.tenant, "lease given up or lost");
             }
+            self.leased = held;
+        }
+        if !held {
             self.abandon();
-            // Often enough that a lease handed over to spread the load is taken again soon;
-            // jittered, so that instances waiting for the same lease do not ask in step.
-            let wait = ttl / 8 + ttl.mul_f64(self.rng.f64() / 8.0);
-            self.lease = LeaseState::Elsewhere(now + wait);
-            Ok(Some(wait))
         }
-    }
-
-    /// Runs an attempt while renewing the lease on a shared spool; `None` when the lease was
-    /// lost or could not be renewed, so the batch must be abandoned to the instance that holds
-    /// the lease now.
-    async fn leased<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
-        let Some(ttl) = self.spool.lease_ttl() else {
-            return Some(work.await);
-        };
-        let every = ttl / 3;
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let mut work = std::pin::pin!(work);
-        loop {
-            tokio::select! {
-                out = &mut work => return Some(out),
-                _ = ticks.tick() => match self.spool.lease(&self.tenant, Hold::Keep).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(tenant = self.tenant, "lease lost during a batch; the batch is left to its new holder");
-                        return None;
-                    }
-                    Err(err) => {
-                        tracing::warn!(tenant = self.tenant, error = %err, "lease not renewed; the batch is left for later");
-                        return None;
-                    }
-                },
-            }
-        }
+        held
     }
 
     /// Gives up the lease on a shared spool, so that another instance carries on at once instead
     /// of after the lease expires.
     pub async fn hand_over(&mut self) {
         self.abandon();
-        if self.spool.lease_ttl().is_some() && !matches!(self.lease, LeaseState::Elsewhere(_)) {
+        // Releasing a lease this instance does not hold changes nothing.
+        if self.spool.lease_ttl().is_some() {
             if let Err(err) = self.spool.release(&self.tenant).await {
                 tracing::warn!(tenant = self.tenant, error = %err, "lease not released; it expires by itself");
             }
-            self.lease = LeaseState::Unknown;
+            self.leased = false;
         }
     }
 

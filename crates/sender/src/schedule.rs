@@ -55,7 +55,7 @@ pub struct SchedulerOptions {
     /// Most delivery tasks at once (each runs one integration). Default: 1,024.
     pub max_running: usize,
     /// On a shared spool, how often to look for integrations with events queued through another
-    /// instance. Default: 1 s.
+    /// instance, in case a notification was missed. Default: 5 s.
     pub sweep_every: Duration,
 }
 
@@ -63,7 +63,7 @@ impl Default for SchedulerOptions {
     fn default() -> Self {
         Self {
             max_running: 1024,
-            sweep_every: Duration::from_secs(1),
+            sweep_every: Duration::from_secs(5),
         }
     }
 }
@@ -139,8 +139,18 @@ impl Scheduler {
             inbox: inbox.clone(),
             shutdown,
         };
+        let scheduler = Self { inbox };
+        if let Some(ttl) = core.spool.lease_ttl() {
+            tokio::spawn(wake_on_shared_spool(
+                core.spool.clone(),
+                scheduler.clone(),
+                ttl,
+                options.sweep_every,
+                core.shutdown.clone(),
+            ));
+        }
         let task = tokio::spawn(async move { core.run().await });
-        (Self { inbox }, task)
+        (scheduler, task)
     }
 }
 
@@ -188,7 +198,6 @@ enum Event {
     Due(String),
     Requests,
     Registry,
-    Sweep,
 }
 
 /// How a run of a lane ended.
@@ -224,12 +233,10 @@ struct Core {
 impl Core {
     async fn run(&mut self) {
         self.reconcile();
-        // At start, the lanes with events queued (left by the last run, or by another instance).
-        self.sweep().await;
-        let shared = self.spool.lease_ttl().is_some();
-        let mut sweep = tokio::time::interval(self.options.sweep_every);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        sweep.tick().await;
+        // At start, the lanes with events queued (left by the last run).
+        if self.spool.lease_ttl().is_none() {
+            self.sweep().await;
+        }
         let registry = self.registry.clone();
         let inbox = self.inbox.clone();
         loop {
@@ -242,7 +249,6 @@ impl Core {
                 }
                 () = inbox.notify.notified() => Event::Requests,
                 () = registry.changed() => Event::Registry,
-                _ = sweep.tick(), if shared => Event::Sweep,
             };
             match event {
                 Event::Finished(done) => match *done {
@@ -255,7 +261,6 @@ impl Core {
                 Event::Due(tenant) => self.due(&tenant),
                 Event::Requests => self.take_requests(),
                 Event::Registry => self.reconcile(),
-                Event::Sweep => self.sweep().await,
             }
         }
         // Runs in progress finish their attempt in flight; their lanes are then handed over.
@@ -554,8 +559,55 @@ async fn run_lane(
                 }
             }
             Ok(step) => break RunEnd::Step(step),
+            Err(SpoolError::LeaseLost) => {
+                // Another instance delivers it now: its batch is that instance's to send.
+                worker.abandon();
+                break RunEnd::Step(Step::Idle);
+            }
             Err(err) => break RunEnd::Failed(err),
         }
     };
     (tenant, worker, end)
+}
+
+/// On a spool shared by several instances, what tells the scheduler about work it did not see
+/// arrive: the lease keeper (a lease taken means a queue to look at), the other instances'
+/// ingests (`LISTEN`/`NOTIFY`), and, in case a notification was missed, a look at every queue
+/// with events every `sweep_every`. Each is one statement for all integrations, never one per
+/// integration.
+async fn wake_on_shared_spool(
+    spool: Arc<dyn Spool>,
+    scheduler: Scheduler,
+    ttl: Duration,
+    sweep_every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut arrivals = spool.arrivals();
+    // Renewed at a third of its life, a lease survives two missed rounds.
+    let mut keep = tokio::time::interval(ttl / 3);
+    keep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = tokio::time::interval(sweep_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => if changed.is_err() {
+                return;
+            },
+            _ = keep.tick() => match spool.keep_leases().await {
+                Ok(taken) => taken.iter().for_each(|t| scheduler.mark(t)),
+                Err(err) => tracing::warn!(error = %err, "leases not renewed; retrying"),
+            },
+            Some(tenant) = async { match arrivals.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            } } => scheduler.mark(&tenant),
+            _ = sweep.tick() => match spool.queued().await {
+                Ok(tenants) => tenants.iter().for_each(|t| scheduler.mark(t)),
+                Err(err) => tracing::warn!(error = %err, "could not list the queues with events"),
+            },
+        }
+    }
 }

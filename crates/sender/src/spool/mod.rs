@@ -104,17 +104,20 @@ pub enum SpoolError {
     /// The spool is shutting down.
     #[error("the spool is closed")]
     Closed,
+    /// This instance no longer holds the integration's lease (on a shared spool): another
+    /// instance delivers it now, and nothing of its queue was changed.
+    #[error("this instance no longer holds the integration's lease")]
+    LeaseLost,
 }
 
-/// What a worker asks of [`Spool::lease`].
+/// What a worker asks of [`Spool::holds`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
-    /// Between batches: take the lease if it is free and this instance has no more than its
-    /// share of integrations; keep it if held, or give it up when this instance holds more than
-    /// its share (so integrations spread over the instances that are alive).
+    /// Between batches: whether this instance holds the lease and keeps it. An instance that
+    /// holds more than its share of integrations gives this one up now (so integrations spread
+    /// over the instances that are alive) and answers `false`.
     Next,
-    /// In the middle of a batch: renew the lease if this instance still holds it, never give it
-    /// up and never take it.
+    /// In the middle of a batch: whether this instance still holds the lease; never gives it up.
     Keep,
 }
 
@@ -157,13 +160,32 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
         None
     }
 
-    /// Takes, renews or gives up this instance's lease on delivering `integration`'s queue (see
-    /// [`Hold`]); resolves to whether this instance holds it now, for [`Spool::lease_ttl`] from
-    /// now. While it does not, [`Spool::pending`] returns nothing, so an instance that lost its
-    /// lease cannot start another batch. A spool owned by one process always holds it.
-    fn lease(&self, integration: &str, hold: Hold) -> SpoolFuture<'_, bool> {
+    /// The lease keeper's round, run by each instance every third of [`Spool::lease_ttl`]: in a
+    /// few statements for all integrations, it records that this instance is alive, renews
+    /// every lease it holds, takes free leases of integrations with events queued (up to its
+    /// share), and gives up leases beyond its share. Resolves to the integrations whose lease
+    /// it took in this round, which the scheduler then looks at. A spool owned by one process
+    /// has no leases: nothing to do.
+    fn keep_leases(&self) -> SpoolFuture<'_, Vec<String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Whether this instance holds the lease on delivering `integration`'s queue, from what the
+    /// lease keeper last renewed (no statement): a lease counts as held until a margin before
+    /// it would expire, so an instance that stalls stops sending before another may take over.
+    /// While it does not hold it, [`Spool::pending`] returns nothing and [`Spool::ack`] and
+    /// [`Spool::dead_letter`] fail with [`SpoolError::LeaseLost`]. A spool owned by one process
+    /// always holds it.
+    fn holds(&self, integration: &str, hold: Hold) -> bool {
         let _ = (integration, hold);
-        Box::pin(async { Ok(true) })
+        true
+    }
+
+    /// Integrations that got events through another instance, as they are committed (on
+    /// PostgreSQL, `LISTEN`/`NOTIFY`), so that the holder of their lease need not poll. `None`
+    /// for a spool owned by one process (its own ingest tells the scheduler). Called once.
+    fn arrivals(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        None
     }
 
     /// Gives up this instance's lease on `integration`, so another instance can take over at

@@ -26,9 +26,11 @@ use super::{
     SpooledEvent, action_of, from_unix_ms, unix_ms,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -146,7 +148,32 @@ pub struct PostgresSpool {
     lease_ttl: Duration,
     timeout: Duration,
     instance: String,
+    /// The leases this instance holds, as the lease keeper last renewed them.
+    leases: Arc<Mutex<LeaseBook>>,
+    /// How to open the `LISTEN` connection (outside the pool: it stays open).
+    listener: Arc<ListenerConfig>,
 }
+
+/// This instance's leases, kept by [`Spool::keep_leases`] and read by [`Spool::holds`].
+#[derive(Debug, Default)]
+struct LeaseBook {
+    /// Each held lease and until when it counts as held here: the instant its last renewal was
+    /// sent, plus its life, minus a margin.
+    held: HashMap<String, Instant>,
+    /// Leases beyond this instance's share, to give up between batches.
+    surplus: usize,
+    /// Leases given up between batches, deleted at the next round.
+    given_up: Vec<String>,
+}
+
+/// The connection settings of the `LISTEN` connection.
+struct ListenerConfig {
+    config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
+}
+
+/// The channel on which appends announce the integration they queued events for.
+const ARRIVALS: &str = "evo_siem_arrivals";
 
 impl fmt::Debug for PostgresSpool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -200,14 +227,18 @@ impl PostgresSpool {
         // `sslmode=require`: TLS, with the server's certificate verified against the system's
         // roots (as libpq's verify-full). Otherwise no TLS: never encryption without
         // verification, which would only look safe.
-        let manager = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            Manager::from_config(
-                config,
-                MakeRustlsConnect::new(tls_config()?),
-                manager_config,
-            )
+        let tls = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            Some(MakeRustlsConnect::new(tls_config()?))
         } else {
-            Manager::from_config(config, NoTls, manager_config)
+            None
+        };
+        let listener = Arc::new(ListenerConfig {
+            config: config.clone(),
+            tls: tls.clone(),
+        });
+        let manager = match tls {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
@@ -223,6 +254,8 @@ impl PostgresSpool {
             lease_ttl: options.lease_ttl,
             timeout: options.timeout,
             instance: options.instance,
+            leases: Arc::default(),
+            listener,
         };
         spool.bounded(spool.migrate()).await?;
         Ok(spool)
@@ -340,6 +373,7 @@ impl PostgresSpool {
         let (actions, jsons): (Vec<String>, Vec<String>) =
             events.into_iter().map(|e| (e.action, e.json)).unzip();
         insert_events(&tx, &integration, &actions, &jsons, &sizes).await?;
+        notify(&tx, &integration).await?;
         tx.commit().await.map_err(|e| db(&e))
     }
 
@@ -376,24 +410,49 @@ impl PostgresSpool {
 
     async fn ack_now(&self, integration: String, ids: Vec<i64>) -> Result<(), SpoolError> {
         let client = self.client().await?;
+        // Fenced: only while this instance holds the lease, checked in the same statement, so
+        // an instance that lost it deletes nothing of the new holder's.
         let ack = client
             .prepare_cached(
-                "WITH gone AS (
-                    DELETE FROM spool_events WHERE integration = $1 AND id = ANY($2)
+                "WITH lease AS (
+                    SELECT 1 FROM spool_leases
+                    WHERE integration = $1 AND holder = $3 AND expires_at > now()
+                 ), gone AS (
+                    DELETE FROM spool_events
+                    WHERE integration = $1 AND id = ANY($2) AND EXISTS (SELECT 1 FROM lease)
                     RETURNING size
+                 ), counted AS (
+                    UPDATE spool_backlogs
+                       SET events = events - (SELECT count(*) FROM gone),
+                           bytes = bytes - (SELECT coalesce(sum(size), 0) FROM gone)
+                    WHERE integration = $1
                  )
-                 UPDATE spool_backlogs
-                    SET events = events - (SELECT count(*) FROM gone),
-                        bytes = bytes - (SELECT coalesce(sum(size), 0) FROM gone)
-                 WHERE integration = $1",
+                 SELECT EXISTS (SELECT 1 FROM lease)",
             )
             .await
             .map_err(|e| db(&e))?;
-        client
-            .execute(&ack, &[&integration, &ids])
+        let held: bool = client
+            .query_one(&ack, &[&integration, &ids, &self.instance])
             .await
-            .map_err(|e| db(&e))?;
-        Ok(())
+            .map_err(|e| db(&e))?
+            .get(0);
+        if held {
+            Ok(())
+        } else {
+            self.forget(&integration);
+            Err(SpoolError::LeaseLost)
+        }
+    }
+
+    /// Drops a lease from this instance's book (the database says it is not held).
+    fn forget(&self, integration: &str) {
+        self.book().held.remove(integration);
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, LeaseBook> {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn dead_letter_now(
@@ -403,25 +462,43 @@ impl PostgresSpool {
         reason: String,
     ) -> Result<(), SpoolError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "WITH gone AS (
-                    DELETE FROM spool_events WHERE integration = $1 AND id = $2
+        let held: bool = client
+            .query_one(
+                "WITH lease AS (
+                    SELECT 1 FROM spool_leases
+                    WHERE integration = $1 AND holder = $5 AND expires_at > now()
+                 ), gone AS (
+                    DELETE FROM spool_events
+                    WHERE integration = $1 AND id = $2 AND EXISTS (SELECT 1 FROM lease)
                     RETURNING id, json, size
                  ), kept AS (
                     INSERT INTO spool_dead_letters (id, integration, json, reason, at_unix_ms)
                     SELECT id, $1, json, $3, $4 FROM gone
                     ON CONFLICT (id) DO NOTHING
+                 ), counted AS (
+                    UPDATE spool_backlogs
+                       SET events = events - (SELECT count(*) FROM gone),
+                           bytes = bytes - (SELECT coalesce(sum(size), 0) FROM gone)
+                    WHERE integration = $1
                  )
-                 UPDATE spool_backlogs
-                    SET events = events - (SELECT count(*) FROM gone),
-                        bytes = bytes - (SELECT coalesce(sum(size), 0) FROM gone)
-                 WHERE integration = $1",
-                &[&integration, &id, &reason, &unix_ms(SystemTime::now())],
+                 SELECT EXISTS (SELECT 1 FROM lease)",
+                &[
+                    &integration,
+                    &id,
+                    &reason,
+                    &unix_ms(SystemTime::now()),
+                    &self.instance,
+                ],
             )
             .await
-            .map_err(|e| db(&e))?;
-        Ok(())
+            .map_err(|e| db(&e))?
+            .get(0);
+        if held {
+            Ok(())
+        } else {
+            self.forget(&integration);
+            Err(SpoolError::LeaseLost)
+        }
     }
 
     async fn dead_letters_now(&self, integration: String) -> Result<Vec<DeadLetter>, SpoolError> {
@@ -493,102 +570,180 @@ impl PostgresSpool {
             )
             .await
             .map_err(|e| db(&e))?;
+            notify(&tx, &integration).await?;
         }
         tx.commit().await.map_err(|e| db(&e))?;
         Ok(count as u64)
     }
 
-    async fn lease_now(&self, integration: String, hold: Hold) -> Result<bool, SpoolError> {
+    /// One round of the lease keeper (see [`Spool::keep_leases`]).
+    async fn keep_leases_now(&self) -> Result<Vec<String>, SpoolError> {
         let ttl = self.lease_ttl.as_secs_f64();
-        let mut client = self.client().await?;
-        if hold == Hold::Keep {
-            // The heartbeat too: an instance deep in a long backoff wait is still alive.
-            let renewed = client
-                .query_one(
-                    "WITH beat AS (
-                        UPDATE spool_instances SET expires_at = now() + make_interval(secs => $3)
-                        WHERE holder = $2
-                     ), renewed AS (
-                        UPDATE spool_leases SET expires_at = now() + make_interval(secs => $3)
-                        WHERE integration = $1 AND holder = $2
-                        RETURNING 1
-                     )
-                     SELECT count(*) FROM renewed",
-                    &[&integration, &self.instance, &ttl],
-                )
-                .await
-                .map_err(|e| db(&e))?
-                .get::<_, i64>(0);
-            return Ok(renewed == 1);
-        }
-        let tx = client.transaction().await.map_err(|e| db(&e))?;
-        // The heartbeat that counts this instance among those alive, and the forgetting of
-        // instances long gone.
-        tx.execute(
-            "INSERT INTO spool_instances (holder, expires_at)
-             VALUES ($1, now() + make_interval(secs => $2))
-             ON CONFLICT (holder) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-            &[&self.instance, &ttl],
-        )
-        .await
-        .map_err(|e| db(&e))?;
-        tx.execute(
-            "DELETE FROM spool_instances WHERE expires_at < now() - interval '1 hour'",
-            &[],
-        )
-        .await
-        .map_err(|e| db(&e))?;
-        let shares = tx
-            .query_one(
-                "SELECT
-                    (SELECT count(*) FROM spool_instances WHERE expires_at > now()),
-                    (SELECT count(*) FROM spool_leases WHERE integration <> $1) + 1,
-                    (SELECT count(*) FROM spool_leases
-                     WHERE holder = $2 AND expires_at > now() AND integration <> $1)",
-                &[&integration, &self.instance],
+        // Counted from before the statement: the database's expiry is later than this.
+        let sent = Instant::now();
+        let given_up = std::mem::take(&mut self.book().given_up);
+        let client = self.client().await?;
+        // The heartbeat, the leases given up between batches, and the renewal of the others,
+        // in one statement.
+        let renewed = client
+            .query(
+                "WITH beat AS (
+                    INSERT INTO spool_instances (holder, expires_at)
+                    VALUES ($1, now() + make_interval(secs => $2))
+                    ON CONFLICT (holder) DO UPDATE SET expires_at = EXCLUDED.expires_at
+                 ), gone AS (
+                    DELETE FROM spool_leases WHERE holder = $1 AND integration = ANY($3)
+                 )
+                 UPDATE spool_leases SET expires_at = now() + make_interval(secs => $2)
+                 WHERE holder = $1 AND NOT (integration = ANY($3))
+                 RETURNING integration",
+                &[&self.instance, &ttl, &given_up],
             )
             .await
             .map_err(|e| db(&e))?;
-        let (alive, integrations, mine): (i64, i64, i64) =
-            (shares.get(0), shares.get(1), shares.get(2));
-        let share = (integrations + alive.max(1) - 1) / alive.max(1);
-        let held = if mine < share {
-            tx.query_opt(
-                "INSERT INTO spool_leases (integration, holder, expires_at)
-                 VALUES ($1, $2, now() + make_interval(secs => $3))
-                 ON CONFLICT (integration) DO UPDATE
-                    SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-                    WHERE spool_leases.holder = EXCLUDED.holder
-                       OR spool_leases.expires_at <= now()
-                 RETURNING holder",
-                &[&integration, &self.instance, &ttl],
+        for tenant in &given_up {
+            tracing::info!(
+                tenant,
+                instance = self.instance,
+                "lease handed over to spread integrations"
+            );
+        }
+        let mut held: HashMap<String, Instant> = renewed
+            .iter()
+            .map(|r| (r.get::<_, String>(0), sent + self.lease_ttl - self.margin()))
+            .collect();
+        // This instance's share: the integrations that have a lease or events, over the
+        // instances alive.
+        let counts = client
+            .query_one(
+                "SELECT
+                    (SELECT count(*) FROM spool_instances WHERE expires_at > now()),
+                    (SELECT count(*) FROM (
+                        SELECT integration FROM spool_leases
+                        UNION SELECT integration FROM spool_backlogs WHERE events > 0) AS wanted)",
+                &[],
             )
             .await
-            .map_err(|e| db(&e))?
-            .is_some()
-        } else {
-            // More than this instance's share: hand this one over (between batches only).
-            let given_up = tx
-                .execute(
-                    "DELETE FROM spool_leases WHERE integration = $1 AND holder = $2",
-                    &[&integration, &self.instance],
+            .map_err(|e| db(&e))?;
+        let (alive, wanted): (i64, i64) = (counts.get(0), counts.get(1));
+        let share = usize::try_from((wanted + alive.max(1) - 1) / alive.max(1)).unwrap_or(0);
+        let mut taken = Vec::new();
+        if held.len() < share {
+            let room = i64::try_from(share - held.len()).unwrap_or(0);
+            let rows = client
+                .query(
+                    "INSERT INTO spool_leases (integration, holder, expires_at)
+                     SELECT b.integration, $1, now() + make_interval(secs => $2)
+                     FROM spool_backlogs b LEFT JOIN spool_leases l USING (integration)
+                     WHERE b.events > 0 AND (l.integration IS NULL OR l.expires_at <= now())
+                     ORDER BY random() LIMIT $3
+                     ON CONFLICT (integration) DO UPDATE
+                        SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                        WHERE spool_leases.expires_at <= now()
+                     RETURNING integration",
+                    &[&self.instance, &ttl, &room],
                 )
                 .await
                 .map_err(|e| db(&e))?;
-            if given_up > 0 {
-                tracing::info!(
-                    integration,
-                    instance = self.instance,
-                    "lease handed over to spread integrations"
-                );
+            for row in rows {
+                let tenant: String = row.get(0);
+                held.insert(tenant.clone(), sent + self.lease_ttl - self.margin());
+                taken.push(tenant);
             }
-            false
-        };
-        tx.commit().await.map_err(|e| db(&e))?;
-        Ok(held)
+        }
+        let mut surplus = held.len().saturating_sub(share);
+        if surplus > 0 {
+            // Leases of integrations with nothing queued go at once; busy ones between batches.
+            let surplus_i64 = i64::try_from(surplus).unwrap_or(0);
+            let released = client
+                .query(
+                    "DELETE FROM spool_leases WHERE holder = $1 AND integration IN (
+                        SELECT l.integration FROM spool_leases l
+                        LEFT JOIN spool_backlogs b USING (integration)
+                        WHERE l.holder = $1 AND coalesce(b.events, 0) = 0
+                        LIMIT $2)
+                     RETURNING integration",
+                    &[&self.instance, &surplus_i64],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            for row in released {
+                held.remove(&row.get::<_, String>(0));
+                surplus -= 1;
+            }
+        }
+        let mut book = self.book();
+        for tenant in book.held.keys() {
+            if !held.contains_key(tenant) && !given_up.contains(tenant) {
+                tracing::warn!(tenant, instance = self.instance, "lease lost");
+            }
+        }
+        book.held = held;
+        book.surplus = surplus;
+        drop(book);
+        for tenant in &taken {
+            tracing::info!(tenant, instance = self.instance, "lease taken");
+        }
+        Ok(taken)
+    }
+
+    /// Takes `integration`'s lease now if it is free (or already this instance's), whatever
+    /// this instance's share; resolves to whether it holds it. For tests and tools: the lease
+    /// keeper takes leases by itself.
+    pub async fn take_lease(&self, integration: &str) -> Result<bool, SpoolError> {
+        let ttl = self.lease_ttl.as_secs_f64();
+        let sent = Instant::now();
+        let taken = self
+            .bounded(async {
+                let client = self.client().await?;
+                client
+                    .query_opt(
+                        "INSERT INTO spool_leases (integration, holder, expires_at)
+                         VALUES ($1, $2, now() + make_interval(secs => $3))
+                         ON CONFLICT (integration) DO UPDATE
+                            SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+                            WHERE spool_leases.holder = EXCLUDED.holder
+                               OR spool_leases.expires_at <= now()
+                         RETURNING holder",
+                        &[&integration, &self.instance, &ttl],
+                    )
+                    .await
+                    .map_err(|e| db(&e))
+            })
+            .await?
+            .is_some();
+        if taken {
+            self.book().held.insert(
+                integration.to_owned(),
+                sent + self.lease_ttl - self.margin(),
+            );
+        }
+        Ok(taken)
+    }
+
+    /// How long before a lease expires this instance stops counting it as held: room for a
+    /// clock that runs a little fast and a statement that took long.
+    fn margin(&self) -> Duration {
+        self.lease_ttl / 5
+    }
+
+    fn holds_now(&self, integration: &str, hold: Hold) -> bool {
+        let mut book = self.book();
+        let held = book
+            .held
+            .get(integration)
+            .is_some_and(|until| Instant::now() < *until);
+        if held && hold == Hold::Next && book.surplus > 0 {
+            book.surplus -= 1;
+            book.held.remove(integration);
+            book.given_up.push(integration.to_owned());
+            return false;
+        }
+        held
     }
 
     async fn release_now(&self, integration: String) -> Result<(), SpoolError> {
+        self.forget(&integration);
         let client = self.client().await?;
         client
             .execute(
@@ -598,6 +753,75 @@ impl PostgresSpool {
             .await
             .map_err(|e| db(&e))?;
         Ok(())
+    }
+}
+
+/// Announces, on commit, that `integration` has new events (see [`Spool::arrivals`]).
+async fn notify(
+    tx: &deadpool_postgres::Transaction<'_>,
+    integration: &str,
+) -> Result<(), SpoolError> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&ARRIVALS, &integration])
+        .await
+        .map_err(|e| db(&e))?;
+    Ok(())
+}
+
+/// Keeps a `LISTEN` connection open and forwards each announced integration to `tx`, until the
+/// receiver is dropped; reconnects after a failure. A notification that does not fit in `tx` is
+/// dropped: the scheduler's periodic look at the queues finds its events anyway.
+async fn listen(config: Arc<ListenerConfig>, tx: tokio::sync::mpsc::Sender<String>) {
+    while !tx.is_closed() {
+        let result = match &config.tls {
+            Some(tls) => match config.config.connect(tls.clone()).await {
+                Ok((client, connection)) => forward(client, connection, &tx).await,
+                Err(err) => Err(err),
+            },
+            None => match config.config.connect(NoTls).await {
+                Ok((client, connection)) => forward(client, connection, &tx).await,
+                Err(err) => Err(err),
+            },
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %db(&err), "the LISTEN connection failed; reconnecting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Drives one `LISTEN` connection until it closes, the receiver is dropped, or it fails.
+async fn forward<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    tx: &tokio::sync::mpsc::Sender<String>,
+) -> Result<(), tokio_postgres::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let statement = format!("LISTEN {ARRIVALS}");
+    let listening = client.batch_execute(&statement);
+    let mut listening = std::pin::pin!(listening);
+    let mut listened = false;
+    let mut check = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            done = &mut listening, if !listened => {
+                done?;
+                listened = true;
+            }
+            message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    let _ = tx.try_send(n.payload().to_owned());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err),
+                None => return Ok(()),
+            },
+            _ = check.tick() => if tx.is_closed() {
+                return Ok(());
+            },
+        }
     }
 }
 
@@ -730,9 +954,18 @@ impl Spool for PostgresSpool {
         Some(self.lease_ttl)
     }
 
-    fn lease(&self, integration: &str, hold: Hold) -> SpoolFuture<'_, bool> {
-        let integration = integration.to_owned();
-        Box::pin(self.bounded(self.lease_now(integration, hold)))
+    fn keep_leases(&self) -> SpoolFuture<'_, Vec<String>> {
+        Box::pin(self.bounded(self.keep_leases_now()))
+    }
+
+    fn holds(&self, integration: &str, hold: Hold) -> bool {
+        self.holds_now(integration, hold)
+    }
+
+    fn arrivals(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(listen(self.listener.clone(), tx));
+        Some(rx)
     }
 
     fn release(&self, integration: &str) -> SpoolFuture<'_, ()> {
@@ -741,6 +974,7 @@ impl Spool for PostgresSpool {
     }
 
     fn leave(&self) -> SpoolFuture<'_, ()> {
+        self.book().held.clear();
         Box::pin(self.bounded(async move {
             let client = self.client().await?;
             client

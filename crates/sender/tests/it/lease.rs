@@ -5,7 +5,7 @@
 use crate::common::ScratchDatabase;
 use evo_siem_sender::service::{Config, Sender};
 use evo_siem_sender::spool::{
-    BacklogLimits, Hold, NewEvent, PostgresOptions, PostgresSpool, Spool,
+    BacklogLimits, Hold, NewEvent, PostgresOptions, PostgresSpool, Spool, SpoolError,
 };
 use std::time::{Duration, Instant};
 
@@ -37,12 +37,11 @@ async fn one_instance_delivers_an_integration_until_its_lease_expires() {
     a.append("acme", vec![event(1)]).await.unwrap();
     b.append("acme", vec![event(2)]).await.unwrap();
 
-    assert!(a.lease("acme", Hold::Next).await.unwrap());
-    assert!(
-        !b.lease("acme", Hold::Next).await.unwrap(),
-        "a second holder"
-    );
-    assert!(!b.lease("acme", Hold::Keep).await.unwrap());
+    // The keeper takes the lease of a queue with events; the other instance finds it taken.
+    assert_eq!(a.keep_leases().await.unwrap(), ["acme"]);
+    assert!(b.keep_leases().await.unwrap().is_empty(), "a second holder");
+    assert!(a.holds("acme", Hold::Keep));
+    assert!(!b.holds("acme", Hold::Keep));
     assert_eq!(a.pending("acme", 10).await.unwrap().len(), 2);
     // Without the lease, nothing to deliver: an instance that lost it cannot start a batch.
     assert!(b.pending("acme", 10).await.unwrap().is_empty());
@@ -50,13 +49,15 @@ async fn one_instance_delivers_an_integration_until_its_lease_expires() {
     // A holder that renews keeps it past its first expiry.
     for _ in 0..3 {
         tokio::time::sleep(ttl / 3).await;
-        assert!(a.lease("acme", Hold::Keep).await.unwrap());
-        assert!(!b.lease("acme", Hold::Next).await.unwrap());
+        assert!(a.keep_leases().await.unwrap().is_empty());
+        assert!(a.holds("acme", Hold::Keep));
+        assert!(b.keep_leases().await.unwrap().is_empty());
     }
 
-    // A holder that stops renewing (killed) loses it once it expires; the other carries on.
+    // A holder that stops renewing (killed, or stalled) loses it once it expires; the other
+    // carries on.
     let died = Instant::now();
-    while !b.lease("acme", Hold::Next).await.unwrap() {
+    while b.keep_leases().await.unwrap().is_empty() {
         assert!(
             died.elapsed() < ttl * 4,
             "no takeover after the lease expired"
@@ -67,14 +68,35 @@ async fn one_instance_delivers_an_integration_until_its_lease_expires() {
         died.elapsed() >= ttl / 2,
         "taken over before the lease expired"
     );
+    assert!(b.holds("acme", Hold::Keep));
     assert_eq!(b.pending("acme", 10).await.unwrap().len(), 2);
-    // The old holder learns it lost the lease and reads nothing more.
-    assert!(!a.lease("acme", Hold::Keep).await.unwrap());
+    // The old holder, stalled past its lease, counts it lost without asking, reads nothing,
+    // and can neither acknowledge nor dead-letter anything of the new holder's.
+    assert!(!a.holds("acme", Hold::Keep));
     assert!(a.pending("acme", 10).await.unwrap().is_empty());
+    let ids: Vec<i64> = b
+        .pending("acme", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(matches!(
+        a.ack("acme", ids.clone()).await,
+        Err(SpoolError::LeaseLost)
+    ));
+    assert!(matches!(
+        a.dead_letter("acme", ids[0], "refused".into()).await,
+        Err(SpoolError::LeaseLost)
+    ));
+    assert_eq!(b.pending("acme", 10).await.unwrap().len(), 2);
+    assert!(b.dead_letters("acme").await.unwrap().is_empty());
+    assert_eq!(b.backlog("acme").await.unwrap().events, 2);
 
     // A release hands over at once.
     b.release("acme").await.unwrap();
-    assert!(a.lease("acme", Hold::Next).await.unwrap());
+    assert!(!b.holds("acme", Hold::Keep));
+    assert_eq!(a.keep_leases().await.unwrap(), ["acme"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,29 +106,29 @@ async fn integrations_spread_over_the_instances_alive() {
     let tenants = ["t1", "t2", "t3", "t4"];
     let a = instance(&db, ttl).await;
     for t in tenants {
-        assert!(
-            a.lease(t, Hold::Next).await.unwrap(),
-            "alone, a takes every integration"
-        );
+        a.append(t, vec![event(1)]).await.unwrap();
     }
-    // b comes up: its first request counts it as alive, and it holds none yet.
+    assert_eq!(
+        a.keep_leases().await.unwrap().len(),
+        4,
+        "alone, a takes every integration"
+    );
+    // b comes up: its first round counts it as alive, and every lease is taken.
     let b = instance(&db, ttl).await;
-    for t in tenants {
-        assert!(!b.lease(t, Hold::Next).await.unwrap());
-    }
-    // Between batches, a gives up what is beyond its share; b takes what is free.
-    for _ in 0..2 {
-        for t in tenants {
-            a.lease(t, Hold::Next).await.unwrap();
-            b.lease(t, Hold::Next).await.unwrap();
-        }
-    }
+    assert!(b.keep_leases().await.unwrap().is_empty());
+    // a's next round finds it holds more than its share; between batches it gives up what is
+    // beyond it, and b takes what is free.
+    a.keep_leases().await.unwrap();
+    let kept: Vec<&str> = tenants
+        .into_iter()
+        .filter(|t| a.holds(t, Hold::Next))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    a.keep_leases().await.unwrap();
+    assert_eq!(b.keep_leases().await.unwrap().len(), 2);
     let mut held = (0, 0);
     for t in tenants {
-        let (by_a, by_b) = (
-            a.lease(t, Hold::Keep).await.unwrap(),
-            b.lease(t, Hold::Keep).await.unwrap(),
-        );
+        let (by_a, by_b) = (a.holds(t, Hold::Keep), b.holds(t, Hold::Keep));
         assert!(by_a != by_b, "{t}: exactly one holder");
         held.0 += usize::from(by_a);
         held.1 += usize::from(by_b);

@@ -51,8 +51,8 @@ impl Spool for Counting {
     fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64> {
         self.inner.replay(integration, ids)
     }
-    fn lease(&self, integration: &str, hold: Hold) -> SpoolFuture<'_, bool> {
-        self.inner.lease(integration, hold)
+    fn holds(&self, integration: &str, hold: Hold) -> bool {
+        self.inner.holds(integration, hold)
     }
 }
 

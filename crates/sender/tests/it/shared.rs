@@ -130,7 +130,16 @@ async fn instances_share_settings_and_tokens() {
             .starts_with(&new_siem.uri()),
         "{view}"
     );
-    // ... and whichever instance delivers uses it.
+    // ... and, once each instance copied it (within `SYNC_EVERY`), whichever delivers uses it.
+    for sender in [&a, &b] {
+        eventually("the change copied to every instance", async || {
+            sender
+                .registry()
+                .get("acme")
+                .is_some_and(|i| i.url().as_str().starts_with(&new_siem.uri()))
+        })
+        .await;
+    }
     for n in 0..4 {
         assert_eq!(ingest(if n % 2 == 0 { &a } else { &b }, n).await, 202);
     }

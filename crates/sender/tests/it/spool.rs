@@ -4,7 +4,7 @@
 
 use crate::common::ScratchDatabase;
 use evo_siem_sender::spool::{
-    Backlog, BacklogLimits, Hold, NewEvent, PostgresOptions, PostgresSpool, Spool, SpoolError,
+    Backlog, BacklogLimits, NewEvent, PostgresOptions, PostgresSpool, Spool, SpoolError,
     SqliteSpool,
 };
 use std::sync::Arc;
@@ -50,15 +50,16 @@ impl Place {
             Place::Sqlite(dir) => {
                 Arc::new(SqliteSpool::open(&dir.path().join("spool.db"), limits).unwrap())
             }
-            Place::Postgres(db) => Arc::new(
-                PostgresSpool::connect(PostgresOptions::new(db.url.clone()), limits)
+            Place::Postgres(db) => {
+                let spool = PostgresSpool::connect(PostgresOptions::new(db.url.clone()), limits)
                     .await
-                    .unwrap(),
-            ),
+                    .unwrap();
+                for integration in ["acme", "globex"] {
+                    assert!(spool.take_lease(integration).await.unwrap());
+                }
+                Arc::new(spool)
+            }
         };
-        for integration in ["acme", "globex"] {
-            assert!(spool.lease(integration, Hold::Next).await.unwrap());
-        }
         spool
     }
 }
