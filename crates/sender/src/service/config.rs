@@ -30,11 +30,15 @@
 //! pool_size = 8                              # postgres: connections per instance
 //! lease_ttl_ms = 10000                       # postgres: how long a dead instance holds its
 //!                                            # integrations before another takes over
+//!
+//! [metrics]                                  # optional
+//! max_tenant_series = 50                     # integrations with series of their own, at most
 //! ```
 //!
 //! Secrets are never in the file: the file names environment variables that hold them.
 
 use crate::Integration;
+use crate::admin::MetricsConfig;
 use crate::dispatch::DispatchSettings;
 use crate::registry::{IntegrationSettings, RegistryError};
 use crate::retry::Backoff;
@@ -129,6 +133,9 @@ pub struct Config {
     /// Where the spool lives.
     #[serde(default)]
     pub spool: SpoolConfig,
+    /// What `/metrics` shows.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The integrations this file seeds.
     #[serde(default, rename = "integration")]
     pub integrations: Vec<IntegrationConfig>,

@@ -5,6 +5,7 @@ mod admin;
 mod common;
 mod deliver;
 mod lease;
+mod metrics;
 mod service;
 mod shared;
 mod spool;
