@@ -35,7 +35,28 @@ pub(crate) fn run(harness_args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo bench failed: {status}");
     }
-    summarize(&root.join("target/criterion"))
+    // The sender against the number of integrations: a child process per case. Its table is
+    // captured to be repeated in the summary (it also goes to the terminal as it comes).
+    let tenants = cargo()
+        .current_dir(&root)
+        .args(["bench", "--bench", "tenants"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo bench --bench tenants")?;
+    let tenants_table = String::from_utf8_lossy(&tenants.stdout).into_owned();
+    print!("{tenants_table}");
+    if !tenants.status.success() {
+        bail!("cargo bench --bench tenants failed: {}", tenants.status);
+    }
+    summarize(&root.join("target/criterion"))?;
+    println!("\n== the sender at many integrations (--bench tenants) ==");
+    for line in tenants_table
+        .lines()
+        .filter(|l| l.starts_with('|') || l.starts_with("tenants:"))
+    {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 /// Throughput per second of one benchmark: (value, unit), from its latest run.

@@ -14,6 +14,7 @@ pub mod settings;
 pub mod tokens;
 pub mod webhook_test;
 
+pub use metrics::{MetricsConfig, WAITING_ATTENTION};
 pub use tokens::{Permission, Principal, TokenError, TokenRow, TokenStore};
 pub(crate) use webhook_test::TestLimiter;
 

@@ -33,12 +33,16 @@
 //! pool_size = 8                              # postgres: connections per instance
 //! lease_ttl_ms = 10000                       # postgres: how long a dead instance holds its
 //!                                            # integrations before another takes over
+//!
+//! [metrics]                                  # optional
+//! max_tenant_series = 50                     # integrations with series of their own, at most
 //! ```
 //!
 //! Secrets need not be in the file: it names the environment variables (or files) that hold
 //! them, header values included. A tenant named by two `[[integration]]` tables is refused.
 
 use crate::Integration;
+use crate::admin::MetricsConfig;
 use crate::dispatch::DispatchSettings;
 use crate::registry::{IntegrationSettings, RegistryError};
 use crate::retry::{Backoff, DEFAULT_RETRY_FLOOR};
@@ -150,6 +154,9 @@ pub struct Config {
     /// Where the spool lives.
     #[serde(default)]
     pub spool: SpoolConfig,
+    /// What `/metrics` shows.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The integrations this file seeds.
     #[serde(default, rename = "integration")]
     pub integrations: Vec<IntegrationConfig>,

@@ -200,6 +200,11 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     fn leave(&self) -> SpoolFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+
+    /// What all integrations have waiting, in one query whatever their number: the totals, and
+    /// the `oldest` integrations whose oldest queued event was queued first (oldest first), with
+    /// their backlog. For `/metrics`, which must not cost a query per integration.
+    fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, BacklogSummary>;
 }
 
 pub(crate) fn unix_ms(at: SystemTime) -> i64 {
@@ -229,4 +234,58 @@ pub(crate) fn action_of(json: &str) -> String {
     serde_json::from_str::<Event>(json)
         .map(|e| e.data.action)
         .unwrap_or_default()
+}
+
+/// What every integration has waiting, summed, and the integrations waiting longest (see
+/// [`Spool::backlog_summary`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BacklogSummary {
+    /// Events and bytes queued, over all integrations.
+    pub total: Backlog,
+    /// Integrations with at least one event queued.
+    pub integrations: u64,
+    /// The integrations whose oldest queued event was queued first, oldest first.
+    pub oldest: Vec<Waiting>,
+}
+
+/// An integration with events queued, in a [`BacklogSummary`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The integration (its tenant).
+    pub integration: String,
+    /// What it has queued.
+    pub backlog: Backlog,
+    /// When its oldest queued event was queued (`None` when the spool did not record it).
+    pub since: Option<SystemTime>,
+}
+
+/// Builds a [`BacklogSummary`] from rows of `(integration, events, bytes, oldest event's
+/// at_unix_ms, integrations, total events, total bytes)`, the last three repeated on every row
+/// (window functions), as both backends' queries return them.
+pub(crate) fn summary_from_rows(
+    rows: impl IntoIterator<Item = (String, i64, i64, i64, i64, i64, i64)>,
+    oldest: usize,
+) -> BacklogSummary {
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let mut summary = BacklogSummary::default();
+    for (integration, events, bytes, at, integrations, total_events, total_bytes) in rows {
+        summary.integrations = count(integrations);
+        summary.total = Backlog {
+            events: count(total_events),
+            bytes: count(total_bytes),
+        };
+        // The queries ask for at least one row so that the totals come back even when no
+        // integration is wanted.
+        if summary.oldest.len() < oldest {
+            summary.oldest.push(Waiting {
+                integration,
+                backlog: Backlog {
+                    events: count(events),
+                    bytes: count(bytes),
+                },
+                since: from_unix_ms(at),
+            });
+        }
+    }
+    summary
 }

@@ -988,4 +988,44 @@ impl Spool for PostgresSpool {
             Ok(())
         }))
     }
+
+    fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, super::BacklogSummary> {
+        Box::pin(self.bounded(async move {
+            let client = self.client().await?;
+            // The counters table gives the backlogs; the oldest event of each integration with
+            // a backlog is one index probe (LATERAL ... LIMIT 1), not a scan of the queue. The
+            // totals ride on every row as window functions, computed before the LIMIT.
+            let limit = i64::try_from(oldest.max(1)).unwrap_or(i64::MAX);
+            let rows = client
+                .query(
+                    "SELECT b.integration, b.events, b.bytes, e.at_unix_ms,
+                            count(*) OVER (), (sum(b.events) OVER ())::int8,
+                            (sum(b.bytes) OVER ())::int8
+                     FROM spool_backlogs b
+                     CROSS JOIN LATERAL (
+                         SELECT id, at_unix_ms FROM spool_events
+                         WHERE integration = b.integration ORDER BY id LIMIT 1
+                     ) e
+                     WHERE b.events > 0
+                     ORDER BY e.id LIMIT $1",
+                    &[&limit],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            Ok(super::summary_from_rows(
+                rows.iter().map(|r| {
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                    )
+                }),
+                oldest,
+            ))
+        }))
+    }
 }

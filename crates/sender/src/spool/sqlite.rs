@@ -109,6 +109,9 @@ impl Op {
 #[derive(Debug, Clone)]
 pub struct SqliteSpool {
     ops: mpsc::Sender<Op>,
+    /// The database file, for [`Spool::backlog_summary`], which reads on a connection of its
+    /// own so that a scan of the whole queue never holds up the writer.
+    path: std::sync::Arc<Path>,
 }
 
 fn storage(err: impl std::fmt::Display) -> SpoolError {
@@ -140,7 +143,10 @@ impl SqliteSpool {
                 .run(rx);
             })
             .map_err(storage)?;
-        Ok(Self { ops })
+        Ok(Self {
+            ops,
+            path: path.into(),
+        })
     }
 
     fn call<T: Send + 'static>(
@@ -549,6 +555,55 @@ impl Spool for SqliteSpool {
             integration,
             ids,
             reply,
+        })
+    }
+
+    fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, super::BacklogSummary> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                // WAL: this reader sees the last commit and blocks neither the writer nor it.
+                let conn = Connection::open_with_flags(
+                    &path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(storage)?;
+                conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+                // One pass over the queue grouped by integration. `at_unix_ms` next to `min(id)`
+                // is SQLite's bare column: the value from the row holding the minimum, i.e. the
+                // integration's oldest queued event. The totals ride on every row as window
+                // functions, computed before the LIMIT.
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT integration, events, bytes, first_at,
+                                count(*) OVER (), sum(events) OVER (), sum(bytes) OVER ()
+                         FROM (SELECT integration, count(*) AS events, sum(size) AS bytes,
+                                      min(id) AS first_id, at_unix_ms AS first_at
+                               FROM events GROUP BY integration)
+                         ORDER BY first_id LIMIT ?1",
+                    )
+                    .map_err(storage)?;
+                let limit = i64::try_from(oldest.max(1)).unwrap_or(i64::MAX);
+                let rows = stmt
+                    .query_map(params![limit], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })
+                    .map_err(storage)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(storage)?;
+                Ok(super::summary_from_rows(rows, oldest))
+            })
+            .await
+            .map_err(storage)?
         })
     }
 }

@@ -607,32 +607,41 @@ async fn status_dead_letters_replay_resume_and_metrics_on(postgres: bool) {
     })
     .await;
 
-    // Metrics: the platform token, Prometheus text, per tenant.
+    // Metrics: the platform token, OpenMetrics text, aggregates over every integration.
     let metrics = format!("{}/metrics", f.base);
     let (code, _) = call("GET", &metrics, Some(&f.manage), None).await;
     assert_eq!(code, 401);
-    let text = reqwest::Client::new()
+    let answer = reqwest::Client::new()
         .get(&metrics)
         .bearer_auth(INGEST_TOKEN)
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+    );
+    let text = answer.text().await.unwrap();
     for line in [
-        "evo_siem_backlog_events{tenant=\"acme\"} 0",
-        "evo_siem_deliveries_total{tenant=\"acme\",outcome=\"dead_lettered\"} 1",
-        "evo_siem_deliveries_total{tenant=\"acme\",outcome=\"paused\"}",
-        "evo_siem_events_delivered_total{tenant=\"acme\"} 4",
-        "evo_siem_events_dead_lettered_total{tenant=\"acme\"} 1",
-        "evo_siem_events_excluded_total{tenant=\"acme\"} 1",
-        "evo_siem_attempt_duration_seconds_bucket{tenant=\"acme\",le=\"+Inf\"}",
-        "evo_siem_oldest_event_age_seconds{tenant=\"globex\"} 0.000",
+        "evo_siem_backlog_events 0",
+        "evo_siem_integrations{state=\"active\"} 2",
+        "evo_siem_integrations{state=\"paused\"} 0",
+        "evo_siem_delivery_attempts_total{outcome=\"dead_lettered\"} 1",
+        "evo_siem_delivery_attempts_total{outcome=\"paused\"}",
+        "evo_siem_events_delivered_total 4",
+        "evo_siem_events_dead_lettered_total 1",
+        "evo_siem_events_excluded_total 1",
+        "evo_siem_attempt_duration_seconds_bucket{le=\"+Inf\"}",
         "# TYPE evo_siem_attempt_duration_seconds histogram",
+        "# TYPE evo_siem_delivery_attempts counter",
+        "# EOF",
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
+    // Nobody needs attention: no series names a tenant.
+    assert!(!text.contains("tenant=\""), "{text}");
     f.sender.shutdown().await;
 }
 

@@ -6,6 +6,7 @@ mod common;
 mod deliver;
 mod hardening;
 mod lease;
+mod metrics;
 mod schedule;
 mod service;
 mod shared;

@@ -6,8 +6,8 @@ use evo_siem_sender::registry::{IntegrationSettings, Registry};
 use evo_siem_sender::retry::Backoff;
 use evo_siem_sender::schedule::{Scheduler, SchedulerOptions, StatsMap, stats_entry};
 use evo_siem_sender::spool::{
-    Backlog, BacklogLimits, DeadLetter, Hold, NewEvent, Spool, SpoolFuture, SpooledEvent,
-    SqliteSpool,
+    Backlog, BacklogLimits, BacklogSummary, DeadLetter, Hold, NewEvent, Spool, SpoolFuture,
+    SpooledEvent, SqliteSpool,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +50,9 @@ impl Spool for Counting {
     }
     fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64> {
         self.inner.replay(integration, ids)
+    }
+    fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, BacklogSummary> {
+        self.inner.backlog_summary(oldest)
     }
     fn holds(&self, integration: &str, hold: Hold) -> bool {
         self.inner.holds(integration, hold)

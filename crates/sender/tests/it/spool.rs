@@ -93,6 +93,7 @@ both_backends!(
     a_full_backlog_refuses_the_whole_request_and_stores_nothing,
     concurrent_appends_all_land,
     state_survives_a_reopen,
+    the_backlog_summary_totals_everything_and_names_the_longest_waiting,
 );
 
 async fn events_come_back_in_ingest_order_per_integration_until_acked(backend: Backend) {
@@ -297,4 +298,58 @@ async fn state_survives_a_reopen(backend: Backend) {
             bytes: pending[0].json.len() as u64
         }
     );
+}
+
+async fn the_backlog_summary_totals_everything_and_names_the_longest_waiting(backend: Backend) {
+    let place = Place::new(backend).await;
+    let spool = place.open(BacklogLimits::default()).await;
+    assert_eq!(
+        spool.backlog_summary(3).await.unwrap(),
+        evo_siem_sender::spool::BacklogSummary::default()
+    );
+    // Queued in this order: c first, then a, b, d, c again; then c's first event is delivered,
+    // so a's oldest event is now the oldest of all and c's the youngest.
+    spool.append("c", vec![event("c1")]).await.unwrap();
+    spool.append("a", vec![event("a1")]).await.unwrap();
+    spool
+        .append("b", vec![event("b1"), event("b2")])
+        .await
+        .unwrap();
+    spool.append("d", vec![event("d1")]).await.unwrap();
+    spool
+        .append("c", vec![event("c2"), event("c3")])
+        .await
+        .unwrap();
+    // On PostgreSQL, the keeper takes the leases of the queues with events.
+    spool.keep_leases().await.unwrap();
+    assert!(spool.holds("c", evo_siem_sender::spool::Hold::Keep));
+    let c1 = spool.pending("c", 1).await.unwrap()[0].id;
+    spool.ack("c", vec![c1]).await.unwrap();
+    let mut expected_total = Backlog::default();
+    for tenant in ["a", "b", "c", "d"] {
+        let backlog = spool.backlog(tenant).await.unwrap();
+        expected_total.events += backlog.events;
+        expected_total.bytes += backlog.bytes;
+    }
+
+    let summary = spool.backlog_summary(2).await.unwrap();
+    assert_eq!(summary.total, expected_total);
+    assert_eq!(summary.total.events, 6);
+    assert_eq!(summary.integrations, 4);
+    let names: Vec<_> = summary
+        .oldest
+        .iter()
+        .map(|w| w.integration.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(summary.oldest[1].backlog, spool.backlog("b").await.unwrap());
+    assert_eq!(summary.oldest[0].since, spool.oldest("a").await.unwrap());
+    assert!(summary.oldest[0].since.is_some());
+    // None asked for: the totals still come back.
+    let totals = spool.backlog_summary(0).await.unwrap();
+    assert_eq!((totals.total, totals.integrations), (expected_total, 4));
+    assert!(totals.oldest.is_empty());
+    let all = spool.backlog_summary(10).await.unwrap().oldest;
+    let names: Vec<_> = all.iter().map(|w| w.integration.as_str()).collect();
+    assert_eq!(names, ["a", "b", "d", "c"]);
 }
