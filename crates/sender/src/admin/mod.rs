@@ -32,6 +32,11 @@ pub(crate) async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
+/// Most invalid fields a 422 answer lists. A PUT naming thousands of bad headers or excluded
+/// actions (as many as fit in its 64 KiB body) must not make the answer as large: the first ones
+/// are listed, and `omitted` says how many more there were.
+pub const MAX_FIELD_ERRORS: usize = 100;
+
 /// One invalid field of a request, in a 422 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -71,10 +76,18 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"error": "bad_request", "message": message}),
             ),
-            ApiError::Invalid(fields) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": "invalid_settings", "message": "some fields are invalid; nothing was changed", "fields": fields}),
-            ),
+            ApiError::Invalid(mut fields) => {
+                let omitted = fields.len().saturating_sub(MAX_FIELD_ERRORS);
+                fields.truncate(MAX_FIELD_ERRORS);
+                let mut body = json!({"error": "invalid_settings", "message": "some fields are invalid; nothing was changed", "fields": fields});
+                if omitted > 0 {
+                    body["message"] = json!(format!(
+                        "some fields are invalid; nothing was changed (the first {MAX_FIELD_ERRORS} are listed, {omitted} more omitted)"
+                    ));
+                    body["omitted"] = json!(omitted);
+                }
+                (StatusCode::UNPROCESSABLE_ENTITY, body)
+            }
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "internal", "message": "the request could not be completed; see the sender's log"}),
