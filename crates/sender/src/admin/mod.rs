@@ -54,6 +54,9 @@ pub(crate) enum ApiError {
     Forbidden(Permission),
     BadRequest(String),
     Invalid(Vec<FieldError>),
+    /// This instance's copy of the shared tokens is older than allowed: it cannot tell a
+    /// revoked token from a valid one.
+    Stale,
     Internal,
 }
 
@@ -88,6 +91,10 @@ impl IntoResponse for ApiError {
                 }
                 (StatusCode::UNPROCESSABLE_ENTITY, body)
             }
+            ApiError::Stale => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "shared_state_stale", "message": "this instance cannot refresh the shared admin tokens and settings; try again shortly or through another instance"}),
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "internal", "message": "the request could not be completed; see the sender's log"}),
@@ -99,18 +106,32 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ASCII"));
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, "5".parse().expect("ASCII"));
+        }
         response
     }
 }
 
 /// Checks the request's bearer token for `tenant` and `needed`; see the module docs for the
-/// order of the checks.
+/// order of the checks. On a PostgreSQL spool whose copy of the shared tokens is older than
+/// `max_staleness_ms`, every request is refused first with 503 `shared_state_stale`.
 pub(crate) async fn authorize(
     app: &App,
     headers: &HeaderMap,
     tenant: &str,
     needed: Permission,
 ) -> Result<Principal, ApiError> {
+    // Before the token is even looked at: a stale copy may still hold a revoked one.
+    if let Some(age) = app.freshness.as_ref().and_then(|f| f.stale()) {
+        tracing::warn!(
+            age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+            "admin request refused: the shared state could not be synchronised for too long"
+        );
+        return Err(ApiError::Stale);
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

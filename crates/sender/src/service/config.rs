@@ -367,6 +367,11 @@ impl SpoolConfig {
                 "lease_ttl_ms must be at least 300 and pool_size at least 1",
             ));
         }
+        if self.max_staleness_ms < 1_000 {
+            // Copies are refreshed every second: less would refuse admin requests between two
+            // successful refreshes.
+            return Err(ConfigError::Spool("max_staleness_ms must be at least 1000"));
+        }
         let mut options = PostgresOptions::new(url);
         options.pool_size = self.pool_size;
         options.lease_ttl = Duration::from_millis(self.lease_ttl_ms);

@@ -15,7 +15,7 @@ use crate::admin::{self, TokenStore};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::schedule::{Scheduler, SchedulerOptions, StatsMap};
-use crate::shared::{SYNC_EVERY, Seen, SharedState};
+use crate::shared::{Freshness, SYNC_EVERY, Seen, SharedState};
 use crate::spool::{PostgresSpool, Spool, SqliteSpool};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -68,6 +68,8 @@ pub(crate) struct App {
     pub(crate) scheduler: Scheduler,
     /// On a PostgreSQL spool: the settings and tokens shared with the other instances.
     pub(crate) shared: Option<SharedState>,
+    /// On a PostgreSQL spool: how fresh this instance's copy of them is.
+    pub(crate) freshness: Option<Arc<Freshness>>,
 }
 
 /// A running sender.
@@ -160,12 +162,20 @@ impl Sender {
                 tracing::error!(error = %err, "the scheduler stopped");
             }
         });
-        if let Some(shared) = &shared {
+        let freshness = shared.as_ref().map(|_| {
+            Arc::new(Freshness::new(Duration::from_millis(
+                config.spool.max_staleness_ms,
+            )))
+        });
+        if let (Some(shared), Some(freshness)) = (&shared, &freshness) {
             tasks.spawn(follow(
                 shared.clone(),
                 seen,
-                registry.clone(),
-                tokens.clone(),
+                Copies {
+                    registry: registry.clone(),
+                    tokens: tokens.clone(),
+                    freshness: freshness.clone(),
+                },
                 scheduler.clone(),
                 shutdown.clone(),
             ));
@@ -181,6 +191,7 @@ impl Sender {
             test_limiter: admin::TestLimiter::default(),
             scheduler,
             shared,
+            freshness,
         });
         // Each route reads its body under a limit fitting its job (see `limits`).
         let listen = config.listener;
@@ -300,15 +311,26 @@ impl Sender {
     }
 }
 
+/// This instance's copies of the shared state, and how fresh they are.
+struct Copies {
+    registry: Arc<Registry>,
+    tokens: Arc<TokenStore>,
+    freshness: Arc<Freshness>,
+}
+
 /// Keeps this instance's copy of the shared settings and tokens current (see [`SharedState`]).
 async fn follow(
     shared: SharedState,
     mut seen: Seen,
-    registry: Arc<Registry>,
-    tokens: Arc<TokenStore>,
+    copies: Copies,
     scheduler: Scheduler,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Copies {
+        registry,
+        tokens,
+        freshness,
+    } = copies;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SYNC_EVERY) => {}
@@ -316,6 +338,7 @@ async fn follow(
         }
         match shared.sync(&mut seen, &registry, &tokens).await {
             Ok(resumed) => {
+                freshness.synced();
                 // A resume asked of another instance: this one may hold the lease.
                 for tenant in resumed {
                     scheduler.resume(&tenant);

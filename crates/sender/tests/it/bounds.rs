@@ -365,3 +365,149 @@ async fn the_connection_cap_holds() {
     assert!(started.elapsed() >= Duration::from_millis(500));
     drop(holders);
 }
+
+/// The shared state of `db`, and a manage token of `acme` minted there (as `evo-siem admin
+/// token create` does), once every sender accepts it.
+async fn shared_token(
+    db: &crate::common::ScratchDatabase,
+    senders: &[&Sender],
+) -> (evo_siem_sender::shared::SharedState, String, TokenRow) {
+    let admin = evo_siem_sender::spool::PostgresSpool::connect(
+        evo_siem_sender::spool::PostgresOptions::new(db.url.clone()),
+        Default::default(),
+    )
+    .await
+    .unwrap()
+    .shared();
+    let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
+    admin.insert_token(&row).await.unwrap();
+    for sender in senders {
+        let started = Instant::now();
+        while request(
+            sender,
+            "GET",
+            "/v1/tenants/acme/siem-integration",
+            &token,
+            String::new(),
+        )
+        .await
+        .0 != 200
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "the token never worked"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    (admin, token, row)
+}
+
+async fn siem() -> MockServer {
+    let siem = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&siem)
+        .await;
+    siem
+}
+
+/// Test Saved Webhook's 5 a minute per tenant hold across the instances of one PostgreSQL spool:
+/// five tests through one instance, and the sixth through the other is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_rate_limit_holds_across_instances() {
+    let db = crate::common::ScratchDatabase::new().await;
+    let siem = siem().await;
+    let url = format!("{}/webhook", siem.uri());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Sender::start(&crate::common::pg_sender_config(&dirs[0], &db, &url, 900))
+        .await
+        .unwrap();
+    let b = Sender::start(&crate::common::pg_sender_config(&dirs[1], &db, &url, 900))
+        .await
+        .unwrap();
+    let (_admin, token, _) = shared_token(&db, &[&a, &b]).await;
+    let test = "/v1/tenants/acme/siem-integration/test";
+    for n in 1..=5 {
+        let (status, text) = request(&a, "POST", test, &token, String::new()).await;
+        assert_eq!(status, 200, "test {n} through A: {text}");
+    }
+    let (status, text) = request(&b, "POST", test, &token, String::new()).await;
+    assert_eq!(status, 429, "the sixth test, through B: {text}");
+    assert!(text.contains("rate_limited"), "{text}");
+    let (status, _) = request(&a, "POST", test, &token, String::new()).await;
+    assert_eq!(status, 429, "and through A again");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// An instance that cannot refresh its copy of the shared tokens refuses admin requests with
+/// 503 once the copy is older than `max_staleness_ms`, instead of honouring a token revoked
+/// meanwhile; once it syncs again, the revocation holds (401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_copy_of_the_shared_tokens_is_not_trusted() {
+    let db = crate::common::ScratchDatabase::new().await;
+    let siem = siem().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        crate::common::pg_sender_config(&dir, &db, &format!("{}/webhook", siem.uri()), 900);
+    config.spool.max_staleness_ms = 1_500;
+    let sender = Sender::start(&config).await.unwrap();
+    let (_admin, token, row) = shared_token(&db, &[&sender]).await;
+    let settings = "/v1/tenants/acme/siem-integration";
+
+    // The instance can no longer read the shared version, so every sync fails; the token is
+    // then revoked behind its back.
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("ALTER TABLE shared_version RENAME TO shared_version_away")
+        .await
+        .unwrap();
+    client
+        .execute("DELETE FROM shared_admin_tokens WHERE id = $1", &[&row.id])
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let answer = loop {
+        let (status, text) = request(&sender, "GET", settings, &token, String::new()).await;
+        if status != 200 {
+            break (status, text);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a revoked token is still honoured {:?} after the last sync",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer.0, 503, "{}", answer.1);
+    assert!(answer.1.contains("shared_state_stale"), "{}", answer.1);
+
+    // Syncing again (with the version bump the revocation would have made): the copy is fresh
+    // and the revocation holds.
+    client
+        .batch_execute(
+            "BEGIN; ALTER TABLE shared_version_away RENAME TO shared_version;
+             UPDATE shared_version SET version = version + 1; COMMIT",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let (status, text) = request(&sender, "GET", settings, &token, String::new()).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 503, "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never synced again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sender.shutdown().await;
+}
