@@ -20,9 +20,10 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The largest settings PUT body, in bytes: the largest valid settings (16 headers of 4 KiB, 500
-/// excluded actions of 200 characters would exceed it, but no real integration comes near) fit
-/// many times over in what a tenant actually sends.
+/// The largest settings PUT body, in bytes. Real settings take a few KiB; this is less than the
+/// per-field limits would allow together (16 header values of 4 KiB plus 500 excluded actions
+/// of 200 characters), so a tenant near those limits changes headers and excluded actions in
+/// separate PUTs (a PUT keeps what it does not name).
 pub const MAX_SETTINGS_BYTES: usize = 64 * 1024;
 
 /// The largest body of the small POST endpoints (Test Saved Webhook, resume, dead-letter
@@ -48,7 +49,7 @@ impl BodyLimit {
     }
 }
 
-fn refusal(status: StatusCode, error: &str, message: String) -> Response {
+fn refusal(status: StatusCode, error: &str, message: &str) -> Response {
     let mut response = (status, Json(json!({"error": error, "message": message}))).into_response();
     // What is left of the body is not read: the connection cannot carry another request.
     response
@@ -61,7 +62,7 @@ fn too_large(max: usize) -> Response {
     refusal(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!("the request body exceeds {max} bytes for this endpoint"),
+        &format!("the request body exceeds {max} bytes for this endpoint"),
     )
 }
 
@@ -98,7 +99,7 @@ pub(crate) async fn guard(
                 return refusal(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
-                    format!(
+                    &format!(
                         "the request body did not arrive at {} bytes a second or more",
                         limit.min_bytes_per_sec
                     ),
@@ -110,7 +111,7 @@ pub(crate) async fn guard(
                 return refusal(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
-                    "the request body could not be read".into(),
+                    "the request body could not be read",
                 );
             }
             Ok(Some(Ok(frame))) => {
