@@ -46,6 +46,44 @@ pub enum SharedError {
     },
 }
 
+/// How fresh an instance's copy of the shared state is: when a sync last succeeded, and how old
+/// that may grow before admin requests are refused (`[spool] max_staleness_ms`). While syncing
+/// fails, a token revoked through another instance (or the CLI) is still in this instance's
+/// copy; past the bound, refusing every admin request is safer than honouring it.
+#[derive(Debug)]
+pub(crate) struct Freshness {
+    synced: std::sync::Mutex<tokio::time::Instant>,
+    max: Duration,
+}
+
+impl Freshness {
+    /// Fresh now (the start-up sync just succeeded), stale after `max` without [`Self::synced`].
+    pub(crate) fn new(max: Duration) -> Self {
+        Self {
+            synced: std::sync::Mutex::new(tokio::time::Instant::now()),
+            max,
+        }
+    }
+
+    /// Records a successful sync (whether or not anything had changed).
+    pub(crate) fn synced(&self) {
+        *self
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+    }
+
+    /// How long since the last successful sync, when that is longer than allowed.
+    pub(crate) fn stale(&self) -> Option<Duration> {
+        let age = self
+            .synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed();
+        (age > self.max).then_some(age)
+    }
+}
+
 /// What an instance has taken from the shared state so far.
 #[derive(Debug, Default)]
 pub struct Seen {
@@ -235,6 +273,64 @@ impl SharedState {
             .change("DELETE FROM shared_admin_tokens WHERE id = $1", &[&id])
             .await?;
         Ok(removed > 0)
+    }
+
+    /// Counts a Test Saved Webhook run of `tenant` against `limit` runs per `window`, for every
+    /// instance at once: `Ok(Ok(()))` when admitted (and counted), `Ok(Err(wait))` when the
+    /// limit is reached, with how long until the oldest run leaves the window. A per-instance
+    /// count would let a tenant behind a load balancer test `limit` times per instance.
+    pub async fn admit_test(
+        &self,
+        tenant: &str,
+        limit: usize,
+        window: Duration,
+    ) -> Result<Result<(), Duration>, SharedError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            // Serialises the instances admitting the same tenant, so two cannot both take the
+            // last slot.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('evo-siem test ' || $1))",
+                &[&tenant],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            tx.execute(
+                "DELETE FROM shared_test_runs
+                 WHERE tenant = $1 AND at <= now() - make_interval(secs => $2::BIGINT / 1000.0)",
+                &[&tenant, &window_ms],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            let row = tx
+                .query_one(
+                    "SELECT count(*), COALESCE(
+                         EXTRACT(EPOCH FROM (min(at) + make_interval(secs => $2::BIGINT / 1000.0) - now())) * 1000,
+                         0)::BIGINT
+                     FROM shared_test_runs WHERE tenant = $1",
+                    &[&tenant, &window_ms],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            let (count, wait_ms): (i64, i64) = (row.get(0), row.get(1));
+            if count >= limit {
+                return Ok(Err(Duration::from_millis(
+                    u64::try_from(wait_ms).unwrap_or(0),
+                )));
+            }
+            tx.execute(
+                "INSERT INTO shared_test_runs (tenant) VALUES ($1)",
+                &[&tenant],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(Ok(()))
+        })
+        .await
     }
 
     /// Every token.

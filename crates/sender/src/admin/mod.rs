@@ -33,6 +33,11 @@ pub(crate) async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
+/// Most invalid fields a 422 answer lists. A PUT naming thousands of bad headers or excluded
+/// actions (as many as fit in its 64 KiB body) must not make the answer as large: the first ones
+/// are listed, and `omitted` says how many more there were.
+pub const MAX_FIELD_ERRORS: usize = 100;
+
 /// One invalid field of a request, in a 422 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -50,6 +55,9 @@ pub(crate) enum ApiError {
     Forbidden(Permission),
     BadRequest(String),
     Invalid(Vec<FieldError>),
+    /// This instance's copy of the shared tokens is older than allowed: it cannot tell a
+    /// revoked token from a valid one.
+    Stale,
     Internal,
 }
 
@@ -72,9 +80,21 @@ impl IntoResponse for ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"error": "bad_request", "message": message}),
             ),
-            ApiError::Invalid(fields) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": "invalid_settings", "message": "some fields are invalid; nothing was changed", "fields": fields}),
+            ApiError::Invalid(mut fields) => {
+                let omitted = fields.len().saturating_sub(MAX_FIELD_ERRORS);
+                fields.truncate(MAX_FIELD_ERRORS);
+                let mut body = json!({"error": "invalid_settings", "message": "some fields are invalid; nothing was changed", "fields": fields});
+                if omitted > 0 {
+                    body["message"] = json!(format!(
+                        "some fields are invalid; nothing was changed (the first {MAX_FIELD_ERRORS} are listed, {omitted} more omitted)"
+                    ));
+                    body["omitted"] = json!(omitted);
+                }
+                (StatusCode::UNPROCESSABLE_ENTITY, body)
+            }
+            ApiError::Stale => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "shared_state_stale", "message": "this instance cannot refresh the shared admin tokens and settings; try again shortly or through another instance"}),
             ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -87,18 +107,32 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ASCII"));
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, "5".parse().expect("ASCII"));
+        }
         response
     }
 }
 
 /// Checks the request's bearer token for `tenant` and `needed`; see the module docs for the
-/// order of the checks.
+/// order of the checks. On a PostgreSQL spool whose copy of the shared tokens is older than
+/// `max_staleness_ms`, every request is refused first with 503 `shared_state_stale`.
 pub(crate) async fn authorize(
     app: &App,
     headers: &HeaderMap,
     tenant: &str,
     needed: Permission,
 ) -> Result<Principal, ApiError> {
+    // Before the token is even looked at: a stale copy may still hold a revoked one.
+    if let Some(age) = app.freshness.as_ref().and_then(|f| f.stale()) {
+        tracing::warn!(
+            age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+            "admin request refused: the shared state could not be synchronised for too long"
+        );
+        return Err(ApiError::Stale);
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -135,7 +135,8 @@ pub async fn diagnose(
     }
 }
 
-/// Recent tests per tenant, for the rate limit.
+/// Recent tests per tenant, for the rate limit of one instance (SQLite spool); the instances of
+/// a PostgreSQL spool count in the database (`SharedState::admit_test`).
 #[derive(Debug, Default)]
 pub(crate) struct TestLimiter {
     recent: Mutex<HashMap<String, VecDeque<Instant>>>,
@@ -208,7 +209,19 @@ pub(crate) async fn test(
             ));
         }
     }
-    if let Err(wait) = app.test_limiter.admit(&tenant) {
+    // Several instances: the count lives in PostgreSQL, so the limit holds however a load
+    // balancer spreads the tests; a database that cannot count refuses the test (fail closed).
+    let admitted = match &app.shared {
+        Some(shared) => shared
+            .admit_test(&tenant, RATE_LIMIT, RATE_WINDOW)
+            .await
+            .map_err(|err| {
+                tracing::error!(tenant, error = %err, "test rate limit not readable");
+                ApiError::Internal
+            })?,
+        None => app.test_limiter.admit(&tenant),
+    };
+    if let Err(wait) = admitted {
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
             Json(json!({"error": "rate_limited", "message": format!("at most {RATE_LIMIT} tests a minute per tenant")})),

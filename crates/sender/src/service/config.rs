@@ -33,10 +33,26 @@
 //! pool_size = 8                              # postgres: connections per instance
 //! lease_ttl_ms = 10000                       # postgres: how long a dead instance holds its
 //!                                            # integrations before another takes over
+//! max_staleness_ms = 30000                   # postgres: admin requests get 503 once this
+//!                                            # instance's copy of the shared tokens and
+//!                                            # settings could not be refreshed for this long
+//!
+//! [listener]                                 # optional; the defaults are shown
+//! max_connections = 4096                     # open connections at once; more wait in the
+//!                                            # kernel's accept backlog until one closes
+//! header_timeout_ms = 10000                  # a request head must arrive within this time of
+//!                                            # the connection opening or of the previous
+//!                                            # response: also the idle keep-alive timeout
+//! body_timeout_ms = 10000                    # grace for a request body, after which ...
+//! body_min_bytes_per_sec = 16384             # ... it must average at least this rate (408)
 //!
 //! [metrics]                                  # optional
 //! max_tenant_series = 50                     # integrations with series of their own, at most
 //! ```
+//!
+//! Request bodies are limited per endpoint (413 above): ingest 16 MiB, a settings PUT 64 KiB,
+//! the other requests 48 KiB (`service::limits`). A 422 of a settings PUT lists at most the
+//! first 100 invalid fields.
 //!
 //! Secrets need not be in the file: it names the environment variables (or files) that hold
 //! them, header values included. A tenant named by two `[[integration]]` tables is refused.
@@ -89,6 +105,9 @@ pub enum ConfigError {
     /// The `[spool]` table is incomplete or out of range.
     #[error("[spool]: {0}")]
     Spool(&'static str),
+    /// A `[listener]` setting is out of range.
+    #[error("[listener]: {0}")]
+    Listener(&'static str),
     /// A `[delivery]` setting is out of range.
     #[error("[delivery]: {0}")]
     Delivery(String),
@@ -157,6 +176,9 @@ pub struct Config {
     /// What `/metrics` shows.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// What one client may hold of the ingest and admin listener.
+    #[serde(default)]
+    pub listener: ListenerConfig,
     /// The integrations this file seeds.
     #[serde(default, rename = "integration")]
     pub integrations: Vec<IntegrationConfig>,
@@ -221,6 +243,54 @@ impl DeliveryConfig {
     }
 }
 
+/// The `[listener]` table: bounds on what clients of the ingest and admin API may hold. Anyone
+/// who can reach the listener could otherwise open connections that send nothing, or trickle a
+/// request, until the sender runs out of file descriptors or tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Most connections open at once. Further connections are not accepted until one closes:
+    /// they wait in the kernel's accept backlog (and time out there on the client's side), so
+    /// that a flood costs the sender no task and no descriptor.
+    pub max_connections: usize,
+    /// Time for a request head to arrive, in milliseconds, counted from the connection's
+    /// opening or from the end of its previous response: bounds both a slow head and an idle
+    /// keep-alive connection.
+    pub header_timeout_ms: u64,
+    /// Time a request body may take before the minimum rate applies, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// The average rate, from the request head on, below which a body is cut off with 408 once
+    /// `body_timeout_ms` has passed.
+    pub body_min_bytes_per_sec: u64,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            body_min_bytes_per_sec: 16 * 1024,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// Refuses zero for any bound: zero would refuse every connection or request.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0
+            || self.header_timeout_ms == 0
+            || self.body_timeout_ms == 0
+            || self.body_min_bytes_per_sec == 0
+        {
+            return Err(ConfigError::Listener(
+                "max_connections, header_timeout_ms, body_timeout_ms and body_min_bytes_per_sec must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The `[spool]` table: which engine keeps the queue.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,6 +310,12 @@ pub struct SpoolConfig {
     /// `postgres`: how long a lease on an integration lasts unless renewed, in milliseconds.
     #[serde(default = "default_lease_ttl_ms")]
     pub lease_ttl_ms: u64,
+    /// `postgres`: how stale this instance's copy of the shared admin tokens and settings may
+    /// grow, in milliseconds, while refreshing it keeps failing. Past it, admin requests are
+    /// refused with 503 `shared_state_stale` rather than judged by tokens that may have been
+    /// revoked meanwhile.
+    #[serde(default = "default_max_staleness_ms")]
+    pub max_staleness_ms: u64,
 }
 
 /// The spool engines.
@@ -261,6 +337,10 @@ fn default_lease_ttl_ms() -> u64 {
     10_000
 }
 
+fn default_max_staleness_ms() -> u64 {
+    30_000
+}
+
 impl Default for SpoolConfig {
     fn default() -> Self {
         Self {
@@ -269,6 +349,7 @@ impl Default for SpoolConfig {
             url_file: None,
             pool_size: default_pool_size(),
             lease_ttl_ms: default_lease_ttl_ms(),
+            max_staleness_ms: default_max_staleness_ms(),
         }
     }
 }
@@ -292,6 +373,11 @@ impl SpoolConfig {
             return Err(ConfigError::Spool(
                 "lease_ttl_ms must be at least 300 and pool_size at least 1",
             ));
+        }
+        if self.max_staleness_ms < 1_000 {
+            // Copies are refreshed every second: less would refuse admin requests between two
+            // successful refreshes.
+            return Err(ConfigError::Spool("max_staleness_ms must be at least 1000"));
         }
         let mut options = PostgresOptions::new(url);
         options.pool_size = self.pool_size;

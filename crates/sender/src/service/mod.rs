@@ -2,10 +2,12 @@
 
 mod config;
 mod ingest;
+pub mod limits;
+mod listener;
 
 pub use config::{
-    Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, SpoolBackend,
-    SpoolConfig,
+    Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, ListenerConfig,
+    SpoolBackend, SpoolConfig,
 };
 
 use crate::DeliveryStats;
@@ -13,11 +15,12 @@ use crate::admin::{self, TokenStore};
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
 use crate::schedule::{Scheduler, SchedulerOptions, StatsMap};
-use crate::shared::{SYNC_EVERY, Seen, SharedState};
+use crate::shared::{Freshness, SYNC_EVERY, Seen, SharedState};
 use crate::spool::{PostgresSpool, Spool, SqliteSpool};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
+use limits::{BodyLimit, MAX_SETTINGS_BYTES, MAX_SMALL_BYTES};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +68,8 @@ pub(crate) struct App {
     pub(crate) scheduler: Scheduler,
     /// On a PostgreSQL spool: the settings and tokens shared with the other instances.
     pub(crate) shared: Option<SharedState>,
+    /// On a PostgreSQL spool: how fresh this instance's copy of them is.
+    pub(crate) freshness: Option<Arc<Freshness>>,
 }
 
 /// A running sender.
@@ -82,6 +87,7 @@ impl Sender {
     /// integration and the ingest API.
     pub async fn start(config: &Config) -> Result<Self, ServiceError> {
         let ingest_token = config.ingest_token()?;
+        config.listener.check()?;
         crate::data_dir::prepare(config)?;
         let registry = Arc::new(
             Registry::open(&config.data_dir, config.allow_private_targets.clone())
@@ -156,12 +162,20 @@ impl Sender {
                 tracing::error!(error = %err, "the scheduler stopped");
             }
         });
-        if let Some(shared) = &shared {
+        let freshness = shared.as_ref().map(|_| {
+            Arc::new(Freshness::new(Duration::from_millis(
+                config.spool.max_staleness_ms,
+            )))
+        });
+        if let (Some(shared), Some(freshness)) = (&shared, &freshness) {
             tasks.spawn(follow(
                 shared.clone(),
                 seen,
-                registry.clone(),
-                tokens.clone(),
+                Copies {
+                    registry: registry.clone(),
+                    tokens: tokens.clone(),
+                    freshness: freshness.clone(),
+                },
                 scheduler.clone(),
                 shutdown.clone(),
             ));
@@ -177,38 +191,65 @@ impl Sender {
             test_limiter: admin::TestLimiter::default(),
             scheduler,
             shared,
+            freshness,
         });
+        // Each route reads its body under a limit fitting its job (see `limits`).
+        let listen = config.listener;
+        let limited = |route: MethodRouter<Arc<App>>, max: usize| {
+            route.layer(axum::middleware::from_fn_with_state(
+                BodyLimit {
+                    max,
+                    grace: Duration::from_millis(listen.body_timeout_ms),
+                    min_bytes_per_sec: listen.body_min_bytes_per_sec,
+                },
+                limits::guard,
+            ))
+        };
         let router = Router::new()
-            .route("/v1/tenants/{tenant}/audit-events", post(ingest::ingest))
+            .route(
+                "/v1/tenants/{tenant}/audit-events",
+                limited(post(ingest::ingest), MAX_INGEST_BYTES),
+            )
             .route(
                 "/v1/tenants/{tenant}/siem-integration",
-                get(admin::settings::get)
-                    .put(admin::settings::put)
-                    .delete(admin::settings::delete),
+                limited(
+                    get(admin::settings::get)
+                        .put(admin::settings::put)
+                        .delete(admin::settings::delete),
+                    MAX_SETTINGS_BYTES,
+                ),
             )
             .route(
                 "/v1/tenants/{tenant}/siem-integration/test",
-                post(admin::webhook_test::test),
+                limited(post(admin::webhook_test::test), MAX_SMALL_BYTES),
             )
             .route(
                 "/v1/tenants/{tenant}/siem-integration/status",
-                get(admin::operations::status),
+                limited(get(admin::operations::status), MAX_SMALL_BYTES),
             )
             .route(
                 "/v1/tenants/{tenant}/siem-integration/dead-letters",
-                get(admin::operations::dead_letters),
+                limited(get(admin::operations::dead_letters), MAX_SMALL_BYTES),
             )
             .route(
                 "/v1/tenants/{tenant}/siem-integration/dead-letters/replay",
-                post(admin::operations::replay),
+                limited(post(admin::operations::replay), MAX_SMALL_BYTES),
             )
             .route(
                 "/v1/tenants/{tenant}/siem-integration/resume",
-                post(admin::operations::resume),
+                limited(post(admin::operations::resume), MAX_SMALL_BYTES),
             )
-            .route("/metrics", get(admin::metrics::metrics))
-            .route("/v1/openapi.json", get(admin::openapi))
-            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/metrics",
+                limited(get(admin::metrics::metrics), MAX_SMALL_BYTES),
+            )
+            .route(
+                "/v1/openapi.json",
+                limited(get(admin::openapi), MAX_SMALL_BYTES),
+            )
+            .route("/healthz", limited(get(|| async { "ok" }), MAX_SMALL_BYTES))
+            // The guard has buffered the body by then; the extractors' own limit (2 MB by
+            // default) must not cut an ingest below its 16 MiB.
             .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
             .with_state(app);
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -217,32 +258,13 @@ impl Sender {
         let addr = listener
             .local_addr()
             .map_err(|e| ServiceError::Io(e.to_string()))?;
-        let (mut http_shutdown, mut http_deadline) = (shutdown.clone(), shutdown);
-        tasks.spawn(async move {
-            let stopping = async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            };
-            // The peer address goes into the audit events of admin changes.
-            let server = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopping);
-            // Requests in progress get a moment to finish; then open connections are closed, so
-            // a client holding one cannot hold up the stop.
-            let deadline = async move {
-                let _ = http_deadline.wait_for(|stop| *stop).await;
-                tokio::time::sleep(HTTP_GRACE).await;
-            };
-            tokio::select! {
-                result = server => {
-                    if let Err(err) = result {
-                        tracing::error!(error = %err, "ingest API stopped");
-                    }
-                }
-                () = deadline => tracing::warn!("ingest connections still open at shutdown; closing them"),
-            }
-        });
+        let options = listener::ListenerOptions {
+            max_connections: listen.max_connections,
+            header_timeout: Duration::from_millis(listen.header_timeout_ms),
+        };
+        tasks.spawn(listener::serve(
+            listener, router, options, shutdown, HTTP_GRACE,
+        ));
         tracing::info!(%addr, "sender listening");
         Ok(Self {
             addr,
@@ -289,15 +311,26 @@ impl Sender {
     }
 }
 
+/// This instance's copies of the shared state, and how fresh they are.
+struct Copies {
+    registry: Arc<Registry>,
+    tokens: Arc<TokenStore>,
+    freshness: Arc<Freshness>,
+}
+
 /// Keeps this instance's copy of the shared settings and tokens current (see [`SharedState`]).
 async fn follow(
     shared: SharedState,
     mut seen: Seen,
-    registry: Arc<Registry>,
-    tokens: Arc<TokenStore>,
+    copies: Copies,
     scheduler: Scheduler,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Copies {
+        registry,
+        tokens,
+        freshness,
+    } = copies;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SYNC_EVERY) => {}
@@ -305,6 +338,7 @@ async fn follow(
         }
         match shared.sync(&mut seen, &registry, &tokens).await {
             Ok(resumed) => {
+                freshness.synced();
                 // A resume asked of another instance: this one may hold the lease.
                 for tenant in resumed {
                     scheduler.resume(&tenant);

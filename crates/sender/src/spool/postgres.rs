@@ -92,6 +92,15 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE shared_integrations ADD COLUMN resumes BIGINT NOT NULL DEFAULT 0;
 ",
+    // Test Saved Webhook runs per tenant, so that its rate limit holds across the instances
+    // (`SharedState::admit_test`).
+    "
+    CREATE TABLE shared_test_runs (
+        tenant TEXT NOT NULL,
+        at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX shared_test_runs_by_tenant ON shared_test_runs (tenant, at);
+",
 ];
 
 /// Serialises migrations between instances starting at once (an arbitrary, fixed key).

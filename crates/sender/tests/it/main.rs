@@ -2,6 +2,7 @@
 //! the dispatcher to wiremock servers for every row of the retry table.
 
 mod admin;
+mod bounds;
 mod common;
 mod deliver;
 mod hardening;
