@@ -3,6 +3,7 @@
 
 mod admin;
 mod common;
+mod dead_letters;
 mod deliver;
 mod hardening;
 mod lease;
