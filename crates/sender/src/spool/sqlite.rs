@@ -473,7 +473,7 @@ impl Writer {
                                 .query_row(params![integration, id], |r| r.get(0))
                                 .optional()?;
                             if let Some(json) = letter {
-                                requeue(&tx, &mut self.backlogs, &integration, json)?;
+                                requeue(&tx, &mut self.backlogs, &integration, &json)?;
                                 replayed += 1;
                             }
                         }
@@ -516,7 +516,7 @@ impl Writer {
                         }
                         let moved = letters.len() as u64;
                         for (_, json) in letters {
-                            requeue(&tx, &mut self.backlogs, &integration, json)?;
+                            requeue(&tx, &mut self.backlogs, &integration, &json)?;
                         }
                         deferred.push(Deferred::Replayed(reply, ReplayPage { moved, through }));
                     }
@@ -569,14 +569,14 @@ fn requeue(
     tx: &rusqlite::Transaction<'_>,
     backlogs: &mut HashMap<String, Backlog>,
     integration: &str,
-    json: String,
+    json: &str,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (integration, action, json, size, at_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         integration,
-        action_of(&json),
+        action_of(json),
         json,
         json.len() as i64,
         unix_ms(SystemTime::now())
