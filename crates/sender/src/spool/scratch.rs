@@ -64,16 +64,6 @@ impl ScratchDatabase {
     pub fn url(&self) -> &str {
         &self.url
     }
-
-    /// Runs `sql` (one or more statements) on the new database: for a test that must set up a
-    /// state the spool's API cannot reach, such as a sequence restarted by a restore.
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), SpoolError> {
-        connect(&self.url)
-            .await?
-            .batch_execute(sql)
-            .await
-            .map_err(|e| SpoolError::Storage(format!("postgres: {e}")))
-    }
 }
 
 impl Drop for ScratchDatabase {

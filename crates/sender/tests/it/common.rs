@@ -19,7 +19,7 @@ pub(crate) fn event_json(n: usize, action: &str) -> serde_json::Value {
 /// A PostgreSQL database of its own for one test, dropped when the test ends.
 pub(crate) struct ScratchDatabase {
     /// Kept so that the database lives as long as the test.
-    pub(crate) db: evo_siem_sender::spool::scratch::ScratchDatabase,
+    _db: evo_siem_sender::spool::scratch::ScratchDatabase,
     /// The URL of the new database.
     pub(crate) url: String,
 }
@@ -31,7 +31,7 @@ impl ScratchDatabase {
             .unwrap_or_else(|e| panic!("{e}"));
         Self {
             url: inner.url().to_owned(),
-            db: inner,
+            _db: inner,
         }
     }
 }

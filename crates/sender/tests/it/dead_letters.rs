@@ -5,7 +5,7 @@
 
 use crate::common::event_json;
 use crate::spool::{Backend, Place, both_backends};
-use evo_siem_sender::spool::{BacklogLimits, NewEvent, REPLAY_PAGE, Spool, replay_all};
+use evo_siem_sender::spool::{BacklogLimits, Hold, NewEvent, REPLAY_PAGE, Spool, replay_all};
 use std::time::{Duration, Instant};
 
 both_backends!(
@@ -32,12 +32,20 @@ async fn refuse(spool: &dyn Spool, integration: &str, from: usize, to: usize) {
         .append(integration, (from..to).map(event).collect())
         .await
         .unwrap();
-    let queued = spool.pending(integration, to - from).await.unwrap();
-    for e in queued {
-        spool
-            .dead_letter(integration, e.id, "http 422".into())
-            .await
-            .unwrap();
+    let mut refused = 0;
+    while refused < to - from {
+        // On PostgreSQL the queue is read under a lease; thousands of refusals on a busy machine
+        // can outlast one, so renew it as a worker would between batches.
+        assert!(spool.lease(integration, Hold::Next).await.unwrap());
+        let queued = spool.pending(integration, 100).await.unwrap();
+        assert!(!queued.is_empty());
+        for e in queued {
+            spool
+                .dead_letter(integration, e.id, "http 422".into())
+                .await
+                .unwrap();
+            refused += 1;
+        }
     }
 }
 

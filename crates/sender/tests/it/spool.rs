@@ -78,13 +78,18 @@ impl Place {
                 )
                 .unwrap();
             }
-            Place::Postgres(db) => db
-                .db
-                .batch_execute(&format!(
-                    "ALTER SEQUENCE spool_events_id_seq RESTART WITH {next}"
-                ))
-                .await
-                .unwrap(),
+            Place::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!(
+                        "ALTER SEQUENCE spool_events_id_seq RESTART WITH {next}"
+                    ))
+                    .await
+                    .unwrap();
+            }
         }
     }
 }
