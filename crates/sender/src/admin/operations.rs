@@ -2,13 +2,18 @@
 //!
 //! The totals count since the sender started; the queue and the dead letters are read from the
 //! spool, so they survive restarts.
+//!
+//! Dead letters scale to millions per integration: the status counts them in the store, the
+//! listing is paged by a cursor (`?limit=`, `?after=`), and a replay of all of them moves
+//! [`REPLAY_PAGE`] per transaction, so other tenants' ingest runs between the pages.
 
-use super::{ApiError, Permission, authorize};
+use super::{ApiError, FieldError, Permission, authorize};
 use crate::DeliveryStats;
 use crate::service::App;
+use crate::spool::{REPLAY_PAGE, replay_all};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use evo_siem_protocol::format_generated_at;
 use serde::{Deserialize, Serialize};
@@ -17,8 +22,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-/// Most dead letters one listing returns.
+/// Most dead letters one page of the listing returns (`?limit=` at most).
 pub const MAX_LISTED: usize = 1000;
+/// Dead letters one page of the listing returns without `?limit=`.
+pub const DEFAULT_LISTED: usize = 100;
+/// Most ids one replay request may name; beyond, 422 (replay without ids moves them all).
+pub const MAX_REPLAY_IDS: usize = 1000;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Status {
@@ -31,7 +40,7 @@ pub(crate) struct Status {
     oldest_queued_age_seconds: Option<f64>,
     last_success: Option<String>,
     last_error: Option<ErrorView>,
-    dead_letters: usize,
+    dead_letters: u64,
     totals: Totals,
 }
 
@@ -76,7 +85,11 @@ pub(crate) async fn status(
     exists(&app, &tenant)?;
     let backlog = app.spool.backlog(&tenant).await.map_err(spool_error)?;
     let oldest = app.spool.oldest(&tenant).await.map_err(spool_error)?;
-    let dead = app.spool.dead_letters(&tenant).await.map_err(spool_error)?;
+    let dead = app
+        .spool
+        .dead_letter_count(&tenant)
+        .await
+        .map_err(spool_error)?;
     let stats = stats_of(&app, &tenant);
     let state = if stats.paused.load(Ordering::Relaxed) {
         "paused"
@@ -112,7 +125,7 @@ pub(crate) async fn status(
             at: format_generated_at(e.at),
             detail: e.detail,
         }),
-        dead_letters: dead.len(),
+        dead_letters: dead,
         totals: Totals {
             delivered: stats.delivered.load(Ordering::Relaxed),
             retried: stats.retried.load(Ordering::Relaxed),
@@ -124,8 +137,11 @@ pub(crate) async fn status(
 
 #[derive(Debug, Serialize)]
 pub(crate) struct DeadLetters {
-    total: usize,
+    /// Every dead letter of the integration, not only this page's.
+    total: u64,
     dead_letters: Vec<DeadLetterView>,
+    /// The `after` of the next page; `null` on the last one.
+    next: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,18 +153,61 @@ struct DeadLetterView {
     event: Box<RawValue>,
 }
 
+/// The listing's query: `limit` (1 to [`MAX_LISTED`], default [`DEFAULT_LISTED`]) and `after`
+/// (a `next` of an earlier page). Anything else is a 400, so that a misspelt parameter is not
+/// silently ignored.
+fn page_query(query: Option<&str>) -> Result<(Option<i64>, usize), ApiError> {
+    let (mut after, mut limit) = (None, DEFAULT_LISTED);
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LISTED).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("limit must be from 1 to {MAX_LISTED}"))
+                    })?;
+            }
+            "after" => {
+                // The cursor is the last id of the page before: opaque to clients, which only
+                // pass back what `next` said.
+                after = Some(value.parse().map_err(|_| {
+                    ApiError::BadRequest("after must be the next of an earlier page".into())
+                })?);
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {other:?}: expected limit or after"
+                )));
+            }
+        }
+    }
+    Ok((after, limit))
+}
+
 pub(crate) async fn dead_letters(
     State(app): State<Arc<App>>,
     Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Json<DeadLetters>, ApiError> {
     authorize(&app, &headers, &tenant, Permission::View).await?;
     exists(&app, &tenant)?;
-    let dead = app.spool.dead_letters(&tenant).await.map_err(spool_error)?;
-    let total = dead.len();
-    let dead_letters = dead
+    let (after, limit) = page_query(query.as_deref())?;
+    let total = app
+        .spool
+        .dead_letter_count(&tenant)
+        .await
+        .map_err(spool_error)?;
+    let page = app
+        .spool
+        .dead_letters(&tenant, after, limit)
+        .await
+        .map_err(spool_error)?;
+    let dead_letters = page
+        .letters
         .into_iter()
-        .take(MAX_LISTED)
         .map(|d| DeadLetterView {
             id: d.id,
             reason: d.reason,
@@ -160,6 +219,7 @@ pub(crate) async fn dead_letters(
     Ok(Json(DeadLetters {
         total,
         dead_letters,
+        next: page.next.map(|id| id.to_string()),
     }))
 }
 
@@ -185,11 +245,36 @@ pub(crate) async fn replay(
             ApiError::BadRequest(format!("expected {{\"ids\": [..]}} or nothing: {e}"))
         })?
     };
-    let replayed = app
-        .spool
-        .replay(&tenant, request.ids)
-        .await
-        .map_err(spool_error)?;
+    let replayed = match request.ids {
+        Some(ids) if ids.len() > MAX_REPLAY_IDS => {
+            return Err(ApiError::Invalid(vec![FieldError {
+                field: "ids".into(),
+                message: format!(
+                    "at most {MAX_REPLAY_IDS} ids per request ({} given); replay without ids for all",
+                    ids.len()
+                ),
+            }]));
+        }
+        Some(ids) => app.spool.replay(&tenant, ids).await.map_err(spool_error)?,
+        None => {
+            // Its own task: a client that gives up waiting does not stop the replay half-way
+            // (it would be harmless, each page being committed, but surprising).
+            let task = {
+                let (app, tenant) = (app.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    replay_all(&*app.spool, &tenant, REPLAY_PAGE, |so_far| {
+                        // The worker starts on the first page while the rest follow.
+                        app.scheduler.mark(&tenant);
+                        tracing::debug!(tenant, so_far, "dead letters replayed so far");
+                    })
+                    .await
+                })
+            };
+            task.await
+                .map_err(|_| ApiError::Internal)?
+                .map_err(spool_error)?
+        }
+    };
     tracing::info!(
         tenant,
         token = principal.token_id,

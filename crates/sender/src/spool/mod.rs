@@ -71,8 +71,13 @@ impl Default for BacklogLimits {
 /// A refused event, kept for an admin to inspect and replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    /// The spool position the event had.
+    /// The dead letter's own id, from a sequence of the dead-letter store: it increases in the
+    /// order events were refused, and it is what listings page by and replays name. It is not
+    /// the queue position: the two id spaces are separate, so that a queue id met again (a
+    /// sequence restarted by a restore) can never cost a record.
     pub id: i64,
+    /// The queue position the event had when it was refused.
+    pub event_id: i64,
     /// The event's JSON text.
     pub json: String,
     /// Why it was refused, for example `http 422` or `larger than max_batch_bytes`.
@@ -80,6 +85,32 @@ pub struct DeadLetter {
     /// When it was refused.
     pub at: SystemTime,
 }
+
+/// One page of an integration's dead letters, oldest first (see [`Spool::dead_letters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterPage {
+    /// At most the page size asked for, in id order.
+    pub letters: Vec<DeadLetter>,
+    /// The cursor of the next page (the id of this page's last letter) when there is one more
+    /// letter after this page, `None` at the end.
+    pub next: Option<i64>,
+}
+
+/// What one [`Spool::replay_page`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayPage {
+    /// Dead letters moved back to the queue by this page.
+    pub moved: u64,
+    /// The highest dead-letter id the replay covers: the bound given, or, when none was, the
+    /// highest id present when this page ran (`None` when there were no dead letters). Pass it
+    /// to the next page, so that events refused again during the replay are not replayed again.
+    pub through: Option<i64>,
+}
+
+/// Dead letters moved back to the queue per transaction by [`replay_all`]: small enough
+/// that one page holds the spool (on SQLite, its single writer) for milliseconds, so other
+/// tenants' ingest interleaves with a replay of millions.
+pub const REPLAY_PAGE: usize = 1000;
 
 /// Why the spool could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -136,8 +167,19 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     /// Moves one event from the queue to the dead-letter store, with the reason.
     fn dead_letter(&self, integration: &str, id: i64, reason: String) -> SpoolFuture<'_, ()>;
 
-    /// The dead letters of `integration`, oldest first.
-    fn dead_letters(&self, integration: &str) -> SpoolFuture<'_, Vec<DeadLetter>>;
+    /// One page of `integration`'s dead letters in id order (the order they were refused):
+    /// at most `limit` of them, those with an id above `after` (from the start when `None`).
+    /// The page's `next` is the `after` of the following page.
+    fn dead_letters(
+        &self,
+        integration: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, DeadLetterPage>;
+
+    /// How many dead letters `integration` has, counted by the store (an index range), never by
+    /// reading them.
+    fn dead_letter_count(&self, integration: &str) -> SpoolFuture<'_, u64>;
 
     /// What `integration` has waiting.
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog>;
@@ -150,9 +192,21 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     /// it was queued before the spool recorded times).
     fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>>;
 
-    /// Puts dead letters back at the end of the queue: all of `integration`'s, or those with
-    /// the given ids. Returns how many.
-    fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64>;
+    /// Puts the dead letters of `integration` with the given ids back at the end of the queue,
+    /// in the order they were refused, in one transaction; ids that are not `integration`'s dead
+    /// letters are skipped. Returns how many moved. Callers bound the list (the admin API takes
+    /// at most 1,000 ids); [`Spool::replay_all`] is the way to replay everything.
+    fn replay(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, u64>;
+
+    /// Puts the oldest `limit` dead letters of `integration` with an id at most `through` (no
+    /// bound when `None`: see [`ReplayPage::through`]) back at the end of the queue, in the order
+    /// they were refused, in one short transaction of its own.
+    fn replay_page(
+        &self,
+        integration: &str,
+        through: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, ReplayPage>;
 
     /// How long a lease lasts unless renewed, when this spool is shared by several instances;
     /// `None` (the default) when one process owns the spool and leases are not needed.
@@ -205,6 +259,50 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     /// the `oldest` integrations whose oldest queued event was queued first (oldest first), with
     /// their backlog. For `/metrics`, which must not cost a query per integration.
     fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, BacklogSummary>;
+}
+
+/// A page of at most `limit` letters from `letters`, read with one more than `limit` so that
+/// the cursor says whether another page follows.
+pub(crate) fn page_of(mut letters: Vec<DeadLetter>, limit: usize) -> DeadLetterPage {
+    let next = if letters.len() > limit {
+        letters.truncate(limit);
+        letters.last().map(|l| l.id)
+    } else {
+        None
+    };
+    DeadLetterPage { letters, next }
+}
+
+/// Puts every dead letter `integration` has now back at the end of the queue, in the order they
+/// were refused, `page` at a time: each page is its own short transaction (on SQLite, its own
+/// request to the writer thread), so other requests get in between. `progress` is called after
+/// each page with the total moved so far. Returns how many moved.
+///
+/// Events refused again while it runs stay dead letters: the replay stops at the highest id
+/// present when it began, so a receiver that still refuses them cannot keep it going. Stopped
+/// half-way (the future dropped, the storage failing), the pages done stay done and the rest
+/// stay dead letters, in order: running it again finishes the job.
+pub async fn replay_all<S: Spool + ?Sized>(
+    spool: &S,
+    integration: &str,
+    page: usize,
+    mut progress: impl FnMut(u64) + Send,
+) -> Result<u64, SpoolError> {
+    let page = page.max(1);
+    let (mut through, mut total) = (None, 0);
+    loop {
+        let step = spool.replay_page(integration, through, page).await?;
+        total += step.moved;
+        if step.moved > 0 {
+            progress(total);
+        }
+        // Fewer than a page: nothing up to the bound is left (another replay of the same
+        // integration running at once may have taken some; it moves the rest).
+        if step.moved < page as u64 {
+            return Ok(total);
+        }
+        through = step.through;
+    }
 }
 
 pub(crate) fn unix_ms(at: SystemTime) -> i64 {

@@ -22,8 +22,8 @@
 //! ran), applied at start-up under an advisory lock so that instances starting together do not race.
 
 use super::{
-    Backlog, BacklogLimits, DeadLetter, Hold, NewEvent, Spool, SpoolError, SpoolFuture,
-    SpooledEvent, action_of, from_unix_ms, unix_ms,
+    Backlog, BacklogLimits, DeadLetter, DeadLetterPage, Hold, NewEvent, ReplayPage, Spool,
+    SpoolError, SpoolFuture, SpooledEvent, action_of, from_unix_ms, page_of, unix_ms,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::collections::HashMap;
@@ -101,10 +101,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX shared_test_runs_by_tenant ON shared_test_runs (tenant, at);
 ",
+    // Dead letters get ids of their own (increasing in the order events are refused) and keep
+    // the event's queue id beside them. Keyed by the event id with `ON CONFLICT DO NOTHING`, a
+    // dead letter whose id met an earlier one (a sequence restarted by a restore) left the
+    // queue without a record. Existing rows keep their ids; the sequence continues above them.
+    "
+    ALTER TABLE spool_dead_letters ADD COLUMN event_id BIGINT;
+    UPDATE spool_dead_letters SET event_id = id;
+    ALTER TABLE spool_dead_letters ALTER COLUMN event_id SET NOT NULL;
+    CREATE SEQUENCE spool_dead_letters_id_seq OWNED BY spool_dead_letters.id;
+    SELECT setval('spool_dead_letters_id_seq',
+                  coalesce((SELECT max(id) FROM spool_dead_letters), 0) + 1, false);
+    ALTER TABLE spool_dead_letters
+        ALTER COLUMN id SET DEFAULT nextval('spool_dead_letters_id_seq');
+",
 ];
 
 /// Serialises migrations between instances starting at once (an arbitrary, fixed key).
 const MIGRATION_LOCK: i64 = 0x6576_6f5f_7370_6f6f;
+/// The class of the advisory locks serialising an integration's replays (with the hash of its
+/// name); two-key locks never meet the one-key migration lock.
+const REPLAY_LOCK: i32 = 0x6576_6f72;
 
 /// How to reach PostgreSQL and how to share it.
 #[derive(Clone)]
@@ -481,7 +498,7 @@ impl PostgresSpool {
                     WHERE integration = $1 AND id = $2 AND EXISTS (SELECT 1 FROM lease)
                     RETURNING id, json, size
                  ), kept AS (
-                    INSERT INTO spool_dead_letters (id, integration, json, reason, at_unix_ms)
+                    INSERT INTO spool_dead_letters (event_id, integration, json, reason, at_unix_ms)
                     SELECT id, $1, json, $3, $4 FROM gone
                     ON CONFLICT (id) DO NOTHING
                  ), counted AS (
@@ -510,25 +527,50 @@ impl PostgresSpool {
         }
     }
 
-    async fn dead_letters_now(&self, integration: String) -> Result<Vec<DeadLetter>, SpoolError> {
+    async fn dead_letters_now(
+        &self,
+        integration: String,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<DeadLetterPage, SpoolError> {
         let client = self.client().await?;
+        // One more than the page: whether a next page exists, without a count.
         let rows = client
             .query(
-                "SELECT id, json, reason, at_unix_ms FROM spool_dead_letters
-                 WHERE integration = $1 ORDER BY id",
-                &[&integration],
+                "SELECT id, event_id, json, reason, at_unix_ms FROM spool_dead_letters
+                 WHERE integration = $1 AND id > $2 ORDER BY id LIMIT $3",
+                &[
+                    &integration,
+                    &after.unwrap_or(i64::MIN),
+                    &i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1),
+                ],
             )
             .await
             .map_err(|e| db(&e))?;
-        Ok(rows
+        let letters = rows
             .iter()
             .map(|r| DeadLetter {
                 id: r.get(0),
-                json: r.get(1),
-                reason: r.get(2),
-                at: from_unix_ms(r.get(3)).unwrap_or(UNIX_EPOCH),
+                event_id: r.get(1),
+                json: r.get(2),
+                reason: r.get(3),
+                at: from_unix_ms(r.get(4)).unwrap_or(UNIX_EPOCH),
             })
-            .collect())
+            .collect();
+        Ok(page_of(letters, limit))
+    }
+
+    async fn dead_letter_count_now(&self, integration: String) -> Result<u64, SpoolError> {
+        let client = self.client().await?;
+        let count: i64 = client
+            .query_one(
+                "SELECT count(*) FROM spool_dead_letters WHERE integration = $1",
+                &[&integration],
+            )
+            .await
+            .map_err(|e| db(&e))?
+            .get(0);
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn oldest_now(&self, integration: String) -> Result<Option<SystemTime>, SpoolError> {
@@ -543,46 +585,65 @@ impl PostgresSpool {
         Ok(row.and_then(|r| from_unix_ms(r.get(0))))
     }
 
-    async fn replay_now(
-        &self,
-        integration: String,
-        ids: Option<Vec<i64>>,
-    ) -> Result<u64, SpoolError> {
+    async fn replay_now(&self, integration: String, ids: Vec<i64>) -> Result<u64, SpoolError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(|e| db(&e))?;
+        lock_replays(&tx, &integration).await?;
         let letters = tx
             .query(
-                "DELETE FROM spool_dead_letters
-                 WHERE integration = $1 AND ($2::int8[] IS NULL OR id = ANY($2))
+                "DELETE FROM spool_dead_letters WHERE integration = $1 AND id = ANY($2)
                  RETURNING id, json",
                 &[&integration, &ids],
             )
             .await
             .map_err(|e| db(&e))?;
-        let mut letters: Vec<(i64, String)> =
-            letters.iter().map(|r| (r.get(0), r.get(1))).collect();
-        // Back at the end of the queue, with new positions, in the order they were refused.
-        letters.sort_unstable_by_key(|(id, _)| *id);
-        let actions: Vec<String> = letters.iter().map(|(_, json)| action_of(json)).collect();
-        let sizes: Vec<i64> = letters.iter().map(|(_, json)| json.len() as i64).collect();
-        let jsons: Vec<String> = letters.into_iter().map(|(_, json)| json).collect();
-        let count = i64::try_from(jsons.len()).map_err(storage)?;
-        if count > 0 {
-            insert_events(&tx, &integration, &actions, &jsons, &sizes).await?;
-            let bytes: i64 = sizes.iter().sum();
-            tx.execute(
-                "INSERT INTO spool_backlogs (integration, events, bytes) VALUES ($1, $2, $3)
-                 ON CONFLICT (integration) DO UPDATE
-                    SET events = spool_backlogs.events + EXCLUDED.events,
-                        bytes = spool_backlogs.bytes + EXCLUDED.bytes",
-                &[&integration, &count, &bytes],
+        let moved = requeue(&tx, &integration, &letters).await?;
+        tx.commit().await.map_err(|e| db(&e))?;
+        Ok(moved)
+    }
+
+    async fn replay_page_now(
+        &self,
+        integration: String,
+        through: Option<i64>,
+        limit: usize,
+    ) -> Result<ReplayPage, SpoolError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        lock_replays(&tx, &integration).await?;
+        let through: Option<i64> = match through {
+            Some(through) => Some(through),
+            None => tx
+                .query_one(
+                    "SELECT max(id) FROM spool_dead_letters WHERE integration = $1",
+                    &[&integration],
+                )
+                .await
+                .map_err(|e| db(&e))?
+                .get(0),
+        };
+        let Some(bound) = through else {
+            return Ok(ReplayPage::default());
+        };
+        let letters = tx
+            .query(
+                "WITH page AS (
+                    SELECT id FROM spool_dead_letters
+                    WHERE integration = $1 AND id <= $2 ORDER BY id LIMIT $3
+                 )
+                 DELETE FROM spool_dead_letters d USING page WHERE d.id = page.id
+                 RETURNING d.id, d.json",
+                &[
+                    &integration,
+                    &bound,
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
             )
             .await
             .map_err(|e| db(&e))?;
-            notify(&tx, &integration).await?;
-        }
+        let moved = requeue(&tx, &integration, &letters).await?;
         tx.commit().await.map_err(|e| db(&e))?;
-        Ok(count as u64)
+        Ok(ReplayPage { moved, through })
     }
 
     /// One round of the lease keeper (see [`Spool::keep_leases`]).
@@ -834,6 +895,51 @@ where
     }
 }
 
+/// Serialises the replays of one integration (across instances) for the rest of `tx`, so that
+/// two replays at once move pages one after the other and the queue keeps the refusal order.
+async fn lock_replays(
+    tx: &deadpool_postgres::Transaction<'_>,
+    integration: &str,
+) -> Result<(), SpoolError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&REPLAY_LOCK, &integration],
+    )
+    .await
+    .map_err(|e| db(&e))?;
+    Ok(())
+}
+
+/// Puts deleted dead letters (rows of `id, json`) back at the end of `integration`'s queue, in
+/// the order they were refused, and counts them in its backlog. Returns how many.
+async fn requeue(
+    tx: &deadpool_postgres::Transaction<'_>,
+    integration: &str,
+    rows: &[tokio_postgres::Row],
+) -> Result<u64, SpoolError> {
+    let mut letters: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // `RETURNING` promises no order.
+    letters.sort_unstable_by_key(|(id, _)| *id);
+    let actions: Vec<String> = letters.iter().map(|(_, json)| action_of(json)).collect();
+    let sizes: Vec<i64> = letters.iter().map(|(_, json)| json.len() as i64).collect();
+    let jsons: Vec<String> = letters.into_iter().map(|(_, json)| json).collect();
+    let count = i64::try_from(jsons.len()).map_err(storage)?;
+    if count > 0 {
+        insert_events(tx, integration, &actions, &jsons, &sizes).await?;
+        let bytes: i64 = sizes.iter().sum();
+        tx.execute(
+            "INSERT INTO spool_backlogs (integration, events, bytes) VALUES ($1, $2, $3)
+             ON CONFLICT (integration) DO UPDATE
+                SET events = spool_backlogs.events + EXCLUDED.events,
+                    bytes = spool_backlogs.bytes + EXCLUDED.bytes",
+            &[&integration, &count, &bytes],
+        )
+        .await
+        .map_err(|e| db(&e))?;
+    }
+    Ok(count as u64)
+}
+
 /// Queues events at the end of `integration`'s queue, in the order given, in one statement.
 async fn insert_events(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -922,9 +1028,19 @@ impl Spool for PostgresSpool {
         Box::pin(self.bounded(self.dead_letter_now(integration, id, reason)))
     }
 
-    fn dead_letters(&self, integration: &str) -> SpoolFuture<'_, Vec<DeadLetter>> {
+    fn dead_letters(
+        &self,
+        integration: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, DeadLetterPage> {
         let integration = integration.to_owned();
-        Box::pin(self.bounded(self.dead_letters_now(integration)))
+        Box::pin(self.bounded(self.dead_letters_now(integration, after, limit)))
+    }
+
+    fn dead_letter_count(&self, integration: &str) -> SpoolFuture<'_, u64> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.dead_letter_count_now(integration)))
     }
 
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
@@ -954,9 +1070,19 @@ impl Spool for PostgresSpool {
         Box::pin(self.bounded(self.oldest_now(integration)))
     }
 
-    fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64> {
+    fn replay(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, u64> {
         let integration = integration.to_owned();
         Box::pin(self.bounded(self.replay_now(integration, ids)))
+    }
+
+    fn replay_page(
+        &self,
+        integration: &str,
+        through: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, ReplayPage> {
+        let integration = integration.to_owned();
+        Box::pin(self.bounded(self.replay_page_now(integration, through, limit)))
     }
 
     fn lease_ttl(&self) -> Option<Duration> {

@@ -7,8 +7,8 @@
 //! them. Async callers never block: they await the channel and a oneshot reply.
 
 use super::{
-    Backlog, BacklogLimits, DeadLetter, NewEvent, Spool, SpoolError, SpoolFuture, SpooledEvent,
-    action_of, from_unix_ms, unix_ms,
+    Backlog, BacklogLimits, DeadLetter, DeadLetterPage, NewEvent, ReplayPage, Spool, SpoolError,
+    SpoolFuture, SpooledEvent, action_of, from_unix_ms, page_of, unix_ms,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -44,6 +44,26 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE events ADD COLUMN at_unix_ms INTEGER NOT NULL DEFAULT 0;
 ",
+    // Dead letters get ids of their own (increasing in the order events are refused) and keep
+    // the event's queue id beside them. Keyed by the event id, a dead letter whose id met an
+    // earlier one (a sequence restarted by a restore) failed its insert, and with it the whole
+    // group transaction, every time the worker tried again. Existing rows keep their ids, and
+    // AUTOINCREMENT continues above them.
+    "
+    CREATE TABLE dead_letters_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id INTEGER NOT NULL,
+        integration TEXT NOT NULL,
+        json TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_unix_ms INTEGER NOT NULL
+    );
+    INSERT INTO dead_letters_v3 (id, event_id, integration, json, reason, at_unix_ms)
+        SELECT id, id, integration, json, reason, at_unix_ms FROM dead_letters ORDER BY id;
+    DROP TABLE dead_letters;
+    ALTER TABLE dead_letters_v3 RENAME TO dead_letters;
+    CREATE INDEX dead_letters_by_integration ON dead_letters (integration, id);
+",
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
@@ -72,7 +92,13 @@ enum Op {
     },
     DeadLetters {
         integration: String,
-        reply: Reply<Vec<DeadLetter>>,
+        after: Option<i64>,
+        limit: usize,
+        reply: Reply<DeadLetterPage>,
+    },
+    DeadLetterCount {
+        integration: String,
+        reply: Reply<u64>,
     },
     Backlog {
         integration: String,
@@ -87,8 +113,14 @@ enum Op {
     },
     Replay {
         integration: String,
-        ids: Option<Vec<i64>>,
+        ids: Vec<i64>,
         reply: Reply<u64>,
+    },
+    ReplayPage {
+        integration: String,
+        through: Option<i64>,
+        limit: usize,
+        reply: Reply<ReplayPage>,
     },
 }
 
@@ -99,7 +131,8 @@ impl Op {
             Op::Append { integration, .. }
             | Op::Ack { integration, .. }
             | Op::DeadLetter { integration, .. }
-            | Op::Replay { integration, .. } => Some(integration),
+            | Op::Replay { integration, .. }
+            | Op::ReplayPage { integration, .. } => Some(integration),
             _ => None,
         }
     }
@@ -207,7 +240,8 @@ struct Writer {
 enum Deferred {
     Unit(Reply<()>),
     Events(Reply<Vec<SpooledEvent>>, Vec<SpooledEvent>),
-    Dead(Reply<Vec<DeadLetter>>, Vec<DeadLetter>),
+    Dead(Reply<DeadLetterPage>, DeadLetterPage),
+    Replayed(Reply<ReplayPage>, ReplayPage),
     Backlog(Reply<Backlog>, Backlog),
     Oldest(Reply<Option<SystemTime>>, Option<SystemTime>),
     Count(Reply<u64>, u64),
@@ -231,6 +265,8 @@ impl Deferred {
             (Deferred::Oldest(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
             (Deferred::Count(r, v), None) => r.send(Ok(v)).map_err(drop),
             (Deferred::Count(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Replayed(r, v), None) => r.send(Ok(v)).map_err(drop),
+            (Deferred::Replayed(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
             (Deferred::Names(r, v), None) => r.send(Ok(v)).map_err(drop),
             (Deferred::Names(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
         };
@@ -258,9 +294,12 @@ impl Writer {
     /// dead-letter move to a power cut means the events are sent again, which at-least-once
     /// allows; so a group without appends commits without waiting for an fsync.
     fn apply(&mut self, group: &mut Vec<Op>) {
-        let durable = group
-            .iter()
-            .any(|op| matches!(op, Op::Append { .. } | Op::Replay { .. }));
+        let durable = group.iter().any(|op| {
+            matches!(
+                op,
+                Op::Append { .. } | Op::Replay { .. } | Op::ReplayPage { .. }
+            )
+        });
         let level = if durable { "FULL" } else { "NORMAL" };
         if let Err(err) = self.conn.pragma_update(None, "synchronous", level) {
             // Never acknowledge an append without knowing it will be on disk.
@@ -354,26 +393,50 @@ impl Writer {
                     } => {
                         let at = unix_ms(SystemTime::now());
                         tx.prepare_cached(
-                            "INSERT INTO dead_letters (id, integration, json, reason, at_unix_ms)
+                            "INSERT INTO dead_letters (event_id, integration, json, reason, at_unix_ms)
                              SELECT id, integration, json, ?3, ?4 FROM events WHERE integration = ?1 AND id = ?2",
                         )?
                         .execute(params![integration, id, reason, at])?;
                         remove_event(&tx, &mut self.backlogs, &integration, id)?;
                         deferred.push(Deferred::Unit(reply));
                     }
-                    Op::DeadLetters { integration, reply } => {
+                    Op::DeadLetters {
+                        integration,
+                        after,
+                        limit,
+                        reply,
+                    } => {
+                        // One more than the page: whether a next page exists, without a count.
                         let mut select = tx.prepare_cached(
-                            "SELECT id, json, reason, at_unix_ms FROM dead_letters WHERE integration = ?1 ORDER BY id",
+                            "SELECT id, event_id, json, reason, at_unix_ms FROM dead_letters
+                             WHERE integration = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                         )?;
-                        let rows = select.query_map(params![integration], |r| {
-                            Ok(DeadLetter {
-                                id: r.get(0)?,
-                                json: r.get(1)?,
-                                reason: r.get(2)?,
-                                at: from_unix_ms(r.get(3)?).unwrap_or(UNIX_EPOCH),
-                            })
-                        })?;
-                        deferred.push(Deferred::Dead(reply, rows.collect::<Result<_, _>>()?));
+                        let rows = select.query_map(
+                            params![
+                                integration,
+                                after.unwrap_or(i64::MIN),
+                                (limit as i64).saturating_add(1)
+                            ],
+                            |r| {
+                                Ok(DeadLetter {
+                                    id: r.get(0)?,
+                                    event_id: r.get(1)?,
+                                    json: r.get(2)?,
+                                    reason: r.get(3)?,
+                                    at: from_unix_ms(r.get(4)?).unwrap_or(UNIX_EPOCH),
+                                })
+                            },
+                        )?;
+                        let letters = rows.collect::<Result<Vec<_>, _>>()?;
+                        deferred.push(Deferred::Dead(reply, page_of(letters, limit)));
+                    }
+                    Op::DeadLetterCount { integration, reply } => {
+                        let count: i64 = tx
+                            .prepare_cached(
+                                "SELECT count(*) FROM dead_letters WHERE integration = ?1",
+                            )?
+                            .query_row(params![integration], |r| r.get(0))?;
+                        deferred.push(Deferred::Count(reply, count as u64));
                     }
                     Op::Backlog { integration, reply } => {
                         let backlog = self.backlogs.get(&integration).copied().unwrap_or_default();
@@ -400,38 +463,68 @@ impl Writer {
                     }
                     Op::Replay {
                         integration,
-                        ids,
+                        mut ids,
                         reply,
                     } => {
-                        let letters: Vec<(i64, String)> = {
-                            let mut select = tx.prepare_cached(
-                                "SELECT id, json FROM dead_letters WHERE integration = ?1 ORDER BY id",
-                            )?;
-                            let rows = select
-                                .query_map(params![integration], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                            rows.collect::<Result<_, _>>()?
-                        };
-                        let at = unix_ms(SystemTime::now());
+                        // In the order they were refused, whatever the order asked.
+                        ids.sort_unstable();
+                        ids.dedup();
                         let mut replayed = 0;
-                        for (id, json) in letters {
-                            if ids.as_ref().is_some_and(|ids| !ids.contains(&id)) {
-                                continue;
+                        for id in ids {
+                            let letter: Option<String> = tx
+                                .prepare_cached(
+                                    "DELETE FROM dead_letters WHERE integration = ?1 AND id = ?2
+                                     RETURNING json",
+                                )?
+                                .query_row(params![integration, id], |r| r.get(0))
+                                .optional()?;
+                            if let Some(json) = letter {
+                                requeue(&tx, &mut self.backlogs, &integration, &json)?;
+                                replayed += 1;
                             }
-                            // Back at the end of the queue, with a new position.
-                            tx.prepare_cached(
-                                "INSERT INTO events (integration, action, json, size, at_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                            )?
-                            .execute(params![integration, action_of(&json), json, json.len() as i64, at])?;
-                            tx.prepare_cached(
-                                "DELETE FROM dead_letters WHERE integration = ?1 AND id = ?2",
-                            )?
-                            .execute(params![integration, id])?;
-                            let backlog = self.backlogs.entry(integration.clone()).or_default();
-                            backlog.events += 1;
-                            backlog.bytes += json.len() as u64;
-                            replayed += 1;
                         }
                         deferred.push(Deferred::Count(reply, replayed));
+                    }
+                    Op::ReplayPage {
+                        integration,
+                        through,
+                        limit,
+                        reply,
+                    } => {
+                        let through = match through {
+                            Some(through) => Some(through),
+                            None => tx
+                                .prepare_cached(
+                                    "SELECT max(id) FROM dead_letters WHERE integration = ?1",
+                                )?
+                                .query_row(params![integration], |r| r.get(0))?,
+                        };
+                        let letters: Vec<(i64, String)> = match through {
+                            None => Vec::new(),
+                            Some(through) => {
+                                let mut select = tx.prepare_cached(
+                                    "SELECT id, json FROM dead_letters
+                                     WHERE integration = ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+                                )?;
+                                let rows = select.query_map(
+                                    params![integration, through, limit as i64],
+                                    |r| Ok((r.get(0)?, r.get(1)?)),
+                                )?;
+                                rows.collect::<Result<_, _>>()?
+                            }
+                        };
+                        if let Some((last, _)) = letters.last() {
+                            // The page is every letter up to its last id: one range delete.
+                            tx.prepare_cached(
+                                "DELETE FROM dead_letters WHERE integration = ?1 AND id <= ?2",
+                            )?
+                            .execute(params![integration, last])?;
+                        }
+                        let moved = letters.len() as u64;
+                        for (_, json) in letters {
+                            requeue(&tx, &mut self.backlogs, &integration, &json)?;
+                        }
+                        deferred.push(Deferred::Replayed(reply, ReplayPage { moved, through }));
                     }
                 }
             }
@@ -476,6 +569,30 @@ fn remove_event(
     Ok(())
 }
 
+/// Queues a replayed event at the end of `integration`'s queue, with a new position, and counts
+/// it in the backlog.
+fn requeue(
+    tx: &rusqlite::Transaction<'_>,
+    backlogs: &mut HashMap<String, Backlog>,
+    integration: &str,
+    json: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO events (integration, action, json, size, at_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        integration,
+        action_of(json),
+        json,
+        json.len() as i64,
+        unix_ms(SystemTime::now())
+    ])?;
+    let backlog = backlogs.entry(integration.to_owned()).or_default();
+    backlog.events += 1;
+    backlog.bytes += json.len() as u64;
+    Ok(())
+}
+
 /// Answers a request that could not be applied.
 fn fail(op: Op, message: &str) {
     let err = || SpoolError::Storage(message.to_owned());
@@ -487,6 +604,8 @@ fn fail(op: Op, message: &str) {
         Op::DeadLetters { reply, .. } => reply.send(Err(err())).map_err(drop),
         Op::Backlog { reply, .. } => reply.send(Err(err())).map_err(drop),
         Op::Oldest { reply, .. } => reply.send(Err(err())).map_err(drop),
+        Op::DeadLetterCount { reply, .. } => reply.send(Err(err())).map_err(drop),
+        Op::ReplayPage { reply, .. } => reply.send(Err(err())).map_err(drop),
         Op::Queued { reply } => reply.send(Err(err())).map_err(drop),
         Op::Replay { reply, .. } => reply.send(Err(err())).map_err(drop),
     };
@@ -530,9 +649,24 @@ impl Spool for SqliteSpool {
         })
     }
 
-    fn dead_letters(&self, integration: &str) -> SpoolFuture<'_, Vec<DeadLetter>> {
+    fn dead_letters(
+        &self,
+        integration: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, DeadLetterPage> {
         let integration = integration.to_owned();
-        self.call(move |reply| Op::DeadLetters { integration, reply })
+        self.call(move |reply| Op::DeadLetters {
+            integration,
+            after,
+            limit,
+            reply,
+        })
+    }
+
+    fn dead_letter_count(&self, integration: &str) -> SpoolFuture<'_, u64> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::DeadLetterCount { integration, reply })
     }
 
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
@@ -549,7 +683,7 @@ impl Spool for SqliteSpool {
         self.call(move |reply| Op::Oldest { integration, reply })
     }
 
-    fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64> {
+    fn replay(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, u64> {
         let integration = integration.to_owned();
         self.call(move |reply| Op::Replay {
             integration,
@@ -604,6 +738,23 @@ impl Spool for SqliteSpool {
             })
             .await
             .map_err(storage)?
+        })
+    }
+
+    /// One request to the writer thread per page: the requests queued meanwhile (other
+    /// tenants' appends) are applied before the next page is even asked for.
+    fn replay_page(
+        &self,
+        integration: &str,
+        through: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, ReplayPage> {
+        let integration = integration.to_owned();
+        self.call(move |reply| Op::ReplayPage {
+            integration,
+            through,
+            limit,
+            reply,
         })
     }
 }

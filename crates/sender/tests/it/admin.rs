@@ -493,6 +493,119 @@ impl wiremock::Respond for RefusePoison {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_by_pages_and_replayed_all() {
+    dead_letters_are_listed_by_pages_and_replayed_all_on(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_by_pages_and_replayed_all_on_postgres() {
+    dead_letters_are_listed_by_pages_and_replayed_all_on(true).await;
+}
+
+/// Issue 12: `?limit=` and `?after=` page the listing, `total` and the status count every dead
+/// letter, a bad query is a 400, more than 1,000 ids a 422, and a replay of all answers with
+/// how many went back.
+async fn dead_letters_are_listed_by_pages_and_replayed_all_on(postgres: bool) {
+    let f = fixture_on("", postgres).await;
+    let base = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let list = format!("{base}/dead-letters");
+    f.siem.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(RefusePoison)
+        .mount(&f.siem)
+        .await;
+    ingest(&f, &["Poison"; 250]).await;
+    wait_for("250 dead letters", async || {
+        call("GET", &format!("{list}?limit=1"), Some(&f.view), None)
+            .await
+            .1["total"]
+            == 250
+    })
+    .await;
+    let (_, status) = call("GET", &format!("{base}/status"), Some(&f.view), None).await;
+    assert_eq!(status["dead_letters"], 250);
+
+    let (code, first) = call("GET", &list, Some(&f.view), None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        first["dead_letters"].as_array().unwrap().len(),
+        100,
+        "default limit"
+    );
+    let mut ids = Vec::new();
+    let mut sizes = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            Some(after) => format!("{list}?limit=100&after={after}"),
+            None => format!("{list}?limit=100"),
+        };
+        let (code, page) = call("GET", &url, Some(&f.view), None).await;
+        assert_eq!((code, &page["total"]), (200, &serde_json::json!(250)));
+        let letters = page["dead_letters"].as_array().unwrap();
+        sizes.push(letters.len());
+        ids.extend(letters.iter().map(|l| l["id"].as_i64().unwrap()));
+        assert!(
+            letters
+                .iter()
+                .all(|l| l["event"]["data"]["action"] == "Poison")
+        );
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => {
+                assert!(page["next"].is_null(), "{page}");
+                break;
+            }
+        }
+    }
+    assert_eq!(sizes, [100, 100, 50]);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in id order, no repeats"
+    );
+
+    for query in ["limit=0", "limit=1001", "limit=ten", "after=abc", "page=2"] {
+        let (code, answer) = call("GET", &format!("{list}?{query}"), Some(&f.view), None).await;
+        assert_eq!(
+            (code, &answer["error"]),
+            (400, &serde_json::json!("bad_request")),
+            "{query}"
+        );
+    }
+    let (code, _) = call("GET", &format!("{list}?limit=1000"), Some(&f.view), None).await;
+    assert_eq!(code, 200);
+    let too_many = serde_json::json!({ "ids": (0..1001).collect::<Vec<i64>>() }).to_string();
+    let replay = format!("{list}/replay");
+    let (code, answer) = call("POST", &replay, Some(&f.manage), Some(&too_many)).await;
+    assert_eq!(
+        (code, &answer["fields"][0]["field"]),
+        (422, &serde_json::json!("ids"))
+    );
+
+    // The receiver is fixed: all of them back, in one call.
+    f.siem.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.siem)
+        .await;
+    let (code, answer) = call("POST", &replay, Some(&f.manage), None).await;
+    assert_eq!((code, &answer["replayed"]), (200, &serde_json::json!(250)));
+    let (_, after_replay) = call("GET", &list, Some(&f.view), None).await;
+    assert_eq!(after_replay["total"], 0);
+    assert!(
+        after_replay["next"].is_null() && after_replay["dead_letters"] == serde_json::json!([])
+    );
+    wait_for("the replayed events delivered", async || {
+        call("GET", &format!("{base}/status"), Some(&f.view), None)
+            .await
+            .1["queued_events"]
+            == 0
+    })
+    .await;
+    f.sender.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_dead_letters_replay_resume_and_metrics() {
     status_dead_letters_replay_resume_and_metrics_on(false).await;
 }

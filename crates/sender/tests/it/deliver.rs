@@ -349,7 +349,12 @@ async fn a_400_is_bisected_down_to_the_poison_event_which_is_dead_lettered() {
     let mut worker = worker(&fx, integration(&fx, "acme"));
     drain(&mut worker).await;
 
-    let dead = fx.spool.dead_letters("acme").await.unwrap();
+    let dead = fx
+        .spool
+        .dead_letters("acme", None, 10)
+        .await
+        .unwrap()
+        .letters;
     assert_eq!(dead.len(), 1);
     assert!(dead[0].json.contains("Poison"));
     assert_eq!(dead[0].reason, "http 400: schema violation in event");

@@ -4,6 +4,7 @@
 mod admin;
 mod bounds;
 mod common;
+mod dead_letters;
 mod deliver;
 mod hardening;
 mod lease;

@@ -6,8 +6,8 @@ use evo_siem_sender::registry::{IntegrationSettings, Registry};
 use evo_siem_sender::retry::Backoff;
 use evo_siem_sender::schedule::{Scheduler, SchedulerOptions, StatsMap, stats_entry};
 use evo_siem_sender::spool::{
-    Backlog, BacklogLimits, BacklogSummary, DeadLetter, Hold, NewEvent, Spool, SpoolFuture,
-    SpooledEvent, SqliteSpool,
+    Backlog, BacklogLimits, BacklogSummary, DeadLetterPage, Hold, NewEvent, ReplayPage, Spool,
+    SpoolFuture, SpooledEvent, SqliteSpool,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,8 +36,16 @@ impl Spool for Counting {
     fn dead_letter(&self, integration: &str, id: i64, reason: String) -> SpoolFuture<'_, ()> {
         self.inner.dead_letter(integration, id, reason)
     }
-    fn dead_letters(&self, integration: &str) -> SpoolFuture<'_, Vec<DeadLetter>> {
-        self.inner.dead_letters(integration)
+    fn dead_letters(
+        &self,
+        integration: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, DeadLetterPage> {
+        self.inner.dead_letters(integration, after, limit)
+    }
+    fn dead_letter_count(&self, integration: &str) -> SpoolFuture<'_, u64> {
+        self.inner.dead_letter_count(integration)
     }
     fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
         self.inner.backlog(integration)
@@ -48,11 +56,19 @@ impl Spool for Counting {
     fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>> {
         self.inner.oldest(integration)
     }
-    fn replay(&self, integration: &str, ids: Option<Vec<i64>>) -> SpoolFuture<'_, u64> {
+    fn replay(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, u64> {
         self.inner.replay(integration, ids)
     }
     fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, BacklogSummary> {
         self.inner.backlog_summary(oldest)
+    }
+    fn replay_page(
+        &self,
+        integration: &str,
+        through: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, ReplayPage> {
+        self.inner.replay_page(integration, through, limit)
     }
     fn holds(&self, integration: &str, hold: Hold) -> bool {
         self.inner.holds(integration, hold)

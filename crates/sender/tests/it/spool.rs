@@ -5,7 +5,7 @@
 use crate::common::ScratchDatabase;
 use evo_siem_sender::spool::{
     Backlog, BacklogLimits, NewEvent, PostgresOptions, PostgresSpool, Spool, SpoolError,
-    SqliteSpool,
+    SqliteSpool, replay_all,
 };
 use std::sync::Arc;
 
@@ -64,8 +64,39 @@ impl Place {
     }
 }
 
+impl Place {
+    /// Makes the queue's next event id `next`, as a database restored without its sequence
+    /// state would: the one way the queue's ids can meet ids it handed out before.
+    pub(crate) async fn restart_event_ids(&self, next: i64) {
+        match self {
+            Place::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("spool.db")).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .unwrap();
+                conn.execute(
+                    "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'events'",
+                    [next - 1],
+                )
+                .unwrap();
+            }
+            Place::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!(
+                        "ALTER SEQUENCE spool_events_id_seq RESTART WITH {next}"
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
 /// Runs each named test function against both backends.
-macro_rules! both_backends {
+macro_rules! both_backends_ {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -85,6 +116,9 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// [`both_backends_`], for the other test modules too.
+pub(crate) use both_backends_ as both_backends;
 
 both_backends!(
     events_come_back_in_ingest_order_per_integration_until_acked,
@@ -145,12 +179,20 @@ async fn dead_letters_leave_the_queue_with_their_reason(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(labels(&spool.pending("acme", 10).await.unwrap()), ["good"]);
-    let dead = spool.dead_letters("acme").await.unwrap();
+    let dead = spool.dead_letters("acme", None, 10).await.unwrap();
+    assert_eq!(dead.next, None);
+    let dead = dead.letters;
     assert_eq!(dead.len(), 1);
     assert_eq!(
-        (dead[0].id, dead[0].json.as_str(), dead[0].reason.as_str()),
+        (
+            dead[0].event_id,
+            dead[0].json.as_str(),
+            dead[0].reason.as_str()
+        ),
         (pending[1].id, pending[1].json.as_str(), "http 422")
     );
+    assert_eq!(spool.dead_letter_count("acme").await.unwrap(), 1);
+    assert_eq!(spool.dead_letter_count("globex").await.unwrap(), 0);
     assert_eq!(spool.backlog("acme").await.unwrap().events, 1);
     assert!(dead[0].at.elapsed().unwrap() < std::time::Duration::from_secs(60));
 }
@@ -176,23 +218,22 @@ async fn dead_letters_replay_to_the_end_of_the_queue_all_or_chosen(backend: Back
             .await
             .unwrap();
     }
+    let dead = spool.dead_letters("acme", None, 10).await.unwrap().letters;
+    let ids: Vec<i64> = dead.iter().map(|d| d.id).collect();
     // Another integration's ids replay nothing.
-    assert_eq!(spool.replay("globex", None).await.unwrap(), 0);
-    assert_eq!(
-        spool
-            .replay("acme", Some(vec![pending[1].id]))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(spool.replay("globex", ids.clone()).await.unwrap(), 0);
+    assert_eq!(replay_all(&*spool, "globex", 10, |_| ()).await.unwrap(), 0);
+    assert_eq!(spool.replay("acme", vec![ids[1]]).await.unwrap(), 1);
     assert_eq!(
         labels(&spool.pending("acme", 10).await.unwrap()),
         ["ok", "p2"]
     );
-    assert_eq!(spool.replay("acme", None).await.unwrap(), 2);
+    assert_eq!(replay_all(&*spool, "acme", 10, |_| ()).await.unwrap(), 2);
     let queued = spool.pending("acme", 10).await.unwrap();
     assert_eq!(labels(&queued), ["ok", "p2", "p1", "p3"]);
-    assert!(spool.dead_letters("acme").await.unwrap().is_empty());
+    let dead = spool.dead_letters("acme", None, 10).await.unwrap();
+    assert!(dead.letters.is_empty() && dead.next.is_none());
+    assert_eq!(spool.dead_letter_count("acme").await.unwrap(), 0);
     assert_eq!(spool.backlog("acme").await.unwrap().events, 4);
     // A replayed event's action is read back from its JSON for the exclusion check; these test
     // events have no `data.action`, so it is empty (a real event's is checked in admin.rs).
