@@ -543,6 +543,18 @@ pub(crate) async fn put(
     let current = stored(&app, &tenant).await?;
     let (settings, fields) =
         apply(&tenant, current.as_ref(), update, &app.allowed).map_err(ApiError::Invalid)?;
+    if !app.registry.has_key() && crate::secrets::has_secrets(&settings) {
+        // Secrets are stored only sealed; the operator has not configured the key.
+        let mut errors = Vec::new();
+        let message = "this sender has no secrets key configured ([secrets] key_env or key_file), so it cannot store secrets or header values";
+        if settings.signing_secret.is_some() || settings.next_signing_secret.is_some() {
+            field(&mut errors, "signing_secret", message);
+        }
+        for name in settings.headers.keys() {
+            field(&mut errors, format!("headers.{name}"), message);
+        }
+        return Err(ApiError::Invalid(errors));
+    }
     // Several instances: the reference first, then this instance's copy at once (the others
     // take it within a second).
     if let Some(shared) = &app.shared {

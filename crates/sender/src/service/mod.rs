@@ -4,8 +4,8 @@ mod config;
 mod ingest;
 
 pub use config::{
-    Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, SpoolBackend,
-    SpoolConfig,
+    Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, SecretsConfig,
+    SpoolBackend, SpoolConfig,
 };
 
 use crate::DeliveryStats;
@@ -84,8 +84,12 @@ impl Sender {
         let ingest_token = config.ingest_token()?;
         crate::data_dir::prepare(config)?;
         let registry = Arc::new(
-            Registry::open(&config.data_dir, config.allow_private_targets.clone())
-                .map_err(|e| ServiceError::Io(e.to_string()))?,
+            Registry::open(
+                &config.data_dir,
+                config.allow_private_targets.clone(),
+                config.secrets.key()?,
+            )
+            .map_err(|e| ServiceError::Io(e.to_string()))?,
         );
         let tokens = Arc::new(
             TokenStore::open(&config.data_dir).map_err(|e| ServiceError::Io(e.to_string()))?,
@@ -98,7 +102,18 @@ impl Sender {
                         instance = spool.instance(),
                         "spool: PostgreSQL, shared with the other instances"
                     );
-                    let shared = spool.shared();
+                    let shared = spool.shared().with_key(registry.key().cloned());
+                    // Secrets the previous version stored in plaintext: sealed before use.
+                    let sealed = shared
+                        .seal_plaintext()
+                        .await
+                        .map_err(|e| ServiceError::Io(e.to_string()))?;
+                    if sealed > 0 {
+                        tracing::info!(
+                            integrations = sealed,
+                            "shared secrets stored in plaintext by an earlier version are now encrypted"
+                        );
+                    }
                     (Arc::new(spool), Some(shared))
                 }
                 None => (

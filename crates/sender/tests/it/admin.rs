@@ -97,6 +97,7 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
         allow_private_targets = ["127.0.0.1/32"]
         {extra}
         {spool}
+        {secrets}
         [[integration]]
         tenant = "acme"
         webhook_url = "{siem}/webhook"
@@ -108,6 +109,7 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
         "#,
         dir = dir.path().display(),
         siem = siem.uri(),
+        secrets = crate::common::secrets_table(dir.path()),
     ))
     .unwrap();
     let sender = Sender::start(&config).await.unwrap();
