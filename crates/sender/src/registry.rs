@@ -175,7 +175,10 @@ fn rows(conn: &Connection) -> Result<Vec<Row>, RegistryError> {
 
 /// Re-seals `json` under `keys[0]` when it holds plaintext or a value under another key;
 /// `None` when it is already as wanted.
-fn reseal(json: &str, keys: &[&SecretsKey]) -> Result<(IntegrationSettings, Option<String>), RegistryError> {
+fn reseal(
+    json: &str,
+    keys: &[&SecretsKey],
+) -> Result<(IntegrationSettings, Option<String>), RegistryError> {
     let opened = secrets::open_settings(json, keys)?;
     if !opened.had_plaintext && !opened.other_key {
         return Ok((opened.settings, None));

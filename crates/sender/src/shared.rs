@@ -117,7 +117,8 @@ impl SharedState {
     }
 
     fn to_json(&self, settings: &IntegrationSettings) -> Result<String, SharedError> {
-        secrets::seal_settings(settings, self.key.as_ref()).map_err(|e| corrupt(&settings.tenant, e))
+        secrets::seal_settings(settings, self.key.as_ref())
+            .map_err(|e| corrupt(&settings.tenant, e))
     }
 
     /// Re-seals every secret in `shared_integrations` under `keys[0]` (plaintext ones from the

@@ -243,7 +243,10 @@ impl SecretsConfig {
     pub fn key(&self) -> Result<Option<SecretsKey>, ConfigError> {
         let (text, from) = match (&self.key_env, &self.key_file) {
             (None, None) => return Ok(None),
-            (Some(var), None) => (env(var, "the secrets key")?, format!("environment variable {var}")),
+            (Some(var), None) => (
+                env(var, "the secrets key")?,
+                format!("environment variable {var}"),
+            ),
             (None, Some(path)) => (read_secret(path)?, format!("file {}", path.display())),
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Secrets(

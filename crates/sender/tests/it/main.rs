@@ -7,6 +7,7 @@ mod deliver;
 mod hardening;
 mod lease;
 mod schedule;
+mod secrets;
 mod service;
 mod shared;
 mod spool;
