@@ -348,3 +348,88 @@ async fn ingest_with(sender: &Sender, tenant: &str) -> String {
     assert_eq!(status, 202);
     uuid
 }
+
+/// A stored integration that no longer passes validation (here a webhook URL to a private
+/// address outside the allow-list, as a tightened rule would leave it) does not stop the sender:
+/// the others are served, its status says paused and why, and a PUT with valid settings fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_integration_that_no_longer_validates_is_paused_and_the_others_deliver() {
+    let siem = siem().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = plaintext_settings(&siem.uri());
+    let mut broken = good.clone();
+    broken.tenant = "globex".into();
+    broken.webhook_url = "https://10.1.2.3/globex".into();
+    let key = SecretsKey::generate().unwrap();
+    let sealed = |s: &IntegrationSettings| {
+        evo_siem_sender::secrets::seal_settings(s, Some(&SecretsKey::parse(&key).unwrap())).unwrap()
+    };
+    write_rows(
+        dir.path(),
+        &[
+            ("acme", sealed(&good), None),
+            ("globex", sealed(&broken), None),
+        ],
+    );
+    let sender = Sender::start(&config(dir.path(), &siem.uri(), Some(&key), false))
+        .await
+        .unwrap();
+    let uuid = ingest(&sender, "acme").await;
+    delivered_signed(&siem, &uuid).await;
+
+    let tokens = evo_siem_sender::admin::TokenStore::open(&dir.path().join("data")).unwrap();
+    let (token, _) = tokens
+        .create(
+            "globex",
+            &[evo_siem_sender::admin::Permission::Manage],
+            "ops",
+        )
+        .unwrap();
+    let base = format!(
+        "http://{}/v1/tenants/globex/siem-integration",
+        sender.addr()
+    );
+    let client = reqwest::Client::new();
+    let status: serde_json::Value = client
+        .get(format!("{base}/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["state"], "paused", "{status}");
+    let reason = status["invalid_settings"].as_str().unwrap_or_default();
+    assert!(reason.contains("webhook_url"), "{status}");
+    assert!(!status.to_string().contains(SIGNING) && !status.to_string().contains(AUTH));
+
+    // A valid PUT (the new origin needs the credentials again) fixes it: served at once.
+    let put = serde_json::json!({
+        "webhook_url": format!("{}/globex", siem.uri()),
+        "signing_secret": {"set": SIGNING},
+        "headers": {"Authorization": AUTH},
+    });
+    let answer = client
+        .put(&base)
+        .bearer_auth(&token)
+        .json(&put)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let status: serde_json::Value = client
+        .get(format!("{base}/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["state"], "active", "{status}");
+    assert!(status.get("invalid_settings").is_none(), "{status}");
+    let uuid = ingest(&sender, "globex").await;
+    delivered_signed(&siem, &uuid).await;
+    sender.shutdown().await;
+}
