@@ -419,6 +419,28 @@ fn apply(
     Ok((next.clone(), changed_fields(current, &next)))
 }
 
+/// What is wrong with the body's shape, without the submitted value: serde's "invalid type:
+/// string \"...\", expected ..." quotes the value, which may be a secret sent where an operation
+/// object was expected (`"signing_secret": "..."`). Field names (unknown, missing, duplicate)
+/// are kept; they are the API's own words or the client's keys, not values.
+fn shape_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| text.starts_with(p))
+    {
+        return text;
+    }
+    let at = format!("at line {} column {}", err.line(), err.column());
+    match text.split_once(", expected ") {
+        Some((_, expected)) => {
+            let expected = expected.split(" at line ").next().unwrap_or(expected);
+            format!("wrong type or value {at}: expected {expected}")
+        }
+        None => format!("not the expected shape {at}"),
+    }
+}
+
 /// Whether two webhook URLs share scheme, host and port (the default port of the scheme when
 /// none is written). Unparsable URLs are never the same origin.
 fn same_origin(a: &str, b: &str) -> bool {
@@ -532,10 +554,9 @@ pub(crate) async fn put(
     let update: SettingsUpdate = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(err) if err.is_data() => {
-            // The message names the field and the expected type, never the value.
             return Err(ApiError::Invalid(vec![FieldError {
                 field: "body".into(),
-                message: err.to_string(),
+                message: shape_error(&err),
             }]));
         }
         Err(err) => return Err(ApiError::BadRequest(format!("not JSON: {err}"))),

@@ -1234,3 +1234,34 @@ async fn a_new_origin_gets_no_stored_credential_unless_it_is_given_again() {
         assert!(verified.is_ok(), "not signed with the secret given again");
     }
 }
+
+/// A 422 never echoes a submitted secret or header value, whatever shape it came in (a string
+/// where an operation object is expected, a number, a bad header value, a short secret).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_never_echoes_a_submitted_secret_or_header_value() {
+    let f = fixture().await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let bodies = [
+        format!(r#"{{"signing_secret": "{}"}}"#, SECRETS[0]),
+        format!(r#"{{"next_signing_secret": "{}"}}"#, SECRETS[1]),
+        format!(
+            r#"{{"signing_secret": {{"set": "{}", "keep": "{}"}}}}"#,
+            SECRETS[0], SECRETS[1]
+        ),
+        format!(r#"{{"signing_secret": {{"keep": "{}"}}}}"#, SECRETS[0]),
+        format!(r#"{{"headers": {{"Authorization": ["{}"]}}}}"#, SECRETS[2]),
+        format!(
+            r#"{{"headers": {{"Authorization": "{}\u0001"}}}}"#,
+            SECRETS[2]
+        ),
+        format!(r#"{{"headers": {{"Host": "{}"}}}}"#, SECRETS[2]),
+        format!(r#"{{"headers": "{}"}}"#, SECRETS[2]),
+        r#"{"signing_secret": {"set": "short-sekrit"}}"#.to_owned(),
+    ];
+    for body in bodies {
+        // `call` fails on any response holding one of SECRETS.
+        let (status, answer) = call("PUT", &settings, Some(&f.manage), Some(&body)).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(!answer.to_string().contains("short-sekrit"), "{answer}");
+    }
+}
