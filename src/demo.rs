@@ -297,7 +297,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(dir.path().join("ingest-token"), &token)?;
     // The sender stores the signing secret encrypted, under a key of its own.
     let key = evo_siem_sender::secrets::SecretsKey::generate()
-        .map_err(|e| anyhow::anyhow!("no randomness for the secrets key: {e}"))?;
+        .context("no randomness for the secrets key")?;
     std::fs::write(dir.path().join("secrets-key"), key)?;
     let siem = MockSiem::start(
         ([127, 0, 0, 1], 0).into(),

@@ -253,7 +253,7 @@ fn sender_config(
     config.insert("delivery".into(), delivery.into());
     // Secrets are stored encrypted: a fresh key for the case (every instance of a cluster reads
     // this one file).
-    let key = evo_siem_sender::secrets::SecretsKey::generate().map_err(std::io::Error::other)?;
+    let key = evo_siem_sender::secrets::SecretsKey::generate()?;
     std::fs::write(dir.join("secrets-key"), key)?;
     let mut secrets = toml::Table::new();
     secrets.insert("key_file".into(), path("secrets-key").into());
