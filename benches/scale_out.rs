@@ -33,6 +33,12 @@ fn ndjson(rng: &mut Rng, tenant: &str, n: usize) -> String {
 fn config(dir: &std::path::Path, sink: std::net::SocketAddr, spool: &str) -> Config {
     std::fs::write(dir.join("token"), "bench-token").unwrap();
     std::fs::write(dir.join("secret"), "whsec-bench").unwrap();
+    // The signing secret is stored encrypted, under this key (the same for every instance).
+    std::fs::write(
+        dir.join("secrets-key"),
+        "ZXZvLXNpZW0gYmVuY2gga2V5IDMyIGJ5dGVzIGxvbmch",
+    )
+    .unwrap();
     let mut text = format!(
         r#"
         listen = "127.0.0.1:0"
@@ -40,6 +46,8 @@ fn config(dir: &std::path::Path, sink: std::net::SocketAddr, spool: &str) -> Con
         ingest_token_file = "{dir}/token"
         allow_private_targets = ["127.0.0.1/32"]
         {spool}
+        [secrets]
+        key_file = "{dir}/secrets-key"
         "#,
         dir = dir.display()
     );

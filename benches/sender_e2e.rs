@@ -37,12 +37,16 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "bench-token").unwrap();
         std::fs::write(dir.path().join("secret"), "whsec-bench").unwrap();
+        // The signing secret is stored encrypted, under this key.
+        std::fs::write(dir.path().join("secrets-key"), "ZXZvLXNpZW0gYmVuY2gga2V5IDMyIGJ5dGVzIGxvbmch").unwrap();
         let config: Config = toml::from_str(&format!(
             r#"
             listen = "127.0.0.1:0"
             data_dir = "{dir}"
             ingest_token_file = "{dir}/token"
             allow_private_targets = ["127.0.0.1/32"]
+            [secrets]
+            key_file = "{dir}/secrets-key"
             [[integration]]
             tenant = "acme"
             webhook_url = "http://{sink_addr}/webhook"

@@ -1,10 +1,12 @@
 //! `evo-siem admin token create | list | revoke`: admin API tokens in the sender's data
 //! directory or, when the sender's spool is PostgreSQL, in the state its instances share.
+//! `evo-siem admin rekey`: the stored secrets re-encrypted under a new secrets key.
 
-use crate::cli::{AdminCommand, TokenCommand};
+use crate::cli::{AdminCommand, RekeyArgs, TokenCommand};
 use anyhow::{Context, bail};
 use evo_siem_sender::admin::{Permission, Principal, TokenRow, TokenStore};
-use evo_siem_sender::service::Config;
+use evo_siem_sender::registry::Registry;
+use evo_siem_sender::service::{Config, SecretsConfig};
 use evo_siem_sender::shared::SharedState;
 use evo_siem_sender::spool::PostgresSpool;
 use std::process::ExitCode;
@@ -70,8 +72,59 @@ impl Tokens {
     }
 }
 
+/// `evo-siem admin rekey`: every stored secret re-sealed under the new key.
+fn rekey(args: &RekeyArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let key = |env: &Option<String>, file: &Option<std::path::PathBuf>| SecretsConfig {
+        key_env: env.clone(),
+        key_file: file.clone(),
+    };
+    let new = key(&args.new_key_env, &args.new_key_file)
+        .key()
+        .context("the new key")?
+        .context("give the new key with --new-key-env or --new-key-file")?;
+    let old = if args.old_key_env.is_some() || args.old_key_file.is_some() {
+        key(&args.old_key_env, &args.old_key_file).key()
+    } else {
+        config.secrets.key()
+    }
+    .context("the old key")?;
+    let local = Registry::rekey(&config.data_dir, old.as_ref(), &new)
+        .context("cannot rekey the integration store")?;
+    eprintln!(
+        "{local} integration(s) in {} re-encrypted under key {}",
+        config.data_dir.join("integrations.db").display(),
+        new.id()
+    );
+    if let Some(options) = config.spool.postgres()? {
+        let runtime = tokio::runtime::Runtime::new()?;
+        let shared = runtime.block_on(async {
+            let spool = PostgresSpool::connect(options, config.backlog_limits())
+                .await
+                .context("cannot reach the PostgreSQL spool")?;
+            spool
+                .shared()
+                .rekey(old.as_ref(), &new)
+                .await
+                .context("cannot rekey the shared integrations")
+        })?;
+        eprintln!(
+            "{shared} shared integration(s) re-encrypted under key {}",
+            new.id()
+        );
+    }
+    eprintln!("now point [secrets] at the new key and start the sender");
+    Ok(())
+}
+
 pub(crate) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
-    let AdminCommand::Token(command) = command;
+    let command = match command {
+        AdminCommand::Token(command) => command,
+        AdminCommand::Rekey(args) => {
+            rekey(args)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     match command {
         TokenCommand::Create(args) => {
             let permissions = args

@@ -152,6 +152,40 @@ pub(crate) enum AdminCommand {
     /// Admin API tokens: create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Re-encrypt every stored secret under a new secrets key.
+    #[command(
+        long_about = "Re-encrypt the signing secrets and header values stored by the sender (its \
+integrations.db and, when its spool is PostgreSQL, the shared tables) under a new secrets key. \
+The old key is read as the configuration's [secrets] says, unless --old-key-env or \
+--old-key-file names it; values stored in plaintext by an earlier version are encrypted too. \
+Stop the sender (every instance) first, then point its [secrets] at the new key and start it. \
+Run it again after an interruption: values already under the new key are left as they are. \
+With several instances, run it with each instance's configuration (the shared tables are \
+rekeyed once).\n\n\
+Example:\n  evo-siem admin rekey --config sender.toml --new-key-file /run/secrets/evo-siem-key-2"
+    )]
+    Rekey(RekeyArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("new").required(true).args(["new_key_env", "new_key_file"])))]
+#[command(group(clap::ArgGroup::new("old").args(["old_key_env", "old_key_file"])))]
+pub(crate) struct RekeyArgs {
+    /// The sender's configuration file (its data directory, spool and current key).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+    /// The environment variable holding the new key (32 bytes in base64 or hex).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) new_key_env: Option<String>,
+    /// Or the file holding it.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) new_key_file: Option<PathBuf>,
+    /// The environment variable holding the old key, instead of the configuration's.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) old_key_env: Option<String>,
+    /// Or the file holding it.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) old_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -295,6 +295,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let token = uuid::Uuid::new_v4().simple().to_string();
     std::fs::write(dir.path().join("signing-secret"), &secret)?;
     std::fs::write(dir.path().join("ingest-token"), &token)?;
+    // The sender stores the signing secret encrypted, under a key of its own.
+    let key = evo_siem_sender::secrets::SecretsKey::generate()
+        .context("no randomness for the secrets key")?;
+    std::fs::write(dir.path().join("secrets-key"), key)?;
     let siem = MockSiem::start(
         ([127, 0, 0, 1], 0).into(),
         MockSiemConfig::signed([secret.as_str()]),
@@ -302,9 +306,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("cannot start the mock SIEM")?;
     let mut config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ningest_token_file = {:?}\nallow_private_targets = [\"127.0.0.1/32\"]\n\n[delivery]\nattempt_timeout_ms = 2000\nretry_base_ms = 100\nretry_cap_ms = 1000\nretry_floor_ms = 100\n",
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ningest_token_file = {:?}\nallow_private_targets = [\"127.0.0.1/32\"]\n\n[delivery]\nattempt_timeout_ms = 2000\nretry_base_ms = 100\nretry_cap_ms = 1000\nretry_floor_ms = 100\n\n[secrets]\nkey_file = {:?}\n",
         dir.path().join("data"),
         dir.path().join("ingest-token"),
+        dir.path().join("secrets-key"),
     );
     for (tenant, excluded) in TENANTS {
         config.push_str(&format!(

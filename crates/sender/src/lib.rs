@@ -23,6 +23,8 @@
 //!
 //! - [`registry`]: the integrations in force, kept in the sender's own store (the configuration
 //!   file only seeds it) so that they can change while the sender runs.
+//! - [`secrets`]: signing secrets and header values sealed at rest (XChaCha20-Poly1305) under the
+//!   operator's key, in `integrations.db` and the shared PostgreSQL tables.
 //! - [`admin`]: the tenant admin API on the same listener: SIEM integration settings with
 //!   secrets write-only, bearer API tokens bound to a tenant and its permissions.
 
@@ -37,6 +39,7 @@ mod integration;
 pub mod registry;
 pub mod retry;
 pub mod schedule;
+pub mod secrets;
 pub mod service;
 pub mod shared;
 pub mod spool;

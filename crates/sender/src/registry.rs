@@ -2,11 +2,17 @@
 //! while it runs (the configuration file only seeds them).
 //!
 //! Settings live in `integrations.db` beside the spool, one row a tenant, as JSON. Signing secrets
-//! and header values are stored as given, so the data directory must be readable by the sender
-//! only. Workers and the ingest API read the registry on every use, so a change applies to the
-//! next batch without a restart.
+//! and header values are sealed under the secrets key ([`crate::secrets`]); a store holding a
+//! secret needs a key, and rows left in plaintext by the previous version are sealed when the
+//! store is opened with one. Workers and the ingest API read the registry on every use, so a
+//! change applies to the next batch without a restart.
+//!
+//! A stored integration that no longer passes validation (a rule tightened since it was stored)
+//! does not stop the others: it is kept aside as paused, with its reason ([`Registry::problem`]),
+//! until a valid PUT replaces it.
 
 use crate::batcher::BatchLimits;
+use crate::secrets::{self, SecretsError, SecretsKey};
 use crate::{Exclusions, Integration, IntegrationError};
 use evo_siem_protocol::Secret;
 use ipnet::IpNet;
@@ -85,6 +91,9 @@ pub enum RegistryError {
     /// The store failed.
     #[error("integration store: {0}")]
     Storage(String),
+    /// A secret could not be sealed or opened: no key, a wrong key, an altered value.
+    #[error("integration store: {0}")]
+    Secrets(#[from] SecretsError),
 }
 
 fn storage(err: impl std::fmt::Display) -> RegistryError {
@@ -127,49 +136,188 @@ impl IntegrationSettings {
 pub struct Registry {
     conn: Mutex<Connection>,
     allowed: Vec<IpNet>,
+    key: Option<SecretsKey>,
     current: RwLock<HashMap<String, Arc<Integration>>>,
+    /// Stored integrations refused by validation at start-up, with why: paused, not served.
+    broken: RwLock<HashMap<String, String>>,
     changed: tokio::sync::Notify,
 }
 
-impl Registry {
-    /// Opens the store in `data_dir` and loads every integration in it.
-    pub fn open(data_dir: &Path, allowed: Vec<IpNet>) -> Result<Self, RegistryError> {
-        std::fs::create_dir_all(data_dir).map_err(storage)?;
-        let conn = Connection::open(data_dir.join("integrations.db")).map_err(storage)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS integrations (
-                 tenant TEXT PRIMARY KEY,
-                 settings TEXT NOT NULL,
-                 seed TEXT  -- the configuration file's settings when they were last applied
-             );",
-        )
+fn open_store(data_dir: &Path) -> Result<Connection, RegistryError> {
+    std::fs::create_dir_all(data_dir).map_err(storage)?;
+    let conn = Connection::open(data_dir.join("integrations.db")).map_err(storage)?;
+    // secure_delete: a row rewritten (sealed, rekeyed) leaves no copy of its old bytes in the
+    // file's free pages.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;
+         CREATE TABLE IF NOT EXISTS integrations (
+             tenant TEXT PRIMARY KEY,
+             settings TEXT NOT NULL,
+             seed TEXT  -- the configuration file's settings when they were last applied
+         );",
+    )
+    .map_err(storage)?;
+    Ok(conn)
+}
+
+/// Every row: tenant, stored settings, stored seed.
+type Row = (String, String, Option<String>);
+
+fn rows(conn: &Connection) -> Result<Vec<Row>, RegistryError> {
+    let mut stmt = conn
+        .prepare("SELECT tenant, settings, seed FROM integrations")
         .map_err(storage)?;
-        let rows: Vec<String> = {
-            let mut stmt = conn
-                .prepare("SELECT settings FROM integrations")
-                .map_err(storage)?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(storage)?;
-            rows.collect::<Result<_, _>>().map_err(storage)?
-        };
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(storage)?;
+    rows.collect::<Result<_, _>>().map_err(storage)
+}
+
+/// Re-seals `json` under `keys[0]` when it holds plaintext or a value under another key;
+/// `None` when it is already as wanted.
+fn reseal(
+    json: &str,
+    keys: &[&SecretsKey],
+) -> Result<(IntegrationSettings, Option<String>), RegistryError> {
+    let opened = secrets::open_settings(json, keys)?;
+    if !opened.had_plaintext && !opened.other_key {
+        return Ok((opened.settings, None));
+    }
+    let sealed = secrets::seal_settings(&opened.settings, keys.first().copied())?;
+    Ok((opened.settings, Some(sealed)))
+}
+
+/// Writes `settings` and `seed` of every row whose sealing changed, then checkpoints the WAL so
+/// that no plaintext or old-key frame stays in it.
+fn rewrite(
+    conn: &mut Connection,
+    rows: &[Row],
+    keys: &[&SecretsKey],
+) -> Result<(Vec<(String, IntegrationSettings)>, usize), RegistryError> {
+    let tx = conn.transaction().map_err(storage)?;
+    let mut loaded = Vec::new();
+    let mut rewritten = 0;
+    for (tenant, settings, seed) in rows {
+        let (opened, resealed) = reseal(settings, keys)?;
+        let seed = seed.as_deref().map(|s| reseal(s, keys)).transpose()?;
+        if let Some(json) = &resealed {
+            tx.execute(
+                "UPDATE integrations SET settings = ?2 WHERE tenant = ?1",
+                params![tenant, json],
+            )
+            .map_err(storage)?;
+        }
+        if let Some((_, Some(json))) = &seed {
+            tx.execute(
+                "UPDATE integrations SET seed = ?2 WHERE tenant = ?1",
+                params![tenant, json],
+            )
+            .map_err(storage)?;
+        }
+        if resealed.is_some() || matches!(seed, Some((_, Some(_)))) {
+            rewritten += 1;
+        }
+        loaded.push((tenant.clone(), opened));
+    }
+    tx.commit().map_err(storage)?;
+    if rewritten > 0 {
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(storage)?;
+    }
+    Ok((loaded, rewritten))
+}
+
+impl Registry {
+    /// Opens the store in `data_dir` and loads every integration in it, opening the secrets with
+    /// `key`. Rows holding secrets in plaintext (written by the previous version) are sealed
+    /// now; without a key they stop the start ([`SecretsError::KeyRequired`]), as does a secret
+    /// sealed under another key. A row that no longer passes validation is kept aside as paused
+    /// ([`Registry::problem`]) and the others are served.
+    pub fn open(
+        data_dir: &Path,
+        allowed: Vec<IpNet>,
+        key: Option<SecretsKey>,
+    ) -> Result<Self, RegistryError> {
+        let mut conn = open_store(data_dir)?;
+        let rows = rows(&conn)?;
+        let keys: Vec<&SecretsKey> = key.iter().collect();
+        // Without a key, a row holding a plaintext secret is refused here (KeyRequired)
+        // rather than served as it is.
+        let (loaded, sealed) = rewrite(&mut conn, &rows, &keys)?;
+        if sealed > 0 {
+            tracing::info!(
+                integrations = sealed,
+                "secrets stored in plaintext by an earlier version are now encrypted"
+            );
+        }
         let mut current = HashMap::new();
-        for row in rows {
-            let settings: IntegrationSettings = serde_json::from_str(&row).map_err(storage)?;
-            current.insert(settings.tenant.clone(), Arc::new(settings.build(&allowed)?));
+        let mut broken = HashMap::new();
+        for (tenant, settings) in loaded {
+            match settings.build(&allowed) {
+                Ok(integration) => {
+                    current.insert(tenant, Arc::new(integration));
+                }
+                Err(RegistryError::Invalid { reason, .. }) => {
+                    tracing::error!(
+                        tenant,
+                        reason,
+                        "stored integration no longer valid: paused until its settings are fixed"
+                    );
+                    broken.insert(tenant, reason);
+                }
+                Err(other) => return Err(other),
+            }
         }
         Ok(Self {
             conn: Mutex::new(conn),
             allowed,
+            key,
             current: RwLock::new(current),
+            broken: RwLock::new(broken),
             changed: Default::default(),
         })
+    }
+
+    /// Re-seals every secret of the store in `data_dir` under `new`; `old` opens the values
+    /// sealed before (plaintext ones are sealed too). Values already under `new` stay, so a rekey
+    /// interrupted and run again completes. Run it with the sender stopped. Returns how many
+    /// integrations were rewritten.
+    pub fn rekey(
+        data_dir: &Path,
+        old: Option<&SecretsKey>,
+        new: &SecretsKey,
+    ) -> Result<usize, RegistryError> {
+        let mut conn = open_store(data_dir)?;
+        let rows = rows(&conn)?;
+        let mut keys = vec![new];
+        keys.extend(old);
+        Ok(rewrite(&mut conn, &rows, &keys)?.1)
+    }
+
+    /// Whether a secrets key is configured (settings holding a secret can be stored).
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The secrets key, to share it with [`crate::shared::SharedState`].
+    pub fn key(&self) -> Option<&SecretsKey> {
+        self.key.as_ref()
+    }
+
+    /// Why `tenant`'s stored integration is paused without being served (it no longer passes
+    /// validation); `None` when it is served or unknown.
+    pub fn problem(&self, tenant: &str) -> Option<String> {
+        self.broken
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .cloned()
     }
 
     /// Applies the configuration file's `settings` for a tenant at start-up. The file wins when it
     /// is new or changed since it was last applied; otherwise the stored settings stay, so that
     /// changes made at run time survive a restart. Returns whether the file's settings were applied.
     pub fn seed(&self, settings: &IntegrationSettings) -> Result<bool, RegistryError> {
-        let seed = serde_json::to_string(settings).map_err(storage)?;
         let last: Option<Option<String>> = self
             .lock()
             .query_row(
@@ -179,9 +327,14 @@ impl Registry {
             )
             .optional()
             .map_err(storage)?;
-        if last.flatten().as_deref() == Some(seed.as_str()) {
+        // Sealed with fresh nonces: compared opened, not as text.
+        if let Some(last) = last.flatten()
+            && secrets::open_settings(&last, &self.key.iter().collect::<Vec<_>>())?.settings
+                == *settings
+        {
             return Ok(false);
         }
+        let seed = secrets::seal_settings(settings, self.key.as_ref())?;
         self.put(settings)?;
         self.lock()
             .execute(
@@ -195,7 +348,7 @@ impl Registry {
     /// Checks, stores and applies `settings`, replacing the tenant's integration if it has one.
     pub fn put(&self, settings: &IntegrationSettings) -> Result<Arc<Integration>, RegistryError> {
         let integration = Arc::new(settings.build(&self.allowed)?);
-        let json = serde_json::to_string(settings).map_err(storage)?;
+        let json = secrets::seal_settings(settings, self.key.as_ref())?;
         self.lock()
             .execute(
                 "INSERT INTO integrations (tenant, settings) VALUES (?1, ?2)
@@ -205,6 +358,7 @@ impl Registry {
             .map_err(storage)?;
         self.write()
             .insert(settings.tenant.clone(), integration.clone());
+        self.broken_mut().remove(&settings.tenant);
         self.changed.notify_one();
         Ok(integration)
     }
@@ -219,6 +373,7 @@ impl Registry {
             )
             .map_err(storage)?;
         self.write().remove(tenant);
+        self.broken_mut().remove(tenant);
         self.changed.notify_one();
         Ok(removed > 0)
     }
@@ -237,7 +392,8 @@ impl Registry {
             )
             .optional()
             .map_err(storage)?;
-        json.map(|j| serde_json::from_str(&j).map_err(storage))
+        let keys: Vec<&SecretsKey> = self.key.iter().collect();
+        json.map(|j| Ok(secrets::open_settings(&j, &keys)?.settings))
             .transpose()
     }
 
@@ -268,6 +424,12 @@ impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn broken_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, String>> {
+        self.broken
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

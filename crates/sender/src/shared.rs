@@ -9,9 +9,14 @@
 //! shared state into its copy ([`SharedState::sync`]). Reads of settings by the admin API go to
 //! PostgreSQL, so that a read after a write sees it whichever instance answers; other instances'
 //! workers and token checks see a change within about a second.
+//!
+//! Secrets in `shared_integrations` (its `settings` and `seed`) are sealed under the secrets key
+//! ([`crate::secrets`]), as in `integrations.db`; every instance must be given the same key
+//! ([`SharedState::with_key`]).
 
 use crate::admin::{TokenError, TokenRow, TokenStore};
 use crate::registry::{IntegrationSettings, Registry, RegistryError};
+use crate::secrets::{self, SecretsError, SecretsKey};
 use crate::spool::SpoolError;
 use crate::spool::postgres::db;
 use deadpool_postgres::Pool;
@@ -36,6 +41,9 @@ pub enum SharedError {
     /// The local token copy could not be updated.
     #[error(transparent)]
     Tokens(#[from] TokenError),
+    /// A secret could not be sealed or opened: no key, a wrong key, an altered value.
+    #[error("shared integration settings: {0}")]
+    Secrets(#[from] SecretsError),
     /// Stored settings no longer parse.
     #[error("shared settings of {tenant} are unreadable: {reason}")]
     Corrupt {
@@ -98,6 +106,7 @@ pub struct Seen {
 pub struct SharedState {
     pool: Pool,
     timeout: Duration,
+    key: Option<SecretsKey>,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -106,25 +115,123 @@ impl std::fmt::Debug for SharedState {
     }
 }
 
-fn parse(tenant: &str, json: &str) -> Result<IntegrationSettings, SharedError> {
-    serde_json::from_str(json).map_err(|e| SharedError::Corrupt {
-        tenant: tenant.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn to_json(settings: &IntegrationSettings) -> Result<String, SharedError> {
-    serde_json::to_string(settings).map_err(|e| SharedError::Corrupt {
-        tenant: settings.tenant.clone(),
-        reason: e.to_string(),
-    })
+fn corrupt(tenant: &str, err: SecretsError) -> SharedError {
+    match err {
+        SecretsError::Unreadable { reason, .. } => SharedError::Corrupt {
+            tenant: tenant.to_owned(),
+            reason,
+        },
+        other => SharedError::Secrets(other),
+    }
 }
 
 const BUMP: &str = "UPDATE shared_version SET version = version + 1";
 
 impl SharedState {
     pub(crate) fn new(pool: Pool, timeout: Duration) -> Self {
-        Self { pool, timeout }
+        Self {
+            pool,
+            timeout,
+            key: None,
+        }
+    }
+
+    /// Seals and opens the shared secrets with `key` (the same on every instance). Without a
+    /// key, settings holding a secret can be neither stored nor read.
+    #[must_use]
+    pub fn with_key(mut self, key: Option<SecretsKey>) -> Self {
+        self.key = key;
+        self
+    }
+
+    fn parse(&self, tenant: &str, json: &str) -> Result<IntegrationSettings, SharedError> {
+        let keys: Vec<&SecretsKey> = self.key.iter().collect();
+        let opened = secrets::open_settings(json, &keys).map_err(|e| corrupt(tenant, e))?;
+        if opened.had_plaintext && self.key.is_none() {
+            // Never serve a plaintext secret: the start migrates them only with a key.
+            secrets::seal_settings(&opened.settings, None).map_err(|e| corrupt(tenant, e))?;
+        }
+        Ok(opened.settings)
+    }
+
+    fn to_json(&self, settings: &IntegrationSettings) -> Result<String, SharedError> {
+        secrets::seal_settings(settings, self.key.as_ref())
+            .map_err(|e| corrupt(&settings.tenant, e))
+    }
+
+    /// Re-seals every secret in `shared_integrations` under `keys[0]` (plaintext ones from the
+    /// previous version, and those under the other `keys`), in one transaction; values already
+    /// under `keys[0]` stay. Returns how many integrations were rewritten.
+    async fn reseal_all(&self, keys: &[&SecretsKey]) -> Result<usize, SharedError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let rows = tx
+                .query(
+                    "SELECT tenant, settings, seed FROM shared_integrations FOR UPDATE",
+                    &[],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            let mut rewritten = 0;
+            for row in &rows {
+                let tenant: String = row.get(0);
+                let mut changed = false;
+                let mut columns = Vec::new();
+                for json in [row.get::<_, Option<String>>(1), row.get(2)] {
+                    let Some(json) = json else {
+                        columns.push(None);
+                        continue;
+                    };
+                    let opened =
+                        secrets::open_settings(&json, keys).map_err(|e| corrupt(&tenant, e))?;
+                    if opened.had_plaintext || opened.other_key {
+                        changed = true;
+                        columns.push(Some(
+                            secrets::seal_settings(&opened.settings, keys.first().copied())
+                                .map_err(|e| corrupt(&tenant, e))?,
+                        ));
+                    } else {
+                        columns.push(Some(json));
+                    }
+                }
+                if changed {
+                    tx.execute(
+                        "UPDATE shared_integrations SET settings = $2, seed = $3 WHERE tenant = $1",
+                        &[&tenant, &columns[0], &columns[1]],
+                    )
+                    .await
+                    .map_err(|e| db(&e))?;
+                    rewritten += 1;
+                }
+            }
+            if rewritten > 0 {
+                tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+            }
+            tx.commit().await.map_err(|e| db(&e))?;
+            Ok(rewritten)
+        })
+        .await
+    }
+
+    /// Seals the secrets that the previous version stored in plaintext (the migration, run at
+    /// start-up); without a key, a plaintext secret is an error ([`SecretsError::KeyRequired`]).
+    pub async fn seal_plaintext(&self) -> Result<usize, SharedError> {
+        let keys: Vec<&SecretsKey> = self.key.iter().collect();
+        self.reseal_all(&keys).await
+    }
+
+    /// Re-seals every shared secret under `new`; `old` opens those sealed before. Values
+    /// already under `new` stay, so an interrupted rekey run again completes. Stop every
+    /// instance first: one still running with the old key can neither read nor write them.
+    pub async fn rekey(
+        &self,
+        old: Option<&SecretsKey>,
+        new: &SecretsKey,
+    ) -> Result<usize, SharedError> {
+        let mut keys = vec![new];
+        keys.extend(old);
+        self.reseal_all(&keys).await
     }
 
     async fn bounded<T>(
@@ -177,14 +284,14 @@ impl SharedState {
                 )
                 .await
                 .map_err(|e| db(&e))?;
-            row.map(|r| parse(tenant, r.get(0))).transpose()
+            row.map(|r| self.parse(tenant, r.get(0))).transpose()
         })
         .await
     }
 
     /// Stores `settings` (already checked) for every instance.
     pub async fn put(&self, settings: &IntegrationSettings) -> Result<(), SharedError> {
-        let json = to_json(settings)?;
+        let json = self.to_json(settings)?;
         self.change(
             "INSERT INTO shared_integrations (tenant, settings) VALUES ($1, $2)
              ON CONFLICT (tenant) DO UPDATE SET settings = EXCLUDED.settings",
@@ -209,7 +316,7 @@ impl SharedState {
     /// are new or changed since they were last applied by any instance, so that instances
     /// started with the same file apply it once and keep the changes made at run time since.
     pub async fn seed(&self, settings: &IntegrationSettings) -> Result<bool, SharedError> {
-        let json = to_json(settings)?;
+        let json = self.to_json(settings)?;
         self.bounded(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| db(&e))?;
@@ -228,7 +335,10 @@ impl SharedState {
                 .await
                 .map_err(|e| db(&e))?
                 .map(|r| r.get(0));
-            if last.flatten().as_deref() == Some(json.as_str()) {
+            // Sealed with fresh nonces: compared opened, not as text.
+            if let Some(last) = last.flatten()
+                && self.parse(&settings.tenant, &last)? == *settings
+            {
                 return Ok(false);
             }
             tx.execute(
@@ -404,7 +514,7 @@ impl SharedState {
                 if seen.version.is_some() && before.is_some_and(|b| b < resumes) {
                     resumed.push(tenant.clone());
                 }
-                let parsed = parse(&tenant, row.get(1))?;
+                let parsed = self.parse(&tenant, row.get(1))?;
                 settings.insert(tenant, parsed);
             }
             (version, (settings, resumed), self.tokens().await?)

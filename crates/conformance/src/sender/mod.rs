@@ -251,6 +251,13 @@ fn sender_config(
     // operator may, so that cases run as fast as before the floor existed.
     delivery.insert("retry_floor_ms".into(), 20.into());
     config.insert("delivery".into(), delivery.into());
+    // Secrets are stored encrypted: a fresh key for the case (every instance of a cluster reads
+    // this one file).
+    let key = evo_siem_sender::secrets::SecretsKey::generate()?;
+    std::fs::write(dir.join("secrets-key"), key)?;
+    let mut secrets = toml::Table::new();
+    secrets.insert("key_file".into(), path("secrets-key").into());
+    config.insert("secrets".into(), secrets.into());
     let mut integrations = Vec::new();
     for (integration, siem) in case.integrations.iter().zip(siems) {
         let mut table = toml::Table::new();

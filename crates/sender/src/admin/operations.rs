@@ -40,6 +40,10 @@ pub(crate) struct Status {
     oldest_queued_age_seconds: Option<f64>,
     last_success: Option<String>,
     last_error: Option<ErrorView>,
+    /// Set when the stored settings no longer pass validation (a rule tightened since they
+    /// were stored): the integration is paused, its events stay queued, until a valid PUT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid_settings: Option<String>,
     dead_letters: u64,
     totals: Totals,
 }
@@ -71,9 +75,13 @@ pub(crate) fn stats_of(app: &App, tenant: &str) -> Arc<DeliveryStats> {
     crate::schedule::stats_entry(&app.stats, tenant)
 }
 
-/// 404 unless `tenant` has an integration.
+/// 404 unless `tenant` has an integration (served, or paused for invalid stored settings).
 fn exists(app: &App, tenant: &str) -> Result<(), ApiError> {
-    app.registry.get(tenant).map(drop).ok_or(ApiError::NotFound)
+    if app.registry.get(tenant).is_some() || app.registry.problem(tenant).is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
 
 pub(crate) async fn status(
@@ -91,7 +99,8 @@ pub(crate) async fn status(
         .await
         .map_err(spool_error)?;
     let stats = stats_of(&app, &tenant);
-    let state = if stats.paused.load(Ordering::Relaxed) {
+    let invalid_settings = app.registry.problem(&tenant);
+    let state = if invalid_settings.is_some() || stats.paused.load(Ordering::Relaxed) {
         "paused"
     } else if stats.failing.load(Ordering::Relaxed) {
         "failing"
@@ -125,6 +134,7 @@ pub(crate) async fn status(
             at: format_generated_at(e.at),
             detail: e.detail,
         }),
+        invalid_settings,
         dead_letters: dead,
         totals: Totals {
             delivered: stats.delivered.load(Ordering::Relaxed),

@@ -14,6 +14,12 @@
 //!
 //! Every field is validated before anything is stored: a 422 lists each invalid field and
 //! nothing is changed.
+//!
+//! Write-only values stay with their endpoint: a PUT that moves `webhook_url` to another origin
+//! (scheme, host or port) must give every header value and secret that would otherwise be kept
+//! again (or remove them); otherwise a 422 names each one. Whoever can change the URL could
+//! otherwise have the stored `Authorization` value or signature sent to a host of their choice.
+//! A new path on the same origin keeps them.
 
 use super::audit::{self, Change};
 use super::{ApiError, FieldError, Permission, authorize};
@@ -143,6 +149,9 @@ fn apply(
     allowed: &[ipnet::IpNet],
 ) -> Result<(IntegrationSettings, Vec<String>), Vec<FieldError>> {
     let mut errors = Vec::new();
+    // Which write-only values this request gives: only those may go to a new origin.
+    let mut supplied_headers = std::collections::BTreeSet::new();
+    let (mut secret_supplied, mut next_secret_supplied) = (false, false);
     let mut next = current.cloned().unwrap_or_else(|| IntegrationSettings {
         tenant: tenant.to_owned(),
         webhook_url: String::new(),
@@ -183,7 +192,10 @@ fn apply(
         for (name, value) in headers {
             let path = format!("headers.{name}");
             let value = match value {
-                HeaderUpdate::Value(value) => value,
+                HeaderUpdate::Value(value) => {
+                    supplied_headers.insert(name.clone());
+                    value
+                }
                 HeaderUpdate::Keep { keep: true } => match next.headers.get(&name) {
                     Some(stored) => stored.clone(),
                     None => {
@@ -277,6 +289,7 @@ fn apply(
             Some(SecretAction::Set(secret)) => {
                 next.signing_secret = Some(secret);
                 next.next_signing_secret = None;
+                secret_supplied = true;
             }
             Some(SecretAction::Clear) => {
                 next.signing_secret = None;
@@ -297,6 +310,7 @@ fn apply(
         match secret_op(&mut errors, "next_signing_secret", op) {
             Some(SecretAction::Set(secret)) if next.signing_secret.is_some() => {
                 next.next_signing_secret = Some(secret);
+                next_secret_supplied = true;
             }
             Some(SecretAction::Set(_)) => field(
                 &mut errors,
@@ -377,6 +391,22 @@ fn apply(
             );
         }
     }
+    if let Some(current) = current
+        && !same_origin(&current.webhook_url, &next.webhook_url)
+    {
+        const AGAIN: &str = "the webhook URL moves to another origin (scheme, host or port): give this value again, or remove it, so that a value stored for the old endpoint is never sent to the new one";
+        for name in next.headers.keys() {
+            if !supplied_headers.contains(name) {
+                field(&mut errors, format!("headers.{name}"), AGAIN);
+            }
+        }
+        if next.signing_secret.is_some() && !secret_supplied {
+            field(&mut errors, "signing_secret", AGAIN);
+        }
+        if next.next_signing_secret.is_some() && !next_secret_supplied {
+            field(&mut errors, "next_signing_secret", AGAIN);
+        }
+    }
     if errors.is_empty()
         && let Err(err) = next.build(allowed)
     {
@@ -387,6 +417,41 @@ fn apply(
         return Err(errors);
     }
     Ok((next.clone(), changed_fields(current, &next)))
+}
+
+/// What is wrong with the body's shape, without the submitted value: serde's "invalid type:
+/// string \"...\", expected ..." quotes the value, which may be a secret sent where an operation
+/// object was expected (`"signing_secret": "..."`). Field names (unknown, missing, duplicate)
+/// are kept; they are the API's own words or the client's keys, not values.
+fn shape_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| text.starts_with(p))
+    {
+        return text;
+    }
+    let at = format!("at line {} column {}", err.line(), err.column());
+    match text.split_once(", expected ") {
+        Some((_, expected)) => {
+            let expected = expected.split(" at line ").next().unwrap_or(expected);
+            format!("wrong type or value {at}: expected {expected}")
+        }
+        None => format!("not the expected shape {at}"),
+    }
+}
+
+/// Whether two webhook URLs share scheme, host and port (the default port of the scheme when
+/// none is written). Unparsable URLs are never the same origin.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host() == b.host()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
 }
 
 enum SecretAction {
@@ -489,10 +554,9 @@ pub(crate) async fn put(
     let update: SettingsUpdate = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(err) if err.is_data() => {
-            // The message names the field and the expected type, never the value.
             return Err(ApiError::Invalid(vec![FieldError {
                 field: "body".into(),
-                message: err.to_string(),
+                message: shape_error(&err),
             }]));
         }
         Err(err) => return Err(ApiError::BadRequest(format!("not JSON: {err}"))),
@@ -500,6 +564,18 @@ pub(crate) async fn put(
     let current = stored(&app, &tenant).await?;
     let (settings, fields) =
         apply(&tenant, current.as_ref(), update, &app.allowed).map_err(ApiError::Invalid)?;
+    if !app.registry.has_key() && crate::secrets::has_secrets(&settings) {
+        // Secrets are stored only sealed; the operator has not configured the key.
+        let mut errors = Vec::new();
+        let message = "this sender has no secrets key configured ([secrets] key_env or key_file), so it cannot store secrets or header values";
+        if settings.signing_secret.is_some() || settings.next_signing_secret.is_some() {
+            field(&mut errors, "signing_secret", message);
+        }
+        for name in settings.headers.keys() {
+            field(&mut errors, format!("headers.{name}"), message);
+        }
+        return Err(ApiError::Invalid(errors));
+    }
     // Several instances: the reference first, then this instance's copy at once (the others
     // take it within a second).
     if let Some(shared) = &app.shared {

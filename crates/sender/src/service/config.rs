@@ -26,6 +26,11 @@
 //! retry_floor_ms = 1000                      # no retry of a batch sooner than this, whatever
 //!                                            # the receiver answers (Retry-After: 0 included)
 //!
+//! [secrets]                                  # the key sealing signing secrets and header
+//! key_env = "EVO_SIEM_SECRETS_KEY"           # values at rest: 32 bytes in base64 or hex (or
+//!                                            # key_file = "/run/secrets/evo-siem-key");
+//!                                            # needed once any integration has a secret
+//!
 //! [spool]                                    # optional; the default is SQLite in data_dir
 //! backend = "postgres"                       # "sqlite" or "postgres" (several instances)
 //! url_env = "EVO_SIEM_SPOOL_URL"             # postgres: variable holding the connection URL
@@ -62,6 +67,7 @@ use crate::admin::MetricsConfig;
 use crate::dispatch::DispatchSettings;
 use crate::registry::{IntegrationSettings, RegistryError};
 use crate::retry::{Backoff, DEFAULT_RETRY_FLOOR};
+use crate::secrets::SecretsKey;
 use crate::spool::{BacklogLimits, PostgresOptions};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -120,6 +126,9 @@ pub enum ConfigError {
         /// Where, when the text is known: ` (lines 4 and 12)`.
         at: String,
     },
+    /// The `[secrets]` key is set twice, or is not a 32-byte key.
+    #[error("[secrets]: {0}")]
+    Secrets(String),
     /// `data_dir` cannot be created or its permissions set.
     #[error("data_dir {path}: {source}")]
     DataDir {
@@ -179,6 +188,9 @@ pub struct Config {
     /// What one client may hold of the ingest and admin listener.
     #[serde(default)]
     pub listener: ListenerConfig,
+    /// The key sealing secrets at rest.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
     /// The integrations this file seeds.
     #[serde(default, rename = "integration")]
     pub integrations: Vec<IntegrationConfig>,
@@ -288,6 +300,40 @@ impl ListenerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// The `[secrets]` table: where the key sealing signing secrets and header values at rest
+/// ([`crate::secrets`]) is read from. Like every other secret, it is never in the file itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The environment variable holding the key (32 bytes in base64 or hex).
+    pub key_env: Option<String>,
+    /// Or a file holding it (a mounted secret).
+    pub key_file: Option<PathBuf>,
+}
+
+impl SecretsConfig {
+    /// The key, read from its variable or file; `None` when neither is set. Errors name the
+    /// variable or file, never the value.
+    pub fn key(&self) -> Result<Option<SecretsKey>, ConfigError> {
+        let (text, from) = match (&self.key_env, &self.key_file) {
+            (None, None) => return Ok(None),
+            (Some(var), None) => (
+                env(var, "the secrets key")?,
+                format!("environment variable {var}"),
+            ),
+            (None, Some(path)) => (read_secret(path)?, format!("file {}", path.display())),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Secrets(
+                    "set key_env or key_file, not both".into(),
+                ));
+            }
+        };
+        SecretsKey::parse(&text)
+            .map(Some)
+            .map_err(|e| ConfigError::Secrets(format!("{from}: {e}")))
     }
 }
 

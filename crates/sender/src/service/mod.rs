@@ -7,7 +7,7 @@ mod listener;
 
 pub use config::{
     Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, ListenerConfig,
-    SpoolBackend, SpoolConfig,
+    SecretsConfig, SpoolBackend, SpoolConfig,
 };
 
 use crate::DeliveryStats;
@@ -90,31 +90,48 @@ impl Sender {
         config.listener.check()?;
         crate::data_dir::prepare(config)?;
         let registry = Arc::new(
-            Registry::open(&config.data_dir, config.allow_private_targets.clone())
-                .map_err(|e| ServiceError::Io(e.to_string()))?,
+            Registry::open(
+                &config.data_dir,
+                config.allow_private_targets.clone(),
+                config.secrets.key()?,
+            )
+            .map_err(|e| ServiceError::Io(e.to_string()))?,
         );
         let tokens = Arc::new(
             TokenStore::open(&config.data_dir).map_err(|e| ServiceError::Io(e.to_string()))?,
         );
-        let (spool, shared): (Arc<dyn Spool>, Option<SharedState>) =
-            match config.spool.postgres()? {
-                Some(options) => {
-                    let spool = PostgresSpool::connect(options, config.backlog_limits()).await?;
+        let (spool, shared): (Arc<dyn Spool>, Option<SharedState>) = match config
+            .spool
+            .postgres()?
+        {
+            Some(options) => {
+                let spool = PostgresSpool::connect(options, config.backlog_limits()).await?;
+                tracing::info!(
+                    instance = spool.instance(),
+                    "spool: PostgreSQL, shared with the other instances"
+                );
+                let shared = spool.shared().with_key(registry.key().cloned());
+                // Secrets the previous version stored in plaintext: sealed before use.
+                let sealed = shared
+                    .seal_plaintext()
+                    .await
+                    .map_err(|e| ServiceError::Io(e.to_string()))?;
+                if sealed > 0 {
                     tracing::info!(
-                        instance = spool.instance(),
-                        "spool: PostgreSQL, shared with the other instances"
+                        integrations = sealed,
+                        "shared secrets stored in plaintext by an earlier version are now encrypted"
                     );
-                    let shared = spool.shared();
-                    (Arc::new(spool), Some(shared))
                 }
-                None => (
-                    Arc::new(SqliteSpool::open(
-                        &config.data_dir.join("spool.db"),
-                        config.backlog_limits(),
-                    )?),
-                    None,
-                ),
-            };
+                (Arc::new(spool), Some(shared))
+            }
+            None => (
+                Arc::new(SqliteSpool::open(
+                    &config.data_dir.join("spool.db"),
+                    config.backlog_limits(),
+                )?),
+                None,
+            ),
+        };
         for settings in config.settings()? {
             let applied = match &shared {
                 // Several instances: the file is applied once for all of them.

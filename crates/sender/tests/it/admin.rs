@@ -97,6 +97,7 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
         allow_private_targets = ["127.0.0.1/32"]
         {extra}
         {spool}
+        {secrets}
         [[integration]]
         tenant = "acme"
         webhook_url = "{siem}/webhook"
@@ -108,6 +109,7 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
         "#,
         dir = dir.path().display(),
         siem = siem.uri(),
+        secrets = crate::common::secrets_table(dir.path()),
     ))
     .unwrap();
     let sender = Sender::start(&config).await.unwrap();
@@ -1245,4 +1247,143 @@ async fn webhook_url_credentials_and_query_values_never_leave() {
     assert!(!logs.contains(PASSWORD), "the password in the logs");
     assert!(!logs.contains(TOKEN), "the token in the logs");
     f.sender.shutdown().await;
+}
+
+/// Write-only values stay with their endpoint: a PUT moving the webhook URL to another origin
+/// without giving the stored header values and secret again is refused (422 naming each), and
+/// neither a delivery nor Test Saved Webhook carries the old `Authorization` value or a
+/// signature to the new origin. Given again, they are accepted and used there; a new path on the
+/// same origin keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_origin_gets_no_stored_credential_unless_it_is_given_again() {
+    let f = fixture().await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let put = format!(
+        r#"{{"webhook_url": "{}/old", "signing_secret": {{"set": "{}"}}, "next_signing_secret": {{"set": "{}"}}, "headers": {{"Authorization": "{}"}}}}"#,
+        f.siem.uri(),
+        SECRETS[0],
+        SECRETS[1],
+        SECRETS[2]
+    );
+    let (status, answer) = call("PUT", &settings, Some(&f.manage), Some(&put)).await;
+    assert_eq!(status, 200, "{answer}");
+    // Same origin, another path: the values stay.
+    let put = format!(r#"{{"webhook_url": "{}/moved"}}"#, f.siem.uri());
+    let (status, answer) = call("PUT", &settings, Some(&f.manage), Some(&put)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["signing_secret"]["set"], true, "{answer}");
+
+    // Another origin (another port of the same host): refused, naming what to give again.
+    let attacker = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&attacker)
+        .await;
+    for put in [
+        format!(r#"{{"webhook_url": "{}/steal"}}"#, attacker.uri()),
+        format!(
+            r#"{{"webhook_url": "{}/steal", "headers": {{"Authorization": {{"keep": true}}}}, "signing_secret": {{"keep": true}}}}"#,
+            attacker.uri()
+        ),
+        format!(
+            r#"{{"webhook_url": "{}/steal", "headers": {{"Authorization": {{"keep": true}}}}, "signing_secret": {{"rotate": true}}}}"#,
+            attacker.uri()
+        ),
+    ] {
+        let (status, answer) = call("PUT", &settings, Some(&f.manage), Some(&put)).await;
+        assert_eq!(status, 422, "{answer}");
+        let fields: Vec<&str> = answer["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&"headers.Authorization"), "{answer}");
+        assert!(fields.contains(&"signing_secret"), "{answer}");
+    }
+    // Nothing changed: a delivery and Test Saved Webhook still go to the old endpoint.
+    let (_, view) = call("GET", &settings, Some(&f.view), None).await;
+    assert!(view["webhook_url"].as_str().unwrap().ends_with("/moved"));
+    let uuids = ingest(&f, &["User logout"]).await;
+    wait_for("the delivery at the old endpoint", async || {
+        f.siem
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains(&uuids[0]))
+    })
+    .await;
+    let (status, answer) = call("POST", &format!("{settings}/test"), Some(&f.manage), None).await;
+    assert_eq!(status, 200, "{answer}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        attacker.received_requests().await.unwrap().is_empty(),
+        "a request reached the new origin"
+    );
+
+    // Given again: accepted, and the new values are what the new origin gets.
+    let new_auth = "Splunk new-endpoint-token";
+    let put = format!(
+        r#"{{"webhook_url": "{}/new", "headers": {{"Authorization": "{new_auth}"}}, "signing_secret": {{"set": "{}"}}}}"#,
+        attacker.uri(),
+        SECRETS[1]
+    );
+    let (status, answer) = call("PUT", &settings, Some(&f.manage), Some(&put)).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = call("POST", &format!("{settings}/test"), Some(&f.manage), None).await;
+    assert_eq!(status, 200, "{answer}");
+    let uuids = ingest(&f, &["User logout"]).await;
+    wait_for("the delivery at the new endpoint", async || {
+        attacker
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains(&uuids[0]))
+    })
+    .await;
+    let requests = attacker.received_requests().await.unwrap();
+    assert!(requests.len() >= 2, "the test and the delivery");
+    for request in &requests {
+        assert_eq!(header_of(request, "authorization"), new_auth);
+        let verified =
+            evo_siem_protocol::Verifier::new([evo_siem_protocol::Secret::new(SECRETS[1])]).verify(
+                &request.body,
+                Some(header_of(request, "x-evo-signature-256").as_bytes()),
+                std::time::SystemTime::now(),
+            );
+        assert!(verified.is_ok(), "not signed with the secret given again");
+    }
+}
+
+/// A 422 never echoes a submitted secret or header value, whatever shape it came in (a string
+/// where an operation object is expected, a number, a bad header value, a short secret).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_never_echoes_a_submitted_secret_or_header_value() {
+    let f = fixture().await;
+    let settings = format!("{}/v1/tenants/acme/siem-integration", f.base);
+    let bodies = [
+        format!(r#"{{"signing_secret": "{}"}}"#, SECRETS[0]),
+        format!(r#"{{"next_signing_secret": "{}"}}"#, SECRETS[1]),
+        format!(
+            r#"{{"signing_secret": {{"set": "{}", "keep": "{}"}}}}"#,
+            SECRETS[0], SECRETS[1]
+        ),
+        format!(r#"{{"signing_secret": {{"keep": "{}"}}}}"#, SECRETS[0]),
+        format!(r#"{{"headers": {{"Authorization": ["{}"]}}}}"#, SECRETS[2]),
+        format!(
+            r#"{{"headers": {{"Authorization": "{}\u0001"}}}}"#,
+            SECRETS[2]
+        ),
+        format!(r#"{{"headers": {{"Host": "{}"}}}}"#, SECRETS[2]),
+        format!(r#"{{"headers": "{}"}}"#, SECRETS[2]),
+        r#"{"signing_secret": {"set": "short-sekrit"}}"#.to_owned(),
+    ];
+    for body in bodies {
+        // `call` fails on any response holding one of SECRETS.
+        let (status, answer) = call("PUT", &settings, Some(&f.manage), Some(&body)).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(!answer.to_string().contains("short-sekrit"), "{answer}");
+    }
 }

@@ -36,6 +36,17 @@ impl ScratchDatabase {
     }
 }
 
+/// The secrets key the tests seal stored secrets with (base64 of 32 bytes).
+pub(crate) const SECRETS_KEY: &str = "ZXZvLXNpZW0gdGVzdCBrZXkgMzIgYnl0ZXMgbG9uZyE=";
+
+/// Writes [`SECRETS_KEY`] into `dir` and returns the `[secrets]` table naming it.
+pub(crate) fn secrets_table(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("secrets-key");
+    std::fs::write(&path, SECRETS_KEY).unwrap();
+    format!("[secrets]\nkey_file = \"{}\"\n", path.display())
+}
+
 /// A sender configuration on the spool in `db`, with `acme` delivering to `webhook` (no linger),
 /// its ingest token `ingest-token`, leases of `lease_ttl_ms`.
 pub(crate) fn pg_sender_config(
@@ -56,12 +67,14 @@ pub(crate) fn pg_sender_config(
         backend = "postgres"
         url_file = "{dir}/spool-url"
         lease_ttl_ms = {lease_ttl_ms}
+        {secrets}
         [[integration]]
         tenant = "acme"
         webhook_url = "{webhook}"
         linger_ms = 0
         "#,
         dir = dir.path().display(),
+        secrets = secrets_table(dir.path()),
     ))
     .unwrap()
 }

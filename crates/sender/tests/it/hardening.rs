@@ -20,7 +20,7 @@ fn config_text(dir: &std::path::Path, siem: &str, extra: &str) -> String {
         ingest_token_file = "{}"
         allow_private_targets = ["127.0.0.1/32"]
         {extra}
-
+        {secrets}
         [[integration]]
         tenant = "acme"
         webhook_url = "{siem}/webhook"
@@ -28,6 +28,7 @@ fn config_text(dir: &std::path::Path, siem: &str, extra: &str) -> String {
         "#,
         dir.join("data").display(),
         token_file.display(),
+        secrets = crate::common::secrets_table(dir),
     )
 }
 

@@ -10,6 +10,7 @@ mod hardening;
 mod lease;
 mod metrics;
 mod schedule;
+mod secrets;
 mod service;
 mod shared;
 mod spool;

@@ -115,7 +115,7 @@ async fn start(integrations: &[(String, String)], queued: &[(&str, usize)]) -> F
             .await
             .unwrap();
     }
-    let registry = Arc::new(Registry::open(dir.path(), allowed()).unwrap());
+    let registry = Arc::new(Registry::open(dir.path(), allowed(), None).unwrap());
     for (tenant, url) in integrations {
         registry.put(&settings(tenant, url)).unwrap();
     }

@@ -18,7 +18,7 @@ fn config(dir: &std::path::Path, siem: &str, extra: &str) -> Config {
         ingest_token_file = "{}"
         allow_private_targets = ["127.0.0.1/32"]
         {extra}
-
+        {secrets}
         [[integration]]
         tenant = "acme"
         webhook_url = "{siem}/webhook"
@@ -27,6 +27,7 @@ fn config(dir: &std::path::Path, siem: &str, extra: &str) -> Config {
         "#,
         dir.display(),
         token_file.display(),
+        secrets = crate::common::secrets_table(dir),
     );
     toml::from_str(&text).unwrap()
 }
