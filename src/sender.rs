@@ -8,7 +8,6 @@ use std::process::ExitCode;
 pub(crate) fn run(args: &SenderArgs) -> anyhow::Result<ExitCode> {
     crate::logging::init("info");
     let config = Config::load(&args.config)?;
-    config.metrics.apply();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(service::run(&config))?;
     Ok(ExitCode::SUCCESS)

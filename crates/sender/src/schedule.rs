@@ -11,7 +11,7 @@
 //! at a time and in order, and a slow or dead endpoint occupies at most one task.
 //!
 //! The scheduler's own loop is the only owner of the lanes: ingest, resume and the registry talk
-//! to it through [`Inbox`], a set per kind of request (so a burst of ingests for one tenant is one
+//! to it through an inbox, a set per kind of request (so a burst of ingests for one tenant is one
 //! entry: the inbox is bounded by the number of integrations).
 
 use crate::deliver::{Step, Worker};

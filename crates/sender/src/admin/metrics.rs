@@ -33,7 +33,7 @@ use prometheus_client::metrics::MetricType;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 use subtle::ConstantTimeEq;
 
@@ -66,17 +66,6 @@ const DEFAULT_MAX_TENANT_SERIES: usize = 50;
 /// new series at every scrape without telling anything.
 pub const WAITING_ATTENTION: Duration = Duration::from_secs(60);
 
-/// The cap in force. Process-wide because the service's shared state (`service::App`) does not
-/// carry it yet: `evo-siem sender` sets it from its file with [`MetricsConfig::apply`].
-static MAX_TENANT_SERIES: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_TENANT_SERIES);
-
-impl MetricsConfig {
-    /// Puts these settings in force for `/metrics` in this process.
-    pub fn apply(&self) {
-        MAX_TENANT_SERIES.store(self.max_tenant_series, Ordering::Relaxed);
-    }
-}
-
 /// The content type of the OpenMetrics text format, which Prometheus negotiates and reads.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -102,7 +91,7 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         .iter()
         .map(|(tenant, stats)| (tenant.clone(), stats.clone()))
         .collect();
-    let cap = MAX_TENANT_SERIES.load(Ordering::Relaxed);
+    let cap = app.metrics.max_tenant_series;
     match snapshot(app.spool.as_ref(), &tenants, &stats, cap, SystemTime::now()).await {
         Ok(snapshot) => match render(snapshot) {
             Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),

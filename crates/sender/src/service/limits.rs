@@ -1,8 +1,8 @@
 //! Per-endpoint request body limits and the body-read deadline.
 //!
 //! Anyone who reaches the listener controls how much a request body weighs and how fast it
-//! arrives. Each route therefore gets a [`BodyLimit`] fitting its job (16 MiB for ingest, 64 KiB
-//! for a settings PUT, a few KiB for the small POSTs), enforced by [`guard`] before the handler
+//! arrives. Each route therefore gets a `BodyLimit` fitting its job (16 MiB for ingest, 64 KiB
+//! for a settings PUT, a few KiB for the small POSTs), enforced by `guard` before the handler
 //! runs: a `Content-Length` over the limit is refused before a byte is read, a longer stream is
 //! cut at the limit, both with `413 {"error": "body_too_large"}`. The same reader enforces a
 //! minimum rate, so that a body trickling one byte a second cannot hold a connection (and its

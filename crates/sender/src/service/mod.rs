@@ -66,6 +66,8 @@ pub(crate) struct App {
     pub(crate) test_limiter: admin::TestLimiter,
     /// Told of ingests and resumes.
     pub(crate) scheduler: Scheduler,
+    /// What `/metrics` shows.
+    pub(crate) metrics: crate::admin::metrics::MetricsConfig,
     /// On a PostgreSQL spool: the settings and tokens shared with the other instances.
     pub(crate) shared: Option<SharedState>,
     /// On a PostgreSQL spool: how fresh this instance's copy of them is.
@@ -207,6 +209,7 @@ impl Sender {
             dispatcher,
             test_limiter: admin::TestLimiter::default(),
             scheduler,
+            metrics: config.metrics,
             shared,
             freshness,
         });

@@ -3,8 +3,8 @@
 //! [`Spool`] is the small trait the dispatcher and the ingest API use; [`SqliteSpool`] is the
 //! embedded default, for one sender instance. [`PostgresSpool`] keeps the queue in PostgreSQL so
 //! that several sender instances share it: any instance takes ingest, and a lease per integration
-//! (see [`Spool::lease`]) makes sure that only one of them delivers an integration's queue at a
-//! time, so batches still go out one at a time and in order.
+//! (see [`Spool::keep_leases`] and [`Spool::holds`]) makes sure that only one of them delivers
+//! an integration's queue at a time, so batches still go out one at a time and in order.
 
 pub(crate) mod postgres;
 pub mod scratch;
@@ -195,7 +195,7 @@ pub trait Spool: Send + Sync + std::fmt::Debug + 'static {
     /// Puts the dead letters of `integration` with the given ids back at the end of the queue,
     /// in the order they were refused, in one transaction; ids that are not `integration`'s dead
     /// letters are skipped. Returns how many moved. Callers bound the list (the admin API takes
-    /// at most 1,000 ids); [`Spool::replay_all`] is the way to replay everything.
+    /// at most 1,000 ids); [`replay_all`] is the way to replay everything.
     fn replay(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, u64>;
 
     /// Puts the oldest `limit` dead letters of `integration` with an id at most `through` (no
