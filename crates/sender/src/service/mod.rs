@@ -108,8 +108,10 @@ impl Sender {
         {
             Some(options) => {
                 let spool = PostgresSpool::connect(options, config.backlog_limits()).await?;
+                let tls = spool.encrypted().await?;
                 tracing::info!(
                     instance = spool.instance(),
+                    tls,
                     "spool: PostgreSQL, shared with the other instances"
                 );
                 let shared = spool.shared().with_key(registry.key().cloned());

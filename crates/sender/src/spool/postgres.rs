@@ -240,7 +240,13 @@ impl PostgresSpool {
         options: PostgresOptions,
         limits: BacklogLimits,
     ) -> Result<Self, SpoolError> {
-        let mut config: tokio_postgres::Config = options.url.parse().map_err(|_| {
+        // libpq's `verify-ca` and `verify-full` are not in tokio-postgres's vocabulary: both
+        // are `require` here, which verifies the certificate and the host name.
+        let url = options
+            .url
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require");
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
             SpoolError::Storage("the PostgreSQL connection string is invalid".into())
         })?;
         config.connect_timeout(options.timeout);
@@ -250,13 +256,17 @@ impl PostgresSpool {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        // `sslmode=require`: TLS, with the server's certificate verified against the system's
-        // roots (as libpq's verify-full). Otherwise no TLS: never encryption without
-        // verification, which would only look safe.
-        let tls = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            Some(MakeRustlsConnect::new(tls_config()?))
-        } else {
-            None
+        // `require` (and `verify-ca`, `verify-full`): TLS, with the server's certificate and
+        // host name verified against the system's roots. `prefer` (the default, as in libpq):
+        // TLS when the server offers it, without verifying the certificate, which keeps the
+        // traffic from passive eavesdroppers but not from an active attacker (use
+        // `verify-full` for that); plain when the server has no TLS. `disable`: plain.
+        let tls = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Require => Some(MakeRustlsConnect::new(tls_config()?)),
+            tokio_postgres::config::SslMode::Prefer => {
+                Some(MakeRustlsConnect::new(unverified_tls_config()?))
+            }
+            _ => None,
         };
         let listener = Arc::new(ListenerConfig {
             config: config.clone(),
@@ -285,6 +295,23 @@ impl PostgresSpool {
         };
         spool.bounded(spool.migrate()).await?;
         Ok(spool)
+    }
+
+    /// Whether this spool's connections to PostgreSQL are encrypted (TLS), as the server sees
+    /// them: logged at start, so that an operator can tell what `sslmode` gave.
+    pub async fn encrypted(&self) -> Result<bool, SpoolError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
+        })
+        .await
     }
 
     /// This instance's name in the lease table.
@@ -988,6 +1015,71 @@ fn tls_config() -> Result<rustls::ClientConfig, SpoolError> {
         .map_err(tls)?
         .with_no_client_auth(),
     )
+}
+
+/// The TLS client settings of `sslmode=prefer`: any certificate is accepted (the handshake's
+/// signatures are still checked), as libpq does in this mode.
+fn unverified_tls_config() -> Result<rustls::ClientConfig, SpoolError> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = |e: rustls::Error| SpoolError::Storage(format!("PostgreSQL TLS setup: {e}"));
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(tls)?
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+    )
+}
+
+/// Accepts the server's certificate whatever it is (`sslmode=prefer`), and checks that the
+/// server holds its key.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 async fn backlog_of(

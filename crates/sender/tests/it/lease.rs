@@ -337,3 +337,43 @@ async fn sslmode_require_verifies_the_servers_certificate() {
         );
     }
 }
+
+/// The default `sslmode` (`prefer`) encrypts whenever the server offers TLS; `disable` does not;
+/// `verify-full` is accepted and, like `require`, never connects without a certificate this
+/// machine trusts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmode_prefer_encrypts_and_verify_full_verifies() {
+    let db = ScratchDatabase::new().await;
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let with = |mode: &str| PostgresOptions::new(format!("{}{separator}sslmode={mode}", db.url));
+
+    let default = PostgresSpool::connect(
+        PostgresOptions::new(db.url.clone()),
+        BacklogLimits::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        default.encrypted().await.unwrap(),
+        ssl == "on",
+        "server ssl={ssl}"
+    );
+    let plain = PostgresSpool::connect(with("disable"), BacklogLimits::default())
+        .await
+        .unwrap();
+    assert!(!plain.encrypted().await.unwrap());
+    let err = PostgresSpool::connect(with("verify-full"), BacklogLimits::default())
+        .await
+        .expect_err("no trusted certificate on the test server")
+        .to_string()
+        .to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("tls") || err.contains("ssl"),
+        "{err}"
+    );
+}
