@@ -165,14 +165,14 @@ impl SharedState {
     async fn reseal_all(&self, keys: &[&SecretsKey]) -> Result<usize, SharedError> {
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let tx = client.transaction().await.map_err(db)?;
             let rows = tx
                 .query(
                     "SELECT tenant, settings, seed FROM shared_integrations FOR UPDATE",
                     &[],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             let mut rewritten = 0;
             for row in &rows {
                 let tenant: String = row.get(0);
@@ -201,14 +201,14 @@ impl SharedState {
                         &[&tenant, &columns[0], &columns[1]],
                     )
                     .await
-                    .map_err(|e| db(&e))?;
+                    .map_err(db)?;
                     rewritten += 1;
                 }
             }
             if rewritten > 0 {
-                tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
+                tx.execute(BUMP, &[]).await.map_err(db)?;
             }
-            tx.commit().await.map_err(|e| db(&e))?;
+            tx.commit().await.map_err(db)?;
             Ok(rewritten)
         })
         .await
@@ -248,7 +248,7 @@ impl SharedState {
     async fn client(&self) -> Result<deadpool_postgres::Object, SharedError> {
         self.pool.get().await.map_err(|e| {
             SharedError::Storage(match e {
-                deadpool_postgres::PoolError::Backend(e) => db(&e),
+                deadpool_postgres::PoolError::Backend(e) => db(e),
                 other => SpoolError::Storage(other.to_string()),
             })
         })
@@ -263,10 +263,10 @@ impl SharedState {
     ) -> Result<u64, SharedError> {
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
-            let touched = tx.execute(sql, params).await.map_err(|e| db(&e))?;
-            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
+            let tx = client.transaction().await.map_err(db)?;
+            let touched = tx.execute(sql, params).await.map_err(db)?;
+            tx.execute(BUMP, &[]).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
             Ok(touched)
         })
         .await
@@ -283,7 +283,7 @@ impl SharedState {
                     &[&tenant],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             row.map(|r| self.parse(tenant, r.get(0))).transpose()
         })
         .await
@@ -319,21 +319,21 @@ impl SharedState {
         let json = self.to_json(settings)?;
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let tx = client.transaction().await.map_err(db)?;
             // Serialises instances seeding the same tenant at once.
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtext('evo-siem seed ' || $1))",
                 &[&settings.tenant],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
             let last: Option<Option<String>> = tx
                 .query_opt(
                     "SELECT seed FROM shared_integrations WHERE tenant = $1",
                     &[&settings.tenant],
                 )
                 .await
-                .map_err(|e| db(&e))?
+                .map_err(db)?
                 .map(|r| r.get(0));
             // Sealed with fresh nonces: compared opened, not as text.
             if let Some(last) = last.flatten()
@@ -347,9 +347,9 @@ impl SharedState {
                 &[&settings.tenant, &json],
             )
             .await
-            .map_err(|e| db(&e))?;
-            tx.execute(BUMP, &[]).await.map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
+            .map_err(db)?;
+            tx.execute(BUMP, &[]).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
             Ok(true)
         })
         .await
@@ -399,7 +399,7 @@ impl SharedState {
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         self.bounded(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(|e| db(&e))?;
+            let tx = client.transaction().await.map_err(db)?;
             // Serialises the instances admitting the same tenant, so two cannot both take the
             // last slot.
             tx.execute(
@@ -407,14 +407,14 @@ impl SharedState {
                 &[&tenant],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
             tx.execute(
                 "DELETE FROM shared_test_runs
                  WHERE tenant = $1 AND at <= now() - make_interval(secs => $2::BIGINT / 1000.0)",
                 &[&tenant, &window_ms],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
             let row = tx
                 .query_one(
                     "SELECT count(*), COALESCE(
@@ -424,7 +424,7 @@ impl SharedState {
                     &[&tenant, &window_ms],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             let (count, wait_ms): (i64, i64) = (row.get(0), row.get(1));
             if count >= limit {
                 return Ok(Err(Duration::from_millis(
@@ -436,8 +436,8 @@ impl SharedState {
                 &[&tenant],
             )
             .await
-            .map_err(|e| db(&e))?;
-            tx.commit().await.map_err(|e| db(&e))?;
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
             Ok(Ok(()))
         })
         .await
@@ -455,7 +455,7 @@ impl SharedState {
                     &[],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             Ok(rows
                 .iter()
                 .map(|r| TokenRow {
@@ -487,7 +487,7 @@ impl SharedState {
                     Ok(client
                         .query_one("SELECT version FROM shared_version", &[])
                         .await
-                        .map_err(|e| db(&e))?
+                        .map_err(db)?
                         .get(0))
                 })
                 .await?;
@@ -502,7 +502,7 @@ impl SharedState {
                             &[],
                         )
                         .await
-                        .map_err(|e| SharedError::Storage(db(&e)))
+                        .map_err(|e| SharedError::Storage(db(e)))
                 })
                 .await?;
             let mut settings = BTreeMap::new();

@@ -132,6 +132,10 @@ pub enum SpoolError {
     /// The storage failed (disk full, I/O error, corrupted file).
     #[error("spool storage error: {0}")]
     Storage(String),
+    /// PostgreSQL refused a statement or the connection failed; the driver's error is the
+    /// source (its server message, or its chain of causes, is in the text).
+    #[error("spool storage error: {}", postgres::describe(.0))]
+    Postgres(#[source] tokio_postgres::Error),
     /// The spool is shutting down.
     #[error("the spool is closed")]
     Closed,

@@ -216,10 +216,15 @@ fn storage(err: impl fmt::Display) -> SpoolError {
     SpoolError::Storage(err.to_string())
 }
 
+/// A database error as a spool error, the driver's error kept as its source.
+pub(crate) fn db(err: tokio_postgres::Error) -> SpoolError {
+    SpoolError::Postgres(err)
+}
+
 /// The full text of a database error: its `Display` says only "db error" for server errors.
-pub(crate) fn db(err: &tokio_postgres::Error) -> SpoolError {
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => SpoolError::Storage(format!("postgres: {}", db.message())),
+        Some(db) => format!("postgres: {}", db.message()),
         None => {
             // "error performing TLS handshake" alone does not say why: add the causes.
             let mut text = err.to_string();
@@ -229,7 +234,7 @@ pub(crate) fn db(err: &tokio_postgres::Error) -> SpoolError {
                 text.push_str(&cause.to_string());
                 source = cause.source();
             }
-            SpoolError::Storage(text)
+            text
         }
     }
 }
@@ -308,7 +313,7 @@ impl PostgresSpool {
                     &[],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             Ok(row.is_some_and(|r| r.get::<_, bool>(0)))
         })
         .await
@@ -337,7 +342,7 @@ impl PostgresSpool {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, SpoolError> {
         self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => db(&e),
+            deadpool_postgres::PoolError::Backend(e) => db(e),
             other => storage(other),
         })
     }
@@ -346,10 +351,10 @@ impl PostgresSpool {
     /// an instance starting at the same time waits, then finds them applied.
     async fn migrate(&self) -> Result<(), SpoolError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        let tx = client.transaction().await.map_err(db)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS spool_migrations (
                 version INTEGER PRIMARY KEY,
@@ -357,30 +362,30 @@ impl PostgresSpool {
             )",
         )
         .await
-        .map_err(|e| db(&e))?;
+        .map_err(db)?;
         let done: i32 = tx
             .query_one(
                 "SELECT coalesce(max(version), 0) FROM spool_migrations",
                 &[],
             )
             .await
-            .map_err(|e| db(&e))?
+            .map_err(db)?
             .get(0);
         for (index, sql) in MIGRATIONS.iter().enumerate() {
             let version = i32::try_from(index + 1).map_err(storage)?;
             if version <= done {
                 continue;
             }
-            tx.batch_execute(sql).await.map_err(|e| db(&e))?;
+            tx.batch_execute(sql).await.map_err(db)?;
             tx.execute(
                 "INSERT INTO spool_migrations (version) VALUES ($1)",
                 &[&version],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
             tracing::info!(version, "spool schema migrated");
         }
-        tx.commit().await.map_err(|e| db(&e))
+        tx.commit().await.map_err(db)
     }
 
     async fn append_now(
@@ -396,7 +401,7 @@ impl PostgresSpool {
             i64::try_from(self.limits.max_bytes).unwrap_or(i64::MAX),
         );
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        let tx = client.transaction().await.map_err(db)?;
         // The bound check and the count update in one statement: the row lock it takes orders
         // concurrent appends to one integration across instances.
         let room = if count > max_events || bytes > max_bytes {
@@ -413,7 +418,7 @@ impl PostgresSpool {
                 &[&integration, &count, &bytes, &max_events, &max_bytes],
             )
             .await
-            .map_err(|e| db(&e))?
+            .map_err(db)?
         };
         if room.is_none() {
             let backlog = backlog_of(&tx, &integration).await?;
@@ -427,7 +432,7 @@ impl PostgresSpool {
             events.into_iter().map(|e| (e.action, e.json)).unzip();
         insert_events(&tx, &integration, &actions, &jsons, &sizes).await?;
         notify(&tx, &integration).await?;
-        tx.commit().await.map_err(|e| db(&e))
+        tx.commit().await.map_err(db)
     }
 
     async fn pending_now(
@@ -445,12 +450,12 @@ impl PostgresSpool {
                  ORDER BY e.id LIMIT $2",
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(&select, &[&integration, &limit, &self.instance])
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         Ok(rows
             .iter()
             .map(|r| SpooledEvent {
@@ -483,11 +488,11 @@ impl PostgresSpool {
                  SELECT EXISTS (SELECT 1 FROM lease)",
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         let held: bool = client
             .query_one(&ack, &[&integration, &ids, &self.instance])
             .await
-            .map_err(|e| db(&e))?
+            .map_err(db)?
             .get(0);
         if held {
             Ok(())
@@ -544,7 +549,7 @@ impl PostgresSpool {
                 ],
             )
             .await
-            .map_err(|e| db(&e))?
+            .map_err(db)?
             .get(0);
         if held {
             Ok(())
@@ -573,7 +578,7 @@ impl PostgresSpool {
                 ],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         let letters = rows
             .iter()
             .map(|r| DeadLetter {
@@ -595,7 +600,7 @@ impl PostgresSpool {
                 &[&integration],
             )
             .await
-            .map_err(|e| db(&e))?
+            .map_err(db)?
             .get(0);
         Ok(u64::try_from(count).unwrap_or(0))
     }
@@ -608,13 +613,13 @@ impl PostgresSpool {
                 &[&integration],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         Ok(row.and_then(|r| from_unix_ms(r.get(0))))
     }
 
     async fn replay_now(&self, integration: String, ids: Vec<i64>) -> Result<u64, SpoolError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        let tx = client.transaction().await.map_err(db)?;
         lock_replays(&tx, &integration).await?;
         let letters = tx
             .query(
@@ -623,9 +628,9 @@ impl PostgresSpool {
                 &[&integration, &ids],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         let moved = requeue(&tx, &integration, &letters).await?;
-        tx.commit().await.map_err(|e| db(&e))?;
+        tx.commit().await.map_err(db)?;
         Ok(moved)
     }
 
@@ -636,7 +641,7 @@ impl PostgresSpool {
         limit: usize,
     ) -> Result<ReplayPage, SpoolError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        let tx = client.transaction().await.map_err(db)?;
         lock_replays(&tx, &integration).await?;
         let through: Option<i64> = match through {
             Some(through) => Some(through),
@@ -646,7 +651,7 @@ impl PostgresSpool {
                     &[&integration],
                 )
                 .await
-                .map_err(|e| db(&e))?
+                .map_err(db)?
                 .get(0),
         };
         let Some(bound) = through else {
@@ -667,9 +672,9 @@ impl PostgresSpool {
                 ],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         let moved = requeue(&tx, &integration, &letters).await?;
-        tx.commit().await.map_err(|e| db(&e))?;
+        tx.commit().await.map_err(db)?;
         Ok(ReplayPage { moved, through })
     }
 
@@ -697,7 +702,7 @@ impl PostgresSpool {
                 &[&self.instance, &ttl, &given_up],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         for tenant in &given_up {
             tracing::info!(
                 tenant,
@@ -721,7 +726,7 @@ impl PostgresSpool {
                 &[],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         let (alive, wanted): (i64, i64) = (counts.get(0), counts.get(1));
         let share = usize::try_from((wanted + alive.max(1) - 1) / alive.max(1)).unwrap_or(0);
         let mut taken = Vec::new();
@@ -741,7 +746,7 @@ impl PostgresSpool {
                     &[&self.instance, &ttl, &room],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             for row in rows {
                 let tenant: String = row.get(0);
                 held.insert(tenant.clone(), sent + self.lease_ttl - self.margin());
@@ -763,7 +768,7 @@ impl PostgresSpool {
                     &[&self.instance, &surplus_i64],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             for row in released {
                 held.remove(&row.get::<_, String>(0));
                 surplus -= 1;
@@ -805,7 +810,7 @@ impl PostgresSpool {
                         &[&integration, &self.instance, &ttl],
                     )
                     .await
-                    .map_err(|e| db(&e))
+                    .map_err(db)
             })
             .await?
             .is_some();
@@ -848,7 +853,7 @@ impl PostgresSpool {
                 &[&integration, &self.instance],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(db)?;
         Ok(())
     }
 }
@@ -860,7 +865,7 @@ async fn notify(
 ) -> Result<(), SpoolError> {
     tx.execute("SELECT pg_notify($1, $2)", &[&ARRIVALS, &integration])
         .await
-        .map_err(|e| db(&e))?;
+        .map_err(db)?;
     Ok(())
 }
 
@@ -880,7 +885,7 @@ async fn listen(config: Arc<ListenerConfig>, tx: tokio::sync::mpsc::Sender<Strin
             },
         };
         if let Err(err) = result {
-            tracing::warn!(error = %db(&err), "the LISTEN connection failed; reconnecting");
+            tracing::warn!(error = %describe(&err), "the LISTEN connection failed; reconnecting");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -933,7 +938,7 @@ async fn lock_replays(
         &[&REPLAY_LOCK, &integration],
     )
     .await
-    .map_err(|e| db(&e))?;
+    .map_err(db)?;
     Ok(())
 }
 
@@ -962,7 +967,7 @@ async fn requeue(
             &[&integration, &count, &bytes],
         )
         .await
-        .map_err(|e| db(&e))?;
+        .map_err(db)?;
     }
     Ok(count as u64)
 }
@@ -984,7 +989,7 @@ async fn insert_events(
              ORDER BY t.n",
         )
         .await
-        .map_err(|e| db(&e))?;
+        .map_err(db)?;
     tx.execute(
         &insert,
         &[
@@ -996,7 +1001,7 @@ async fn insert_events(
         ],
     )
     .await
-    .map_err(|e| db(&e))?;
+    .map_err(db)?;
     Ok(())
 }
 
@@ -1092,7 +1097,7 @@ async fn backlog_of(
             &[&integration],
         )
         .await
-        .map_err(|e| db(&e))?;
+        .map_err(db)?;
     Ok(row.map_or_else(Backlog::default, |r| Backlog {
         events: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
         bytes: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
@@ -1152,7 +1157,7 @@ impl Spool for PostgresSpool {
                     &[],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         }))
     }
@@ -1211,7 +1216,7 @@ impl Spool for PostgresSpool {
                     &[&self.instance],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             Ok(())
         }))
     }
@@ -1238,7 +1243,7 @@ impl Spool for PostgresSpool {
                     &[&limit],
                 )
                 .await
-                .map_err(|e| db(&e))?;
+                .map_err(db)?;
             Ok(super::summary_from_rows(
                 rows.iter().map(|r| {
                     (
