@@ -38,7 +38,7 @@ fn main() {
         std::fs::write(dir.path().join("token"), "bench-token").unwrap();
         std::fs::write(dir.path().join("secret"), "whsec-bench").unwrap();
         // The signing secret is stored encrypted, under this key.
-        std::fs::write(dir.path().join("secrets-key"), "ZXZvLXNpZW0gYmVuY2gga2V5IDMyIGJ5dGVzIGxvbmch").unwrap();
+        std::fs::write(dir.path().join("secrets-key"), "ZXZvLXNpZW0gYmVuY2gga2V5LCAzMiBieXRlcyBvay4=").unwrap();
         let config: Config = toml::from_str(&format!(
             r#"
             listen = "127.0.0.1:0"

@@ -153,10 +153,16 @@ async fn start(
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("token"), TOKEN)?;
     std::fs::write(dir.join("secret"), SECRET)?;
+    // The signing secrets are stored sealed under this key (the same for every instance).
+    std::fs::write(
+        dir.join("secrets-key"),
+        "ZXZvLXNpZW0gYmVuY2gga2V5LCAzMiBieXRlcyBvay4=",
+    )?;
     let addr = free_port()?;
     let mut text = format!(
         "listen = \"{addr}\"\ndata_dir = \"{dir}\"\ningest_token_file = \"{dir}/token\"\n\
-         allow_private_targets = [\"127.0.0.1/32\"]\n{spool}\n",
+         allow_private_targets = [\"127.0.0.1/32\"]\n{spool}\n\
+         [secrets]\nkey_file = \"{dir}/secrets-key\"\n",
         dir = dir.display()
     );
     for (tenant, url, linger) in integrations {
@@ -337,7 +343,8 @@ async fn case(
 
     // Ingest: EVENTS_PER_TENANT events per tenant in one request, turn by turn over the
     // instances, until the mock SIEM has them all.
-    let mut rng = Rng(0x5eed ^ tenants as u64);
+    // Fresh UUIDs per case: the mock SIEM counts unique events over the whole run.
+    let mut rng = Rng(0x5eed ^ tenants as u64 ^ ((instances as u64) << 40));
     let bodies: Vec<(String, String)> = integrations
         .iter()
         .map(|(tenant, _, _)| {

@@ -345,6 +345,26 @@ impl Registry {
         Ok(true)
     }
 
+    /// [`Registry::seed`] for every integration of the configuration file, in one transaction:
+    /// one disk sync for ten thousand integrations instead of two each. Returns the tenants
+    /// whose file settings were applied. Called at start-up, before anything else uses the store.
+    pub fn seed_all(&self, all: &[IntegrationSettings]) -> Result<Vec<String>, RegistryError> {
+        self.lock().execute_batch("BEGIN").map_err(storage)?;
+        let mut applied = Vec::new();
+        for settings in all {
+            match self.seed(settings) {
+                Ok(true) => applied.push(settings.tenant.clone()),
+                Ok(false) => {}
+                Err(err) => {
+                    let _ = self.lock().execute_batch("ROLLBACK");
+                    return Err(err);
+                }
+            }
+        }
+        self.lock().execute_batch("COMMIT").map_err(storage)?;
+        Ok(applied)
+    }
+
     /// Checks, stores and applies `settings`, replacing the tenant's integration if it has one.
     pub fn put(&self, settings: &IntegrationSettings) -> Result<Arc<Integration>, RegistryError> {
         let integration = Arc::new(settings.build(&self.allowed)?);

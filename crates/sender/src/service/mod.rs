@@ -136,23 +136,31 @@ impl Sender {
                 None,
             ),
         };
-        for settings in config.settings()? {
-            let applied = match &shared {
-                // Several instances: the file is applied once for all of them.
-                Some(shared) => shared
-                    .seed(&settings)
-                    .await
-                    .map_err(|e| ServiceError::Io(e.to_string()))?,
-                None => registry
-                    .seed(&settings)
-                    .map_err(|e| ServiceError::Io(e.to_string()))?,
-            };
-            if applied {
-                tracing::info!(
-                    tenant = settings.tenant,
-                    "integration settings applied from the configuration file"
-                );
+        let from_file = config.settings()?;
+        let applied = match &shared {
+            // Several instances: the file is applied once for all of them.
+            Some(shared) => {
+                let mut applied = Vec::new();
+                for settings in &from_file {
+                    if shared
+                        .seed(settings)
+                        .await
+                        .map_err(|e| ServiceError::Io(e.to_string()))?
+                    {
+                        applied.push(settings.tenant.clone());
+                    }
+                }
+                applied
             }
+            None => registry
+                .seed_all(&from_file)
+                .map_err(|e| ServiceError::Io(e.to_string()))?,
+        };
+        for tenant in &applied {
+            tracing::info!(
+                tenant,
+                "integration settings applied from the configuration file"
+            );
         }
         let mut seen = Seen::default();
         if let Some(shared) = &shared {
