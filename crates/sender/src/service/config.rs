@@ -559,6 +559,8 @@ fn duplicate_tenant_lines(text: &str) -> Option<(String, usize, usize)> {
     let DeValue::Array(tables) = integrations.get_ref() else {
         return None;
     };
+    // Byte offsets, turned into line numbers only for the pair found: counting lines for every
+    // tenant would make a file of 10,000 integrations quadratic to check.
     let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
     for table in tables.iter() {
         let DeValue::Table(table) = table.get_ref() else {
@@ -570,9 +572,9 @@ fn duplicate_tenant_lines(text: &str) -> Option<(String, usize, usize)> {
         let DeValue::String(name) = tenant.get_ref() else {
             continue;
         };
-        let line = line_of(text, tenant.span().start);
-        if let Some(first) = first_seen.insert(name, line) {
-            return Some((name.to_string(), first, line));
+        let at = tenant.span().start;
+        if let Some(first) = first_seen.insert(name, at) {
+            return Some((name.to_string(), line_of(text, first), line_of(text, at)));
         }
     }
     None
