@@ -1,4 +1,4 @@
-//! The sender against the number of integrations (issue 12): what one `evo-siem sender` process
+//! The sender against the number of integrations: what one `evo-siem sender` process
 //! costs when it has 100, 1,000 or 10,000 integrations (one per tenant) on the SQLite spool, and
 //! 1,000 on PostgreSQL shared by two instances; then whether 1,000 broken endpoints slow a healthy
 //! integration down.
