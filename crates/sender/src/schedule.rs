@@ -494,6 +494,13 @@ impl Core {
             std::mem::take(&mut lane.resumed),
         );
         if lane.removed {
+            if self.registry.get(&tenant).is_some() {
+                // Removed and created again while the run was in flight: a new start, without
+                // the cancellation meant for the removed one.
+                lane.removed = false;
+                lane.cancel = Arc::new(Notify::new());
+                return self.make_ready(&tenant);
+            }
             lane.state = State::Idle;
             self.remove(&tenant);
             return;
@@ -510,7 +517,9 @@ impl Core {
             RunEnd::Step(Step::Wait(after)) => wait(State::Waiting, after),
             RunEnd::Step(Step::Backoff(_)) if resumed => wait(State::Backoff, RESUME_FLOOR),
             RunEnd::Step(Step::Backoff(after)) => wait(State::Backoff, after),
-            RunEnd::Step(Step::Removed) | RunEnd::Cancelled => {
+            // Cancelled, yet still in the registry: it came back; look at its queue again.
+            RunEnd::Cancelled => return self.make_ready(&tenant),
+            RunEnd::Step(Step::Removed) => {
                 lane.state = State::Idle;
                 // Removed from the registry: the next reconcile drops the lane; ingest no
                 // longer reaches it.
