@@ -32,7 +32,7 @@ fn ndjson(rng: &mut Rng, tenant: &str, n: usize) -> String {
 
 fn config(dir: &std::path::Path, sink: std::net::SocketAddr, spool: &str) -> Config {
     std::fs::write(dir.join("token"), "bench-token").unwrap();
-    std::fs::write(dir.join("secret"), "whsec-bench").unwrap();
+    std::fs::write(dir.join("secret"), "whsec-bench-7f3a9c2e").unwrap();
     // The signing secret is stored encrypted, under this key (the same for every instance).
     std::fs::write(
         dir.join("secrets-key"),

@@ -36,7 +36,7 @@ fn main() {
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("token"), "bench-token").unwrap();
-        std::fs::write(dir.path().join("secret"), "whsec-bench").unwrap();
+        std::fs::write(dir.path().join("secret"), "whsec-bench-7f3a9c2e").unwrap();
         // The signing secret is stored encrypted, under this key.
         std::fs::write(dir.path().join("secrets-key"), "ZXZvLXNpZW0gYmVuY2gga2V5LCAzMiBieXRlcyBvay4=").unwrap();
         let config: Config = toml::from_str(&format!(

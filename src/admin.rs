@@ -4,72 +4,19 @@
 
 use crate::cli::{AdminCommand, RekeyArgs, TokenCommand};
 use anyhow::{Context, bail};
-use evo_siem_sender::admin::{Permission, Principal, TokenRow, TokenStore};
-use evo_siem_sender::registry::Registry;
+use evo_siem_sender::service::commands::{TokenAdmin, rekey as rekey_stores};
 use evo_siem_sender::service::{Config, SecretsConfig};
-use evo_siem_sender::shared::SharedState;
-use evo_siem_sender::spool::PostgresSpool;
+use evo_siem_sender::store::Permission;
 use std::process::ExitCode;
 
-/// Where the tokens of the sender configured by a file live.
-enum Tokens {
-    /// One instance: its data directory.
-    Local(TokenStore),
-    /// Several instances on a PostgreSQL spool: the state they share (each takes a change
-    /// within a second).
-    Shared(tokio::runtime::Runtime, SharedState),
-}
-
-impl Tokens {
-    fn open(config: &std::path::Path) -> anyhow::Result<Self> {
-        let config = Config::load(config)?;
-        match config.spool.postgres()? {
-            None => Ok(Tokens::Local(
-                TokenStore::open(&config.data_dir).context("cannot open the token store")?,
-            )),
-            Some(options) => {
-                let runtime = tokio::runtime::Runtime::new()?;
-                let spool = runtime
-                    .block_on(PostgresSpool::connect(options, config.backlog_limits()))
-                    .context("cannot reach the PostgreSQL spool")?;
-                Ok(Tokens::Shared(runtime, spool.shared()))
-            }
-        }
-    }
-
-    fn create(
-        &self,
-        tenant: &str,
-        permissions: &[Permission],
-        label: &str,
-    ) -> anyhow::Result<(String, Principal)> {
-        match self {
-            Tokens::Local(store) => Ok(store.create(tenant, permissions, label)?),
-            Tokens::Shared(runtime, shared) => {
-                let (token, row) = TokenRow::mint(tenant, permissions, label)?;
-                runtime.block_on(shared.insert_token(&row))?;
-                Ok((token, row.principal()?))
-            }
-        }
-    }
-
-    fn list(&self) -> anyhow::Result<Vec<Principal>> {
-        match self {
-            Tokens::Local(store) => Ok(store.list()?),
-            Tokens::Shared(runtime, shared) => runtime
-                .block_on(shared.tokens())?
-                .iter()
-                .map(|row| Ok(row.principal()?))
-                .collect(),
-        }
-    }
-
-    fn revoke(&self, id: &str) -> anyhow::Result<bool> {
-        match self {
-            Tokens::Local(store) => Ok(store.revoke(id)?),
-            Tokens::Shared(runtime, shared) => Ok(runtime.block_on(shared.revoke_token(id))?),
-        }
-    }
+/// The token store of the sender configured by `config`, and a runtime to drive it.
+fn tokens(config: &std::path::Path) -> anyhow::Result<(tokio::runtime::Runtime, TokenAdmin)> {
+    let config = Config::load(config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let tokens = runtime
+        .block_on(TokenAdmin::open(&config))
+        .context("cannot open the token store")?;
+    Ok((runtime, tokens))
 }
 
 /// `evo-siem admin rekey`: every stored secret re-sealed under the new key.
@@ -89,25 +36,16 @@ fn rekey(args: &RekeyArgs) -> anyhow::Result<()> {
         config.secrets.key()
     }
     .context("the old key")?;
-    let local = Registry::rekey(&config.data_dir, old.as_ref(), &new)
-        .context("cannot rekey the integration store")?;
+    let rekeyed = tokio::runtime::Runtime::new()?
+        .block_on(rekey_stores(&config, old.as_ref(), &new))
+        .context("cannot rekey the stored secrets")?;
     eprintln!(
-        "{local} integration(s) in {} re-encrypted under key {}",
+        "{} integration(s) in {} re-encrypted under key {}",
+        rekeyed.local,
         config.data_dir.join("integrations.db").display(),
         new.id()
     );
-    if let Some(options) = config.spool.postgres()? {
-        let runtime = tokio::runtime::Runtime::new()?;
-        let shared = runtime.block_on(async {
-            let spool = PostgresSpool::connect(options, config.backlog_limits())
-                .await
-                .context("cannot reach the PostgreSQL spool")?;
-            spool
-                .shared()
-                .rekey(old.as_ref(), &new)
-                .await
-                .context("cannot rekey the shared integrations")
-        })?;
+    if let Some(shared) = rekeyed.shared {
         eprintln!(
             "{shared} shared integration(s) re-encrypted under key {}",
             new.id()
@@ -135,8 +73,9 @@ pub(crate) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             if args.tenant.is_empty() {
                 bail!("--tenant must not be empty");
             }
+            let (runtime, tokens) = tokens(&args.config)?;
             let (token, principal) =
-                Tokens::open(&args.config)?.create(&args.tenant, &permissions, &args.label)?;
+                runtime.block_on(tokens.create(&args.tenant, &permissions, &args.label))?;
             eprintln!(
                 "token {} for tenant {} ({}); shown once, keep it in a secret store:",
                 principal.token_id,
@@ -150,7 +89,8 @@ pub(crate) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             println!("{token}");
         }
         TokenCommand::List(args) => {
-            for p in Tokens::open(&args.config)?.list()? {
+            let (runtime, tokens) = tokens(&args.config)?;
+            for p in runtime.block_on(tokens.list())? {
                 let permissions: Vec<&str> = p.permissions.iter().map(|p| p.as_str()).collect();
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -162,7 +102,8 @@ pub(crate) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TokenCommand::Revoke(args) => {
-            if !Tokens::open(&args.config)?.revoke(&args.id)? {
+            let (runtime, tokens) = tokens(&args.config)?;
+            if !runtime.block_on(tokens.revoke(&args.id))? {
                 bail!("no token with id {}", args.id);
             }
             eprintln!("token {} revoked", args.id);

@@ -4,7 +4,7 @@ use crate::cli::SendTestArgs;
 use crate::secret_source;
 use anyhow::{Context, bail};
 use evo_siem_sender::Integration;
-use evo_siem_sender::admin::webhook_test::{Diagnosis, diagnose};
+use evo_siem_sender::api::admin::webhook_test::{Diagnosis, diagnose};
 use evo_siem_sender::dispatch::{DispatchSettings, Dispatcher, FailureKind};
 use std::process::ExitCode;
 

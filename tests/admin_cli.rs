@@ -100,13 +100,13 @@ fn admin_tokens_on_a_postgres_spool_are_shared() {
     // Stored in the database, not in a data directory: another instance's view sees nothing left.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let shared = runtime.block_on(async {
-        evo_siem_sender::spool::PostgresSpool::connect(
+        let spool = evo_siem_sender::spool::PostgresSpool::connect(
             evo_siem_sender::spool::PostgresOptions::new(database.url()),
             Default::default(),
         )
         .await
-        .unwrap()
-        .shared()
+        .unwrap();
+        evo_siem_sender::store::SharedState::on(&spool)
     });
     assert!(runtime.block_on(shared.tokens()).unwrap().is_empty());
 }

@@ -14,10 +14,10 @@
 use crate::Integration;
 use crate::batcher::{Plan, plan};
 use crate::dispatch::{AttemptReport, Dispatcher};
-use crate::registry::Registry;
 use crate::retry::{AttemptResult, Backoff, Outcome, classify};
 use crate::spool::{Hold, Spool, SpoolError, SpooledEvent};
 use crate::stats::{DeliveryStats, LastError, lock};
+use crate::store::Registry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};

@@ -16,10 +16,10 @@
 
 use crate::deliver::{Step, Worker};
 use crate::dispatch::Dispatcher;
-use crate::registry::Registry;
 use crate::retry::Backoff;
 use crate::spool::{Spool, SpoolError};
 use crate::stats::DeliveryStats;
+use crate::store::Registry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

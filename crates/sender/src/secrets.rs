@@ -14,7 +14,7 @@
 //! kept a string; a string is a value left in plaintext by that version, which
 //! [`open_settings`] reads and reports so that the store re-seals it (the migration).
 
-use crate::registry::IntegrationSettings;
+use crate::settings::IntegrationSettings;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

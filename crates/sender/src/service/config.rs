@@ -63,11 +63,11 @@
 //! them, header values included. A tenant named by two `[[integration]]` tables is refused.
 
 use crate::Integration;
-use crate::admin::MetricsConfig;
+use crate::api::MetricsConfig;
 use crate::dispatch::DispatchSettings;
-use crate::registry::{IntegrationSettings, RegistryError};
 use crate::retry::{Backoff, DEFAULT_RETRY_FLOOR};
 use crate::secrets::SecretsKey;
+use crate::settings::IntegrationSettings;
 use crate::spool::{BacklogLimits, PostgresOptions};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -137,7 +137,11 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// A setting is out of range or refused.
+    /// An integration's settings are refused, with every invalid field: the check is the admin
+    /// API's, so the file cannot hold what a PUT would refuse.
+    #[error(transparent)]
+    Settings(#[from] crate::settings::InvalidSettings),
+    /// An integration table is contradictory (a secret from both a variable and a file).
     #[error("integration {tenant}: {reason}")]
     Invalid {
         /// The tenant of the integration.
@@ -640,29 +644,25 @@ impl Config {
     }
 
     /// Every integration's settings, with secrets and header values read from their variables
-    /// or files. A tenant named twice is refused.
+    /// or files, each checked as the admin API checks a PUT ([`IntegrationSettings::check`]).
+    /// A tenant named twice is refused.
     pub fn settings(&self) -> Result<Vec<IntegrationSettings>, ConfigError> {
-        self.check_duplicates()?;
-        self.integrations
-            .iter()
-            .map(IntegrationConfig::settings)
-            .collect()
+        Ok(self.checked()?.into_iter().map(|(s, _)| s).collect())
     }
 
     /// Every integration, checked.
     pub fn integrations(&self) -> Result<Vec<Integration>, ConfigError> {
-        self.settings()?
+        Ok(self.checked()?.into_iter().map(|(_, i)| i).collect())
+    }
+
+    fn checked(&self) -> Result<Vec<(IntegrationSettings, Integration)>, ConfigError> {
+        self.check_duplicates()?;
+        self.integrations
             .iter()
-            .map(|s| {
-                s.build(&self.allow_private_targets).map_err(|e| match e {
-                    RegistryError::Invalid { tenant, reason } => {
-                        ConfigError::Invalid { tenant, reason }
-                    }
-                    other => ConfigError::Invalid {
-                        tenant: s.tenant.clone(),
-                        reason: other.to_string(),
-                    },
-                })
+            .map(|config| {
+                let settings = config.settings()?;
+                let integration = settings.check(&self.allow_private_targets)?;
+                Ok((settings, integration))
             })
             .collect()
     }

@@ -1,34 +1,30 @@
-//! The sender service: the ingest API, the delivery scheduler, graceful shutdown.
+//! The sender service: start-up wiring (configuration, spool, integration store, scheduler,
+//! listener) and graceful shutdown. The work itself is done below: the HTTP API in
+//! [`crate::api`], delivery in [`crate::schedule`], storage in [`crate::spool`] and
+//! [`crate::store`].
 
+pub mod commands;
 mod config;
-mod ingest;
-pub mod limits;
+mod data_dir;
 mod listener;
 
+pub use crate::api::MAX_INGEST_BYTES;
 pub use config::{
     Config, ConfigError, DeliveryConfig, HeaderValueConfig, IntegrationConfig, ListenerConfig,
     SecretsConfig, SpoolBackend, SpoolConfig,
 };
 
 use crate::DeliveryStats;
-use crate::admin::{self, TokenStore};
+use crate::api::{self, App, BodyPace};
 use crate::dispatch::Dispatcher;
-use crate::registry::Registry;
 use crate::schedule::{Scheduler, SchedulerOptions, StatsMap};
-use crate::shared::{Freshness, SYNC_EVERY, Seen, SharedState};
 use crate::spool::{PostgresSpool, Spool, SqliteSpool};
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, get, post};
-use limits::{BodyLimit, MAX_SETTINGS_BYTES, MAX_SMALL_BYTES};
+use crate::store::{IntegrationStore, Registry, SharedState, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-
-/// The largest ingest request body, in bytes.
-pub const MAX_INGEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long shutdown waits for attempts in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -46,32 +42,12 @@ pub enum ServiceError {
     /// The spool could not be opened.
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
+    /// The integration store could not be opened or seeded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The listener or the HTTP client could not be set up.
     #[error("{0}")]
     Io(String),
-}
-
-/// What every request handler shares.
-pub(crate) struct App {
-    pub(crate) ingest_token: String,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) spool: Arc<dyn Spool>,
-    pub(crate) tokens: Arc<TokenStore>,
-    /// The outbound guard's allow-list, for validating webhook URLs.
-    pub(crate) allowed: Vec<ipnet::IpNet>,
-    /// Each integration's delivery counters.
-    pub(crate) stats: StatsMap,
-    /// The client of real deliveries, for "Test Saved Webhook".
-    pub(crate) dispatcher: Dispatcher,
-    pub(crate) test_limiter: admin::TestLimiter,
-    /// Told of ingests and resumes.
-    pub(crate) scheduler: Scheduler,
-    /// What `/metrics` shows.
-    pub(crate) metrics: crate::admin::metrics::MetricsConfig,
-    /// On a PostgreSQL spool: the settings and tokens shared with the other instances.
-    pub(crate) shared: Option<SharedState>,
-    /// On a PostgreSQL spool: how fresh this instance's copy of them is.
-    pub(crate) freshness: Option<Arc<Freshness>>,
 }
 
 /// A running sender.
@@ -90,22 +66,13 @@ impl Sender {
     pub async fn start(config: &Config) -> Result<Self, ServiceError> {
         let ingest_token = config.ingest_token()?;
         config.listener.check()?;
-        crate::data_dir::prepare(config)?;
-        let registry = Arc::new(
-            Registry::open(
-                &config.data_dir,
-                config.allow_private_targets.clone(),
-                config.secrets.key()?,
-            )
-            .map_err(|e| ServiceError::Io(e.to_string()))?,
-        );
-        let tokens = Arc::new(
-            TokenStore::open(&config.data_dir).map_err(|e| ServiceError::Io(e.to_string()))?,
-        );
-        let (spool, shared): (Arc<dyn Spool>, Option<SharedState>) = match config
-            .spool
-            .postgres()?
-        {
+        data_dir::prepare(config)?;
+        let store = IntegrationStore::open(
+            &config.data_dir,
+            config.allow_private_targets.clone(),
+            config.secrets.key()?,
+        )?;
+        let (spool, store): (Arc<dyn Spool>, IntegrationStore) = match config.spool.postgres()? {
             Some(options) => {
                 let spool = PostgresSpool::connect(options, config.backlog_limits()).await?;
                 let tls = spool.encrypted().await?;
@@ -114,61 +81,26 @@ impl Sender {
                     tls,
                     "spool: PostgreSQL, shared with the other instances"
                 );
-                let shared = spool.shared().with_key(registry.key().cloned());
-                // Secrets the previous version stored in plaintext: sealed before use.
-                let sealed = shared
-                    .seal_plaintext()
-                    .await
-                    .map_err(|e| ServiceError::Io(e.to_string()))?;
-                if sealed > 0 {
-                    tracing::info!(
-                        integrations = sealed,
-                        "shared secrets stored in plaintext by an earlier version are now encrypted"
-                    );
-                }
-                (Arc::new(spool), Some(shared))
+                let max_staleness = Duration::from_millis(config.spool.max_staleness_ms);
+                let store = store.share(SharedState::on(&spool), max_staleness).await?;
+                (Arc::new(spool), store)
             }
             None => (
                 Arc::new(SqliteSpool::open(
                     &config.data_dir.join("spool.db"),
                     config.backlog_limits(),
                 )?),
-                None,
+                store,
             ),
         };
-        let from_file = config.settings()?;
-        let applied = match &shared {
-            // Several instances: the file is applied once for all of them.
-            Some(shared) => {
-                let mut applied = Vec::new();
-                for settings in &from_file {
-                    if shared
-                        .seed(settings)
-                        .await
-                        .map_err(|e| ServiceError::Io(e.to_string()))?
-                    {
-                        applied.push(settings.tenant.clone());
-                    }
-                }
-                applied
-            }
-            None => registry
-                .seed_all(&from_file)
-                .map_err(|e| ServiceError::Io(e.to_string()))?,
-        };
-        for tenant in &applied {
+        let store = Arc::new(store);
+        for tenant in store.seed(&config.settings()?).await? {
             tracing::info!(
                 tenant,
                 "integration settings applied from the configuration file"
             );
         }
-        let mut seen = Seen::default();
-        if let Some(shared) = &shared {
-            shared
-                .sync(&mut seen, &registry, &tokens)
-                .await
-                .map_err(|e| ServiceError::Io(e.to_string()))?;
-        }
+        let registry = store.registry().clone();
         let settings = config
             .delivery
             .dispatch(config.allow_private_targets.clone())?;
@@ -191,97 +123,29 @@ impl Sender {
                 tracing::error!(error = %err, "the scheduler stopped");
             }
         });
-        let freshness = shared.as_ref().map(|_| {
-            Arc::new(Freshness::new(Duration::from_millis(
-                config.spool.max_staleness_ms,
-            )))
-        });
-        if let (Some(shared), Some(freshness)) = (&shared, &freshness) {
-            tasks.spawn(follow(
-                shared.clone(),
-                seen,
-                Copies {
-                    registry: registry.clone(),
-                    tokens: tokens.clone(),
-                    freshness: freshness.clone(),
-                },
-                scheduler.clone(),
-                shutdown.clone(),
-            ));
+        let resumes = scheduler.clone();
+        if let Some(follow) = store.follow(move |tenant| resumes.resume(tenant), shutdown.clone()) {
+            tasks.spawn(follow);
         }
         let app = Arc::new(App {
             ingest_token,
+            store,
             registry: registry.clone(),
             spool,
-            tokens,
             allowed: config.allow_private_targets.clone(),
             stats: stats.clone(),
             dispatcher,
-            test_limiter: admin::TestLimiter::default(),
             scheduler,
             metrics: config.metrics,
-            shared,
-            freshness,
         });
-        // Each route reads its body under a limit fitting its job (see `limits`).
         let listen = config.listener;
-        let limited = |route: MethodRouter<Arc<App>>, max: usize| {
-            route.layer(axum::middleware::from_fn_with_state(
-                BodyLimit {
-                    max,
-                    grace: Duration::from_millis(listen.body_timeout_ms),
-                    min_bytes_per_sec: listen.body_min_bytes_per_sec,
-                },
-                limits::guard,
-            ))
-        };
-        let router = Router::new()
-            .route(
-                "/v1/tenants/{tenant}/audit-events",
-                limited(post(ingest::ingest), MAX_INGEST_BYTES),
-            )
-            .route(
-                "/v1/tenants/{tenant}/siem-integration",
-                limited(
-                    get(admin::settings::get)
-                        .put(admin::settings::put)
-                        .delete(admin::settings::delete),
-                    MAX_SETTINGS_BYTES,
-                ),
-            )
-            .route(
-                "/v1/tenants/{tenant}/siem-integration/test",
-                limited(post(admin::webhook_test::test), MAX_SMALL_BYTES),
-            )
-            .route(
-                "/v1/tenants/{tenant}/siem-integration/status",
-                limited(get(admin::operations::status), MAX_SMALL_BYTES),
-            )
-            .route(
-                "/v1/tenants/{tenant}/siem-integration/dead-letters",
-                limited(get(admin::operations::dead_letters), MAX_SMALL_BYTES),
-            )
-            .route(
-                "/v1/tenants/{tenant}/siem-integration/dead-letters/replay",
-                limited(post(admin::operations::replay), MAX_SMALL_BYTES),
-            )
-            .route(
-                "/v1/tenants/{tenant}/siem-integration/resume",
-                limited(post(admin::operations::resume), MAX_SMALL_BYTES),
-            )
-            .route(
-                "/metrics",
-                limited(get(admin::metrics::metrics), MAX_SMALL_BYTES),
-            )
-            .route(
-                "/v1/openapi.json",
-                limited(get(admin::openapi), MAX_SMALL_BYTES),
-            )
-            .route("/healthz", limited(get(|| async { "ok" }), MAX_SMALL_BYTES))
-            // The guard has buffered the body by then; the extractors' own limit (2 MB by
-            // default) must not cut an ingest below its 16 MiB.
-            .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
-            .with_state(app);
+        let router = api::router(
+            app,
+            BodyPace {
+                grace: Duration::from_millis(listen.body_timeout_ms),
+                min_bytes_per_sec: listen.body_min_bytes_per_sec,
+            },
+        );
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| ServiceError::Io(e.to_string()))?;
@@ -337,44 +201,6 @@ impl Sender {
                 "attempts still in flight after the grace period; they will be retried at the next start"
             );
             self.tasks.abort_all();
-        }
-    }
-}
-
-/// This instance's copies of the shared state, and how fresh they are.
-struct Copies {
-    registry: Arc<Registry>,
-    tokens: Arc<TokenStore>,
-    freshness: Arc<Freshness>,
-}
-
-/// Keeps this instance's copy of the shared settings and tokens current (see [`SharedState`]).
-async fn follow(
-    shared: SharedState,
-    mut seen: Seen,
-    copies: Copies,
-    scheduler: Scheduler,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let Copies {
-        registry,
-        tokens,
-        freshness,
-    } = copies;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(SYNC_EVERY) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
-        }
-        match shared.sync(&mut seen, &registry, &tokens).await {
-            Ok(resumed) => {
-                freshness.synced();
-                // A resume asked of another instance: this one may hold the lease.
-                for tenant in resumed {
-                    scheduler.resume(&tenant);
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "shared settings not synchronised; retrying"),
         }
     }
 }

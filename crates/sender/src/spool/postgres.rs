@@ -324,9 +324,14 @@ impl PostgresSpool {
         &self.instance
     }
 
-    /// The integration settings and admin tokens that the instances of this spool share.
-    pub fn shared(&self) -> crate::shared::SharedState {
-        crate::shared::SharedState::new(self.pool.clone(), self.timeout)
+    /// The connection pool, for the integration store's shared tables in the same database.
+    pub(crate) fn pool(&self) -> &deadpool_postgres::Pool {
+        &self.pool
+    }
+
+    /// How long any one statement may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Runs `op` with the statement bound; a database that does not answer in time is a storage

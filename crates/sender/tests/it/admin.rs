@@ -1,8 +1,8 @@
 //! The tenant admin API over HTTP: the authorization matrix, validation, write-only secrets,
 //! changes applied without a restart, and the audit event of each change.
 
-use evo_siem_sender::admin::{Permission, TokenRow, TokenStore};
 use evo_siem_sender::service::{Config, Sender};
+use evo_siem_sender::store::{Permission, TokenRow, TokenStore};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wiremock::matchers::method;
@@ -117,15 +117,14 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
     // On a PostgreSQL spool the shared state is the reference for tokens (the local store is a
     // copy that the sender overwrites): mint there, and locally too so they work at once.
     let shared = match &db {
-        Some(db) => Some(
-            evo_siem_sender::spool::PostgresSpool::connect(
+        Some(db) => Some(evo_siem_sender::store::SharedState::on(
+            &evo_siem_sender::spool::PostgresSpool::connect(
                 evo_siem_sender::spool::PostgresOptions::new(db.url.clone()),
                 Default::default(),
             )
             .await
-            .unwrap()
-            .shared(),
-        ),
+            .unwrap(),
+        )),
         None => None,
     };
     let mint = async |tenant: &str, permission: Permission, label: &str| {
@@ -902,7 +901,7 @@ async fn test_saved_webhook_diagnoses_success_refusal_unreachable_and_timeout() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_to_a_blocked_or_unresolvable_host_says_so() {
-    use evo_siem_sender::admin::webhook_test::diagnose;
+    use evo_siem_sender::api::admin::webhook_test::diagnose;
     use evo_siem_sender::dispatch::{DispatchSettings, Dispatcher, GuardedResolver, Lookup};
     let lookup: Lookup = Arc::new(|host: String| {
         Box::pin(async move {
@@ -939,7 +938,8 @@ async fn the_openapi_document_is_true() {
     let f = fixture().await;
     let (status, served) = call("GET", &format!("{}/v1/openapi.json", f.base), None, None).await;
     assert_eq!(status, 200);
-    let doc: serde_json::Value = serde_json::from_str(evo_siem_sender::admin::OPENAPI).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(evo_siem_sender::api::admin::OPENAPI).unwrap();
     assert_eq!(served, doc);
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();

@@ -4,8 +4,8 @@
 //! of a PostgreSQL spool, and admin requests refused once an instance's copy of the shared
 //! tokens is too old to trust.
 
-use evo_siem_sender::admin::{Permission, TokenRow, TokenStore};
 use evo_siem_sender::service::{Config, Sender};
+use evo_siem_sender::store::{Permission, TokenRow, TokenStore};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -371,14 +371,14 @@ async fn the_connection_cap_holds() {
 async fn shared_token(
     db: &crate::common::ScratchDatabase,
     senders: &[&Sender],
-) -> (evo_siem_sender::shared::SharedState, String, TokenRow) {
+) -> (evo_siem_sender::store::SharedState, String, TokenRow) {
     let admin = evo_siem_sender::spool::PostgresSpool::connect(
         evo_siem_sender::spool::PostgresOptions::new(db.url.clone()),
         Default::default(),
     )
     .await
-    .unwrap()
-    .shared();
+    .unwrap();
+    let admin = evo_siem_sender::store::SharedState::on(&admin);
     let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
     admin.insert_token(&row).await.unwrap();
     for sender in senders {

@@ -2,13 +2,13 @@
 //! SIEM delays only its own integration, and a removed integration stops at once.
 
 use evo_siem_sender::dispatch::{DispatchSettings, Dispatcher};
-use evo_siem_sender::registry::{IntegrationSettings, Registry};
 use evo_siem_sender::retry::Backoff;
 use evo_siem_sender::schedule::{Scheduler, SchedulerOptions, StatsMap, stats_entry};
 use evo_siem_sender::spool::{
     Backlog, BacklogLimits, BacklogSummary, DeadLetterPage, Hold, NewEvent, ReplayPage, Spool,
     SpoolFuture, SpooledEvent, SqliteSpool,
 };
+use evo_siem_sender::{settings::IntegrationSettings, store::Registry};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};

@@ -4,9 +4,9 @@
 //! stopping the others.
 
 use evo_siem_protocol::{Secret, Verifier};
-use evo_siem_sender::registry::{IntegrationSettings, Registry};
 use evo_siem_sender::secrets::SecretsKey;
 use evo_siem_sender::service::{Config, Sender};
+use evo_siem_sender::{settings::IntegrationSettings, store::Registry};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wiremock::matchers::method;
@@ -377,11 +377,11 @@ async fn a_stored_integration_that_no_longer_validates_is_paused_and_the_others_
     let uuid = ingest(&sender, "acme").await;
     delivered_signed(&siem, &uuid).await;
 
-    let tokens = evo_siem_sender::admin::TokenStore::open(&dir.path().join("data")).unwrap();
+    let tokens = evo_siem_sender::store::TokenStore::open(&dir.path().join("data")).unwrap();
     let (token, _) = tokens
         .create(
             "globex",
-            &[evo_siem_sender::admin::Permission::Manage],
+            &[evo_siem_sender::store::Permission::Manage],
             "ops",
         )
         .unwrap();

@@ -217,7 +217,7 @@ fn the_example_config_parses_and_mistakes_are_refused() {
         "integration acme: webhook_url: 10.0.0.8 is a private address"
     );
 
-    // Hop-by-hop headers are refused like the sender's own ones.
+    // Hop-by-hop headers are refused like the sender's own ones, in the admin API's words.
     for name in [
         "Transfer-Encoding",
         "Connection",
@@ -230,7 +230,8 @@ fn the_example_config_parses_and_mistakes_are_refused() {
         let config: Config = toml::from_str(&hop).unwrap();
         let err = config.integrations().unwrap_err().to_string();
         assert!(
-            err.contains(&format!("headers: {name} is reserved")),
+            err.starts_with(&format!("integration acme: headers.{name}: "))
+                && err.contains("hop-by-hop headers"),
             "{name}: {err}"
         );
     }
@@ -277,9 +278,55 @@ fn the_example_config_parses_and_mistakes_are_refused() {
     assert!(zero.delivery.dispatch(Vec::new()).is_err());
 }
 
+/// The configuration file goes through the admin API's check: what a PUT refuses, the file
+/// refuses too, with the same field names and messages, and no secret in them.
+#[test]
+fn the_configuration_file_refuses_what_the_admin_api_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "t").unwrap();
+    std::fs::write(dir.path().join("short"), "ten-bytes!").unwrap();
+    let headers: Vec<String> = (0..17).map(|i| format!("\"X-H{i}\" = \"v\"")).collect();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"unused\"\ningest_token_file = {token:?}\n[[integration]]\ntenant = \"acme\"\nwebhook_url = \"https://siem.example.com/hook\"\nsigning_secret_file = {short:?}\nheaders = {{ {headers} }}\nexcluded_actions = [\"\"]\nmax_batch_events = 0\nmax_batch_bytes = 10\nlinger_ms = 3600000\n",
+        token = dir.path().join("token"),
+        short = dir.path().join("short"),
+        headers = headers.join(", "),
+    );
+    let config = Config::parse(&text).unwrap();
+    let err = config.settings().unwrap_err();
+    let evo_siem_sender::service::ConfigError::Settings(invalid) = &err else {
+        panic!("not a settings error: {err}");
+    };
+    let fields: Vec<&str> = invalid.fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "headers",
+            "signing_secret",
+            "excluded_actions[0]",
+            "max_batch_events",
+            "max_batch_bytes",
+            "linger_ms"
+        ]
+    );
+    assert!(!err.to_string().contains("ten-bytes"), "{err}");
+    // The same values through the admin API's own check, field for field.
+    let mut settings = evo_siem_sender::settings::IntegrationSettings::new(
+        "acme",
+        "https://siem.example.com/hook",
+    );
+    settings.signing_secret = Some("ten-bytes!".into());
+    settings.headers = (0..17).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    settings.excluded_actions = vec![String::new()];
+    settings.max_batch_events = Some(0);
+    settings.max_batch_bytes = Some(10);
+    settings.linger_ms = Some(3_600_000);
+    assert_eq!(settings.check(&[]).unwrap_err(), *invalid);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integrations_change_at_run_time_and_survive_a_restart() {
-    use evo_siem_sender::registry::IntegrationSettings;
+    use evo_siem_sender::settings::IntegrationSettings;
     let siem = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
@@ -294,7 +341,7 @@ async fn integrations_change_at_run_time_and_survive_a_restart() {
     let globex = IntegrationSettings {
         tenant: "globex".into(),
         webhook_url: format!("{}/webhook", siem.uri()),
-        signing_secret: Some("globex-secret".into()),
+        signing_secret: Some("globex-signing-secret".into()),
         next_signing_secret: None,
         headers: Default::default(),
         excluded_actions: vec![],

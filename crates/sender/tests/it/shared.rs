@@ -5,9 +5,9 @@
 //! everywhere.
 
 use crate::common::ScratchDatabase;
-use evo_siem_sender::admin::{Permission, TokenRow};
 use evo_siem_sender::service::{Config, Sender};
 use evo_siem_sender::spool::{BacklogLimits, PostgresOptions, PostgresSpool};
+use evo_siem_sender::store::{Permission, TokenRow};
 use std::time::{Duration, Instant};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -65,14 +65,14 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 async fn shared_token(
     db: &ScratchDatabase,
     senders: [&Sender; 2],
-) -> (evo_siem_sender::shared::SharedState, String, TokenRow) {
+) -> (evo_siem_sender::store::SharedState, String, TokenRow) {
     let admin = PostgresSpool::connect(
         PostgresOptions::new(db.url.clone()),
         BacklogLimits::default(),
     )
     .await
-    .unwrap()
-    .shared();
+    .unwrap();
+    let admin = evo_siem_sender::store::SharedState::on(&admin);
     let (token, row) = TokenRow::mint("acme", &[Permission::Manage], "alice").unwrap();
     admin.insert_token(&row).await.unwrap();
     for sender in senders {

@@ -81,14 +81,13 @@ pub enum TokenError {
     Incomplete,
     /// The operating system's random generator failed.
     #[error("no randomness available: {0}")]
-    Random(String),
-    /// The store failed.
+    Random(getrandom::Error),
+    /// `integrations.db` failed.
     #[error("token store: {0}")]
-    Storage(String),
-}
-
-fn storage(err: impl std::fmt::Display) -> TokenError {
-    TokenError::Storage(err.to_string())
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("token store: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 fn hash(token: &str) -> String {
@@ -136,7 +135,7 @@ impl TokenRow {
             return Err(TokenError::Incomplete);
         }
         let mut bytes = [0_u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| TokenError::Random(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(TokenError::Random)?;
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let token = format!("evo_adm_{secret}");
         let hashed = hash(&token);
@@ -183,8 +182,7 @@ fn insert_row(conn: &Connection, row: &TokenRow) -> Result<(), TokenError> {
             row.permissions,
             row.created_unix_ms
         ],
-    )
-    .map_err(storage)?;
+    )?;
     Ok(())
 }
 
@@ -197,10 +195,9 @@ pub struct TokenStore {
 impl TokenStore {
     /// Opens (and creates if needed) the table in `data_dir/integrations.db`.
     pub fn open(data_dir: &Path) -> Result<Self, TokenError> {
-        std::fs::create_dir_all(data_dir).map_err(storage)?;
-        let conn = Connection::open(data_dir.join("integrations.db")).map_err(storage)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(storage)?;
+        std::fs::create_dir_all(data_dir)?;
+        let conn = Connection::open(data_dir.join("integrations.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS api_tokens (
@@ -211,8 +208,7 @@ impl TokenStore {
                  permissions TEXT NOT NULL,
                  created_unix_ms INTEGER NOT NULL
              );",
-        )
-        .map_err(storage)?;
+        )?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -246,12 +242,12 @@ impl TokenStore {
     /// tokens shared by the instances of a PostgreSQL spool).
     pub fn replace_all(&self, rows: &[TokenRow]) -> Result<(), TokenError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(storage)?;
-        tx.execute("DELETE FROM api_tokens", []).map_err(storage)?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM api_tokens", [])?;
         for row in rows {
             insert_row(&tx, row)?;
         }
-        tx.commit().map_err(storage)
+        Ok(tx.commit()?)
     }
 
     /// The principal of `token`, or `None` when it is unknown or revoked. Blocking: call it from
@@ -265,8 +261,7 @@ impl TokenStore {
                 params![hashed],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
-            .optional()
-            .map_err(storage)?;
+            .optional()?;
         let Some((token_id, label, tenant, names)) = row else {
             return Ok(None);
         };
@@ -287,20 +282,18 @@ impl TokenStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare("SELECT id, label, tenant, permissions FROM api_tokens ORDER BY tenant, created_unix_ms")
-            .map_err(storage)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(storage)?;
+            ?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
         let mut principals = Vec::new();
         for row in rows {
-            let (token_id, label, tenant, names) = row.map_err(storage)?;
+            let (token_id, label, tenant, names) = row?;
             principals.push(Principal {
                 token_id,
                 label,
@@ -315,8 +308,7 @@ impl TokenStore {
     pub fn revoke(&self, id: &str) -> Result<bool, TokenError> {
         let removed = self
             .conn()
-            .execute("DELETE FROM api_tokens WHERE id = ?1", params![id])
-            .map_err(storage)?;
+            .execute("DELETE FROM api_tokens WHERE id = ?1", params![id])?;
         Ok(removed > 0)
     }
 }

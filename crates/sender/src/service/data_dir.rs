@@ -9,7 +9,7 @@
 //! tightened too. A looser existing directory is tightened, with a warning, rather than refused:
 //! refusing would stop an upgrade on a directory that earlier versions created `0755`.
 
-use crate::service::{Config, ConfigError, SpoolBackend};
+use super::{Config, ConfigError, SpoolBackend};
 use std::io;
 use std::path::Path;
 

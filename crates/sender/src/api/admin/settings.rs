@@ -23,9 +23,9 @@
 
 use super::audit::{self, Change};
 use super::{ApiError, FieldError, Permission, authorize};
+use crate::api::App;
 use crate::batcher::BatchLimits;
-use crate::registry::IntegrationSettings;
-use crate::service::App;
+use crate::settings::IntegrationSettings;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -35,25 +35,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// Most headers an integration may set.
-pub const MAX_HEADERS: usize = 16;
-/// Longest header value, in bytes.
-pub const MAX_HEADER_VALUE: usize = 4096;
-/// Most excluded actions.
-pub const MAX_EXCLUDED_ACTIONS: usize = 500;
-/// Longest excluded action, in characters.
-pub const MAX_ACTION_LEN: usize = 200;
-/// Shortest and longest signing secret, in bytes.
-pub const SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=512;
-/// Longest webhook URL.
-pub const MAX_URL_LEN: usize = 2048;
-/// Bounds of the batch limits.
-pub const MAX_BATCH_EVENTS: std::ops::RangeInclusive<usize> = 1..=10_000;
-/// Bounds of `max_batch_bytes`.
-pub const MAX_BATCH_BYTES: std::ops::RangeInclusive<usize> = 4096..=16 * 1024 * 1024;
-/// Bounds of `linger_ms`.
-pub const LINGER_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
 
 /// What GET answers.
 #[derive(Debug, Serialize)]
@@ -140,8 +121,10 @@ fn field(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl I
     });
 }
 
-/// Applies `update` to `current` (or to nothing, when creating), checking every field; returns
-/// the new settings and the names of the fields that changed, or every invalid field.
+/// Applies `update` to `current` (or to nothing, when creating); returns the new settings and
+/// the names of the fields that changed, or every invalid field. The operations (keep, rotate,
+/// a move to another origin) are checked here; the values themselves by
+/// [`IntegrationSettings::check`], the same function the configuration file goes through.
 fn apply(
     tenant: &str,
     current: Option<&IntegrationSettings>,
@@ -152,42 +135,17 @@ fn apply(
     // Which write-only values this request gives: only those may go to a new origin.
     let mut supplied_headers = std::collections::BTreeSet::new();
     let (mut secret_supplied, mut next_secret_supplied) = (false, false);
-    let mut next = current.cloned().unwrap_or_else(|| IntegrationSettings {
-        tenant: tenant.to_owned(),
-        webhook_url: String::new(),
-        signing_secret: None,
-        next_signing_secret: None,
-        headers: BTreeMap::new(),
-        excluded_actions: Vec::new(),
-        max_batch_events: None,
-        max_batch_bytes: None,
-        linger_ms: None,
-    });
+    let mut next = current
+        .cloned()
+        .unwrap_or_else(|| IntegrationSettings::new(tenant, ""));
 
     match update.webhook_url {
-        Some(url) if url.len() > MAX_URL_LEN => {
-            field(
-                &mut errors,
-                "webhook_url",
-                format!("longer than {MAX_URL_LEN} characters"),
-            );
-        }
-        Some(url) => match crate::Integration::new(tenant, &url, allowed) {
-            Ok(_) => next.webhook_url = url,
-            Err(err) => field(&mut errors, "webhook_url", err.to_string()),
-        },
+        Some(url) => next.webhook_url = url,
         None if current.is_none() => field(&mut errors, "webhook_url", "required"),
         None => {}
     }
 
     if let Some(headers) = update.headers {
-        if headers.len() > MAX_HEADERS {
-            field(
-                &mut errors,
-                "headers",
-                format!("at most {MAX_HEADERS} headers"),
-            );
-        }
         let mut kept = BTreeMap::new();
         for (name, value) in headers {
             let path = format!("headers.{name}");
@@ -208,30 +166,7 @@ fn apply(
                     continue;
                 }
             };
-            if evo_siem_protocol::headers::is_reserved(&name) {
-                field(
-                    &mut errors,
-                    path,
-                    "Host, Content-Length, Content-Type and X-Evo-* are set by the sender, and hop-by-hop headers (Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*) may not be set",
-                );
-            } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                field(&mut errors, path, "not a valid header name");
-            } else if value.len() > MAX_HEADER_VALUE {
-                field(
-                    &mut errors,
-                    path,
-                    format!("value longer than {MAX_HEADER_VALUE} bytes"),
-                );
-            } else if value.is_empty() || http::HeaderValue::from_str(&value).is_err() {
-                // CR, LF and other control characters would let a value inject headers.
-                field(
-                    &mut errors,
-                    path,
-                    "the value must be non-empty visible text, without CR or LF",
-                );
-            } else {
-                kept.insert(name, value);
-            }
+            kept.insert(name, value);
         }
         next.headers = kept;
     }
@@ -262,18 +197,6 @@ fn apply(
             return None;
         }
         if let Some(secret) = op.set {
-            if !SECRET_LEN.contains(&secret.len()) {
-                field(
-                    errors,
-                    name,
-                    format!(
-                        "a secret has {} to {} bytes",
-                        SECRET_LEN.start(),
-                        SECRET_LEN.end()
-                    ),
-                );
-                return None;
-            }
             return Some(SecretAction::Set(secret));
         }
         if op.clear.is_some() {
@@ -308,15 +231,10 @@ fn apply(
     }
     if let Some(op) = update.next_signing_secret {
         match secret_op(&mut errors, "next_signing_secret", op) {
-            Some(SecretAction::Set(secret)) if next.signing_secret.is_some() => {
+            Some(SecretAction::Set(secret)) => {
                 next.next_signing_secret = Some(secret);
                 next_secret_supplied = true;
             }
-            Some(SecretAction::Set(_)) => field(
-                &mut errors,
-                "next_signing_secret",
-                "there is no current secret to rotate from: set signing_secret instead",
-            ),
             Some(SecretAction::Clear) => next.next_signing_secret = None,
             Some(SecretAction::Rotate) => {
                 field(
@@ -330,68 +248,29 @@ fn apply(
     }
 
     if let Some(actions) = update.excluded_actions {
-        if actions.len() > MAX_EXCLUDED_ACTIONS {
-            field(
-                &mut errors,
-                "excluded_actions",
-                format!("at most {MAX_EXCLUDED_ACTIONS} actions"),
-            );
-        }
-        for (i, action) in actions.iter().enumerate() {
-            if action.is_empty() {
-                field(&mut errors, format!("excluded_actions[{i}]"), "empty");
-            } else if action.chars().count() > MAX_ACTION_LEN {
-                field(
-                    &mut errors,
-                    format!("excluded_actions[{i}]"),
-                    format!("longer than {MAX_ACTION_LEN} characters"),
-                );
-            }
-        }
         next.excluded_actions = actions;
     }
     if let Some(n) = update.max_batch_events {
-        if MAX_BATCH_EVENTS.contains(&n) {
-            next.max_batch_events = Some(n);
-        } else {
-            field(
-                &mut errors,
-                "max_batch_events",
-                format!(
-                    "between {} and {}",
-                    MAX_BATCH_EVENTS.start(),
-                    MAX_BATCH_EVENTS.end()
-                ),
-            );
-        }
+        next.max_batch_events = Some(n);
     }
     if let Some(n) = update.max_batch_bytes {
-        if MAX_BATCH_BYTES.contains(&n) {
-            next.max_batch_bytes = Some(n);
-        } else {
-            field(
-                &mut errors,
-                "max_batch_bytes",
-                format!(
-                    "between {} and {}",
-                    MAX_BATCH_BYTES.start(),
-                    MAX_BATCH_BYTES.end()
-                ),
-            );
-        }
+        next.max_batch_bytes = Some(n);
     }
     if let Some(ms) = update.linger_ms {
-        if LINGER_MS.contains(&ms) {
-            next.linger_ms = Some(ms);
-        } else {
-            field(
-                &mut errors,
-                "linger_ms",
-                format!("between {} and {}", LINGER_MS.start(), LINGER_MS.end()),
-            );
+        next.linger_ms = Some(ms);
+    }
+    // The values, whatever the operations: the one check every source of settings goes through.
+    // A field already refused above is not reported twice.
+    if let Err(invalid) = next.check(allowed) {
+        for error in invalid.fields {
+            if !errors.iter().any(|e| e.field == error.field) {
+                errors.push(error);
+            }
         }
     }
+    // A URL refused on its own has no origin to compare with.
     if let Some(current) = current
+        && !errors.iter().any(|e| e.field == "webhook_url")
         && !same_origin(&current.webhook_url, &next.webhook_url)
     {
         const AGAIN: &str = "the webhook URL moves to another origin (scheme, host or port): give this value again, or remove it, so that a value stored for the old endpoint is never sent to the new one";
@@ -407,16 +286,11 @@ fn apply(
             field(&mut errors, "next_signing_secret", AGAIN);
         }
     }
-    if errors.is_empty()
-        && let Err(err) = next.build(allowed)
-    {
-        // Every field passed on its own; the whole may still be refused (a rule added later).
-        field(&mut errors, "settings", err.to_string());
-    }
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok((next.clone(), changed_fields(current, &next)))
+    let fields = changed_fields(current, &next);
+    Ok((next, fields))
 }
 
 /// What is wrong with the body's shape, without the submitted value: serde's "invalid type:
@@ -511,26 +385,9 @@ fn changed_fields(
     fields
 }
 
-fn shared_error(err: &crate::shared::SharedError) -> ApiError {
-    tracing::error!(error = %err, "shared integration store");
+fn store_error(err: &crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %err, "integration store");
     ApiError::Internal
-}
-
-async fn stored(app: &App, tenant: &str) -> Result<Option<IntegrationSettings>, ApiError> {
-    // Several instances: read the reference, so that a read after a write sees it whichever
-    // instance answers.
-    if let Some(shared) = &app.shared {
-        return shared.settings(tenant).await.map_err(|e| shared_error(&e));
-    }
-    let registry = app.registry.clone();
-    let tenant = tenant.to_owned();
-    tokio::task::spawn_blocking(move || registry.settings(&tenant))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|err| {
-            tracing::error!(error = %err, "integration store");
-            ApiError::Internal
-        })
 }
 
 pub(crate) async fn get(
@@ -539,7 +396,12 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> Result<Json<SettingsView>, ApiError> {
     authorize(&app, &headers, &tenant, Permission::View).await?;
-    let settings = stored(&app, &tenant).await?.ok_or(ApiError::NotFound)?;
+    let settings = app
+        .store
+        .settings(&tenant)
+        .await
+        .map_err(|e| store_error(&e))?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(SettingsView::of(&settings)))
 }
 
@@ -561,10 +423,14 @@ pub(crate) async fn put(
         }
         Err(err) => return Err(ApiError::BadRequest(format!("not JSON: {err}"))),
     };
-    let current = stored(&app, &tenant).await?;
+    let current = app
+        .store
+        .settings(&tenant)
+        .await
+        .map_err(|e| store_error(&e))?;
     let (settings, fields) =
         apply(&tenant, current.as_ref(), update, &app.allowed).map_err(ApiError::Invalid)?;
-    if !app.registry.has_key() && crate::secrets::has_secrets(&settings) {
+    if !app.store.has_key() && crate::secrets::has_secrets(&settings) {
         // Secrets are stored only sealed; the operator has not configured the key.
         let mut errors = Vec::new();
         let message = "this sender has no secrets key configured ([secrets] key_env or key_file), so it cannot store secrets or header values";
@@ -576,20 +442,10 @@ pub(crate) async fn put(
         }
         return Err(ApiError::Invalid(errors));
     }
-    // Several instances: the reference first, then this instance's copy at once (the others
-    // take it within a second).
-    if let Some(shared) = &app.shared {
-        shared.put(&settings).await.map_err(|e| shared_error(&e))?;
-    }
-    let registry = app.registry.clone();
-    let to_store = settings.clone();
-    tokio::task::spawn_blocking(move || registry.put(&to_store))
+    app.store
+        .put(&settings)
         .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|err| {
-            tracing::error!(error = %err, "integration store");
-            ApiError::Internal
-        })?;
+        .map_err(|e| store_error(&e))?;
     let change = if current.is_some() {
         Change::Updated
     } else {
@@ -619,20 +475,11 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let principal = authorize(&app, &headers, &tenant, Permission::Manage).await?;
-    let shared_removed = match &app.shared {
-        Some(shared) => Some(shared.remove(&tenant).await.map_err(|e| shared_error(&e))?),
-        None => None,
-    };
-    let registry = app.registry.clone();
-    let name = tenant.clone();
-    let removed = tokio::task::spawn_blocking(move || registry.remove(&name))
+    let removed = app
+        .store
+        .remove(&tenant)
         .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|err| {
-            tracing::error!(error = %err, "integration store");
-            ApiError::Internal
-        })?;
-    let removed = shared_removed.unwrap_or(removed);
+        .map_err(|e| store_error(&e))?;
     if !removed {
         return Err(ApiError::NotFound);
     }

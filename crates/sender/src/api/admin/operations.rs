@@ -9,7 +9,7 @@
 
 use super::{ApiError, FieldError, Permission, authorize};
 use crate::DeliveryStats;
-use crate::service::App;
+use crate::api::App;
 use crate::spool::{REPLAY_PAGE, replay_all};
 use axum::Json;
 use axum::body::Bytes;
@@ -69,10 +69,8 @@ fn spool_error(err: impl std::fmt::Display) -> ApiError {
     ApiError::Internal
 }
 
-/// The counters of `tenant`'s integration, shared by the ingest API and its worker (created
-/// here when the worker has not started yet).
-pub(crate) fn stats_of(app: &App, tenant: &str) -> Arc<DeliveryStats> {
-    crate::schedule::stats_entry(&app.stats, tenant)
+fn stats_of(app: &App, tenant: &str) -> Arc<DeliveryStats> {
+    app.stats_of(tenant)
 }
 
 /// 404 unless `tenant` has an integration (served, or paused for invalid stored settings).
@@ -307,9 +305,7 @@ pub(crate) async fn resume(
     // The worker tries again now; a success clears the pause, a refusal pauses it again.
     app.scheduler.resume(&tenant);
     // Several instances: the one delivering this integration may be another.
-    if let Some(shared) = &app.shared
-        && let Err(err) = shared.resume(&tenant).await
-    {
+    if let Err(err) = app.store.resume(&tenant).await {
         tracing::error!(tenant, error = %err, "resume not shared with the other instances");
         return Err(ApiError::Internal);
     }

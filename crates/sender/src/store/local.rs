@@ -11,124 +11,31 @@
 //! does not stop the others: it is kept aside as paused, with its reason ([`Registry::problem`]),
 //! until a valid PUT replaces it.
 
-use crate::batcher::BatchLimits;
+use crate::Integration;
 use crate::secrets::{self, SecretsError, SecretsKey};
-use crate::{Exclusions, Integration, IntegrationError};
-use evo_siem_protocol::Secret;
+use crate::settings::{IntegrationSettings, InvalidSettings};
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-
-/// One tenant's integration settings as stored: everything needed to build an [`Integration`].
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IntegrationSettings {
-    /// The tenant.
-    pub tenant: String,
-    /// Where to deliver.
-    pub webhook_url: String,
-    /// The signing secret; batches are unsigned without one.
-    #[serde(default)]
-    pub signing_secret: Option<String>,
-    /// A secret added beside the current one for a rotation: not used for signing until the
-    /// rotation makes it the current one.
-    #[serde(default)]
-    pub next_signing_secret: Option<String>,
-    /// Authorization headers, sent verbatim.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Audit actions not forwarded (exact match).
-    #[serde(default)]
-    pub excluded_actions: Vec<String>,
-    /// Most events per batch (default 500).
-    #[serde(default)]
-    pub max_batch_events: Option<usize>,
-    /// Most bytes per batch body (default 1 MiB).
-    #[serde(default)]
-    pub max_batch_bytes: Option<usize>,
-    /// Most time the oldest event waits for a batch to fill, in milliseconds (default 1000).
-    #[serde(default)]
-    pub linger_ms: Option<u64>,
-}
-
-impl std::fmt::Debug for IntegrationSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IntegrationSettings")
-            .field("tenant", &self.tenant)
-            .field(
-                "webhook_url",
-                &crate::guard::redact_url_str(&self.webhook_url),
-            )
-            .field(
-                "signing_secret",
-                &self.signing_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "next_signing_secret",
-                &self.next_signing_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
-            .field("excluded_actions", &self.excluded_actions)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Why settings were refused or could not be stored.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     /// The settings are invalid.
-    #[error("integration {tenant}: {reason}")]
-    Invalid {
-        /// The tenant.
-        tenant: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The store failed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSettings),
+    /// `integrations.db` failed.
     #[error("integration store: {0}")]
-    Storage(String),
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("integration store: {0}")]
+    Io(#[from] std::io::Error),
     /// A secret could not be sealed or opened: no key, a wrong key, an altered value.
     #[error("integration store: {0}")]
     Secrets(#[from] SecretsError),
-}
-
-fn storage(err: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Storage(err.to_string())
-}
-
-impl IntegrationSettings {
-    /// Checks the settings and builds the integration; `allowed` is the outbound guard's allow-list.
-    pub fn build(&self, allowed: &[IpNet]) -> Result<Integration, RegistryError> {
-        let invalid = |reason: String| RegistryError::Invalid {
-            tenant: self.tenant.clone(),
-            reason,
-        };
-        let defaults = BatchLimits::default();
-        let limits = BatchLimits::new(
-            self.max_batch_events.unwrap_or(defaults.max_events()),
-            self.max_batch_bytes.unwrap_or(defaults.max_bytes()),
-            self.linger_ms
-                .map_or(defaults.linger(), Duration::from_millis),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
-        let mut integration = Integration::new(&self.tenant, &self.webhook_url, allowed)
-            .map_err(|e: IntegrationError| invalid(e.to_string()))?
-            .with_exclusions(Exclusions::new(self.excluded_actions.iter().cloned()))
-            .with_limits(limits);
-        if let Some(secret) = self.signing_secret.as_ref().filter(|s| !s.is_empty()) {
-            integration = integration.with_secret(Secret::new(secret.clone()));
-        }
-        for (name, value) in &self.headers {
-            integration = integration
-                .with_header(name, value)
-                .map_err(|e| invalid(e.to_string()))?;
-        }
-        Ok(integration)
-    }
 }
 
 /// The integrations in force, backed by `integrations.db`.
@@ -144,8 +51,8 @@ pub struct Registry {
 }
 
 fn open_store(data_dir: &Path) -> Result<Connection, RegistryError> {
-    std::fs::create_dir_all(data_dir).map_err(storage)?;
-    let conn = Connection::open(data_dir.join("integrations.db")).map_err(storage)?;
+    std::fs::create_dir_all(data_dir)?;
+    let conn = Connection::open(data_dir.join("integrations.db"))?;
     // secure_delete: a row rewritten (sealed, rekeyed) leaves no copy of its old bytes in the
     // file's free pages.
     conn.execute_batch(
@@ -155,8 +62,7 @@ fn open_store(data_dir: &Path) -> Result<Connection, RegistryError> {
              settings TEXT NOT NULL,
              seed TEXT  -- the configuration file's settings when they were last applied
          );",
-    )
-    .map_err(storage)?;
+    )?;
     Ok(conn)
 }
 
@@ -164,13 +70,9 @@ fn open_store(data_dir: &Path) -> Result<Connection, RegistryError> {
 type Row = (String, String, Option<String>);
 
 fn rows(conn: &Connection) -> Result<Vec<Row>, RegistryError> {
-    let mut stmt = conn
-        .prepare("SELECT tenant, settings, seed FROM integrations")
-        .map_err(storage)?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(storage)?;
-    rows.collect::<Result<_, _>>().map_err(storage)
+    let mut stmt = conn.prepare("SELECT tenant, settings, seed FROM integrations")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Re-seals `json` under `keys[0]` when it holds plaintext or a value under another key;
@@ -194,7 +96,7 @@ fn rewrite(
     rows: &[Row],
     keys: &[&SecretsKey],
 ) -> Result<(Vec<(String, IntegrationSettings)>, usize), RegistryError> {
-    let tx = conn.transaction().map_err(storage)?;
+    let tx = conn.transaction()?;
     let mut loaded = Vec::new();
     let mut rewritten = 0;
     for (tenant, settings, seed) in rows {
@@ -204,25 +106,22 @@ fn rewrite(
             tx.execute(
                 "UPDATE integrations SET settings = ?2 WHERE tenant = ?1",
                 params![tenant, json],
-            )
-            .map_err(storage)?;
+            )?;
         }
         if let Some((_, Some(json))) = &seed {
             tx.execute(
                 "UPDATE integrations SET seed = ?2 WHERE tenant = ?1",
                 params![tenant, json],
-            )
-            .map_err(storage)?;
+            )?;
         }
         if resealed.is_some() || matches!(seed, Some((_, Some(_)))) {
             rewritten += 1;
         }
         loaded.push((tenant.clone(), opened));
     }
-    tx.commit().map_err(storage)?;
+    tx.commit()?;
     if rewritten > 0 {
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-            .map_err(storage)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
     }
     Ok((loaded, rewritten))
 }
@@ -253,11 +152,12 @@ impl Registry {
         let mut current = HashMap::new();
         let mut broken = HashMap::new();
         for (tenant, settings) in loaded {
-            match settings.build(&allowed) {
+            match settings.check(&allowed) {
                 Ok(integration) => {
                     current.insert(tenant, Arc::new(integration));
                 }
-                Err(RegistryError::Invalid { reason, .. }) => {
+                Err(invalid) => {
+                    let reason = invalid.to_string();
                     tracing::error!(
                         tenant,
                         reason,
@@ -265,7 +165,6 @@ impl Registry {
                     );
                     broken.insert(tenant, reason);
                 }
-                Err(other) => return Err(other),
             }
         }
         Ok(Self {
@@ -294,12 +193,17 @@ impl Registry {
         Ok(rewrite(&mut conn, &rows, &keys)?.1)
     }
 
+    /// The outbound guard's allow-list that webhook URLs are checked against.
+    pub fn allowed(&self) -> &[IpNet] {
+        &self.allowed
+    }
+
     /// Whether a secrets key is configured (settings holding a secret can be stored).
     pub fn has_key(&self) -> bool {
         self.key.is_some()
     }
 
-    /// The secrets key, to share it with [`crate::shared::SharedState`].
+    /// The secrets key, to share it with [`super::shared::SharedState`].
     pub fn key(&self) -> Option<&SecretsKey> {
         self.key.as_ref()
     }
@@ -325,8 +229,7 @@ impl Registry {
                 params![settings.tenant],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(storage)?;
+            .optional()?;
         // Sealed with fresh nonces: compared opened, not as text.
         if let Some(last) = last.flatten()
             && secrets::open_settings(&last, &self.key.iter().collect::<Vec<_>>())?.settings
@@ -336,12 +239,10 @@ impl Registry {
         }
         let seed = secrets::seal_settings(settings, self.key.as_ref())?;
         self.put(settings)?;
-        self.lock()
-            .execute(
-                "UPDATE integrations SET seed = ?2 WHERE tenant = ?1",
-                params![settings.tenant, seed],
-            )
-            .map_err(storage)?;
+        self.lock().execute(
+            "UPDATE integrations SET seed = ?2 WHERE tenant = ?1",
+            params![settings.tenant, seed],
+        )?;
         Ok(true)
     }
 
@@ -349,7 +250,7 @@ impl Registry {
     /// one disk sync for ten thousand integrations instead of two each. Returns the tenants
     /// whose file settings were applied. Called at start-up, before anything else uses the store.
     pub fn seed_all(&self, all: &[IntegrationSettings]) -> Result<Vec<String>, RegistryError> {
-        self.lock().execute_batch("BEGIN").map_err(storage)?;
+        self.lock().execute_batch("BEGIN")?;
         let mut applied = Vec::new();
         for settings in all {
             match self.seed(settings) {
@@ -361,21 +262,19 @@ impl Registry {
                 }
             }
         }
-        self.lock().execute_batch("COMMIT").map_err(storage)?;
+        self.lock().execute_batch("COMMIT")?;
         Ok(applied)
     }
 
     /// Checks, stores and applies `settings`, replacing the tenant's integration if it has one.
     pub fn put(&self, settings: &IntegrationSettings) -> Result<Arc<Integration>, RegistryError> {
-        let integration = Arc::new(settings.build(&self.allowed)?);
+        let integration = Arc::new(settings.check(&self.allowed)?);
         let json = secrets::seal_settings(settings, self.key.as_ref())?;
-        self.lock()
-            .execute(
-                "INSERT INTO integrations (tenant, settings) VALUES (?1, ?2)
+        self.lock().execute(
+            "INSERT INTO integrations (tenant, settings) VALUES (?1, ?2)
                  ON CONFLICT (tenant) DO UPDATE SET settings = excluded.settings",
-                params![settings.tenant, json],
-            )
-            .map_err(storage)?;
+            params![settings.tenant, json],
+        )?;
         self.write()
             .insert(settings.tenant.clone(), integration.clone());
         self.broken_mut().remove(&settings.tenant);
@@ -385,13 +284,10 @@ impl Registry {
 
     /// Removes the tenant's integration; its queued events stay in the spool.
     pub fn remove(&self, tenant: &str) -> Result<bool, RegistryError> {
-        let removed = self
-            .lock()
-            .execute(
-                "DELETE FROM integrations WHERE tenant = ?1",
-                params![tenant],
-            )
-            .map_err(storage)?;
+        let removed = self.lock().execute(
+            "DELETE FROM integrations WHERE tenant = ?1",
+            params![tenant],
+        )?;
         self.write().remove(tenant);
         self.broken_mut().remove(tenant);
         self.changed.notify_one();
@@ -410,8 +306,7 @@ impl Registry {
                 params![tenant],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(storage)?;
+            .optional()?;
         let keys: Vec<&SecretsKey> = self.key.iter().collect();
         json.map(|j| Ok(secrets::open_settings(&j, &keys)?.settings))
             .transpose()

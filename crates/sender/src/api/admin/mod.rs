@@ -8,21 +8,18 @@
 //! `integrations.siem.view` reads.
 
 mod audit;
-pub(crate) mod metrics;
 pub mod operations;
 pub mod settings;
-pub mod tokens;
 pub mod webhook_test;
 
-pub use metrics::{MetricsConfig, WAITING_ATTENTION};
-pub use tokens::{Permission, Principal, TokenError, TokenRow, TokenStore};
-pub(crate) use webhook_test::TestLimiter;
+pub use crate::settings::FieldError;
+pub use crate::store::{Permission, Principal};
 
-use crate::service::App;
+use crate::api::App;
+use crate::store::StoreError;
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::json;
 
 /// The OpenAPI 3.1 document of the ingest and admin API, served at `GET /v1/openapi.json`. A test
@@ -37,15 +34,6 @@ pub(crate) async fn openapi() -> impl IntoResponse {
 /// actions (as many as fit in its 64 KiB body) must not make the answer as large: the first ones
 /// are listed, and `omitted` says how many more there were.
 pub const MAX_FIELD_ERRORS: usize = 100;
-
-/// One invalid field of a request, in a 422 answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    /// The field: `webhook_url`, `headers.Authorization`, `excluded_actions[3]`, ...
-    pub field: String,
-    /// What is wrong with it; never its value when it is a secret.
-    pub message: String,
-}
 
 /// An error answer of the admin API, with a JSON body `{"error", "message"}`.
 #[derive(Debug)]
@@ -125,30 +113,27 @@ pub(crate) async fn authorize(
     tenant: &str,
     needed: Permission,
 ) -> Result<Principal, ApiError> {
-    // Before the token is even looked at: a stale copy may still hold a revoked one.
-    if let Some(age) = app.freshness.as_ref().and_then(|f| f.stale()) {
-        tracing::warn!(
-            age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
-            "admin request refused: the shared state could not be synchronised for too long"
-        );
-        return Err(ApiError::Stale);
-    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or(ApiError::Unauthorized)?
-        .to_owned();
-    let tokens = app.tokens.clone();
-    let principal = tokio::task::spawn_blocking(move || tokens.authenticate(&token))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|err| {
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // The store refuses a stale copy before the token is even looked at (it may still hold a
+    // revoked one).
+    let principal = match app.store.authenticate(token).await {
+        Err(StoreError::Stale { age }) => {
+            tracing::warn!(
+                age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                "admin request refused: the shared state could not be synchronised for too long"
+            );
+            return Err(ApiError::Stale);
+        }
+        Err(err) => {
             tracing::error!(error = %err, "token store");
-            ApiError::Internal
-        })?
-        .ok_or(ApiError::Unauthorized)?;
+            return Err(ApiError::Internal);
+        }
+        Ok(principal) => principal,
+    };
+    let principal = principal.ok_or(ApiError::Unauthorized)?;
     if principal.tenant != tenant {
         return Err(ApiError::NotFound);
     }

@@ -6,7 +6,7 @@
 //! copy, so that the hot paths (authenticating a request, reading an integration for a batch)
 //! stay local and synchronous. Every write bumps one version counter in the same transaction;
 //! each instance checks the counter every [`SYNC_EVERY`] and, when it moved, takes the whole
-//! shared state into its copy ([`SharedState::sync`]). Reads of settings by the admin API go to
+//! shared state into its copy (`SharedState::sync`). Reads of settings by the admin API go to
 //! PostgreSQL, so that a read after a write sees it whichever instance answers; other instances'
 //! workers and token checks see a change within about a second.
 //!
@@ -14,9 +14,10 @@
 //! ([`crate::secrets`]), as in `integrations.db`; every instance must be given the same key
 //! ([`SharedState::with_key`]).
 
-use crate::admin::{TokenError, TokenRow, TokenStore};
-use crate::registry::{IntegrationSettings, Registry, RegistryError};
+use super::local::{Registry, RegistryError};
+use super::tokens::{TokenError, TokenRow, TokenStore};
 use crate::secrets::{self, SecretsError, SecretsKey};
+use crate::settings::IntegrationSettings;
 use crate::spool::SpoolError;
 use crate::spool::postgres::db;
 use deadpool_postgres::Pool;
@@ -94,11 +95,11 @@ impl Freshness {
 
 /// What an instance has taken from the shared state so far.
 #[derive(Debug, Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// The version copied last; `None` before the first copy.
-    pub version: Option<i64>,
+    pub(crate) version: Option<i64>,
     /// Each tenant's resume count, to tell when another instance asked for a resume.
-    pub resumes: std::collections::HashMap<String, i64>,
+    pub(crate) resumes: std::collections::HashMap<String, i64>,
 }
 
 /// Settings and tokens in PostgreSQL, shared by the instances of one spool.
@@ -128,10 +129,11 @@ fn corrupt(tenant: &str, err: SecretsError) -> SharedError {
 const BUMP: &str = "UPDATE shared_version SET version = version + 1";
 
 impl SharedState {
-    pub(crate) fn new(pool: Pool, timeout: Duration) -> Self {
+    /// The shared tables in the database of `spool` (its migrations create them).
+    pub fn on(spool: &crate::spool::PostgresSpool) -> Self {
         Self {
-            pool,
-            timeout,
+            pool: spool.pool().clone(),
+            timeout: spool.timeout(),
             key: None,
         }
     }
@@ -474,7 +476,7 @@ impl SharedState {
     /// When the shared state's version differs from `seen.version`, copies all of it into
     /// `registry` and `tokens`, and returns the tenants resumed since `seen` (none at the first
     /// sync); an empty list when nothing changed.
-    pub async fn sync(
+    pub(crate) async fn sync(
         &self,
         seen: &mut Seen,
         registry: &Arc<Registry>,
@@ -533,10 +535,10 @@ impl SharedState {
                     }
                     // Refused here (this instance's outbound guard differs, say): the others
                     // still apply, and this one keeps what it had.
-                    Err(RegistryError::Invalid { reason, .. }) => {
+                    Err(RegistryError::Invalid(invalid)) => {
                         tracing::error!(
                             tenant,
-                            reason,
+                            reason = %invalid,
                             "shared integration settings refused by this instance"
                         );
                     }

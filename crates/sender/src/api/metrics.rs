@@ -20,8 +20,8 @@
 //! read from memory. Only the paused and failing integrations shown that are not among the
 //! longest-waiting ones cost a query each, so at most `max_tenant_series`.
 
+use super::App;
 use crate::LATENCY_BUCKETS;
-use crate::service::App;
 use crate::spool::{Backlog, BacklogSummary, Spool};
 use crate::{DeliveryStats, LatencyHistogram};
 use axum::extract::State;

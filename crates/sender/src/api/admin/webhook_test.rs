@@ -6,9 +6,9 @@
 
 use super::{ApiError, Permission, authorize};
 use crate::Integration;
+use crate::api::App;
 use crate::dispatch::{Dispatcher, FailureKind};
 use crate::retry::AttemptResult;
-use crate::service::App;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
@@ -16,10 +16,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Tests per tenant per [`RATE_WINDOW`], at most.
 pub const RATE_LIMIT: usize = 5;
@@ -135,37 +134,6 @@ pub async fn diagnose(
     }
 }
 
-/// Recent tests per tenant, for the rate limit of one instance (SQLite spool); the instances of
-/// a PostgreSQL spool count in the database (`SharedState::admit_test`).
-#[derive(Debug, Default)]
-pub(crate) struct TestLimiter {
-    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl TestLimiter {
-    /// Counts a test for `tenant`, or says how long to wait.
-    fn admit(&self, tenant: &str) -> Result<(), Duration> {
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let times = recent.entry(tenant.to_owned()).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW)
-        {
-            times.pop_front();
-        }
-        if times.len() >= RATE_LIMIT {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(RATE_WINDOW.saturating_sub(now.duration_since(oldest)));
-        }
-        times.push_back(now);
-        Ok(())
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestRequest {
@@ -211,16 +179,14 @@ pub(crate) async fn test(
     }
     // Several instances: the count lives in PostgreSQL, so the limit holds however a load
     // balancer spreads the tests; a database that cannot count refuses the test (fail closed).
-    let admitted = match &app.shared {
-        Some(shared) => shared
-            .admit_test(&tenant, RATE_LIMIT, RATE_WINDOW)
-            .await
-            .map_err(|err| {
-                tracing::error!(tenant, error = %err, "test rate limit not readable");
-                ApiError::Internal
-            })?,
-        None => app.test_limiter.admit(&tenant),
-    };
+    let admitted = app
+        .store
+        .admit_test(&tenant, RATE_LIMIT, RATE_WINDOW)
+        .await
+        .map_err(|err| {
+            tracing::error!(tenant, error = %err, "test rate limit not readable");
+            ApiError::Internal
+        })?;
     if let Err(wait) = admitted {
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
@@ -233,7 +199,7 @@ pub(crate) async fn test(
         );
         return Ok(response);
     }
-    let integration = settings.build(&app.allowed).map_err(|err| {
+    let integration = settings.check(&app.allowed).map_err(|err| {
         tracing::error!(tenant, error = %err, "stored settings no longer build");
         ApiError::Internal
     })?;

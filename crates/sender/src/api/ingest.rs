@@ -145,7 +145,7 @@ pub(super) async fn ingest(
     }
     // Counted only for a request that was taken: a refused one is sent again.
     if excluded > 0 {
-        crate::admin::operations::stats_of(&app, &tenant)
+        app.stats_of(&tenant)
             .excluded
             .fetch_add(excluded as u64, std::sync::atomic::Ordering::Relaxed);
     }
