@@ -7,6 +7,7 @@ mod common;
 mod dead_letters;
 mod deliver;
 mod hardening;
+mod layers;
 mod lease;
 mod metrics;
 mod schedule;
