@@ -1,86 +1,11 @@
-//! `GET / PUT / DELETE /v1/tenants/{tenant}/siem-integration`.
-//!
-//! GET never returns a secret: it says whether a signing secret (and a next one, during a
-//! rotation) is set, and lists header names with their values redacted. PUT changes what it
-//! names and keeps what it does not: absent fields keep their value, `headers` entries are a new
-//! value or `{"keep": true}` (names left out are removed), and the secrets take an operation:
-//!
-//! - `signing_secret`: `{"set": "..."}` replaces it (and drops a pending next one),
-//!   `{"clear": true}` makes deliveries unsigned, `{"rotate": true}` retires the current secret
-//!   and signs with the next one from now on, `{"keep": true}` (or absent) keeps it;
-//! - `next_signing_secret`: `{"set": "..."}` adds a secret beside the current one (the sender
-//!   keeps signing with the current one until the rotation; "Test Saved Webhook" can try the
-//!   next one), `{"clear": true}` abandons a rotation.
-//!
-//! Every field is validated before anything is stored: a 422 lists each invalid field and
-//! nothing is changed.
-//!
-//! Write-only values stay with their endpoint: a PUT that moves `webhook_url` to another origin
-//! (scheme, host or port) must give every header value and secret that would otherwise be kept
-//! again (or remove them); otherwise a 422 names each one. Whoever can change the URL could
-//! otherwise have the stored `Authorization` value or signature sent to a host of their choice.
-//! A new path on the same origin keeps them.
+//! A settings PUT: the body's shape, the operations on secrets and kept headers, and the rule
+//! that write-only values never follow the webhook URL to another origin. The values
+//! themselves are checked by [`IntegrationSettings::check`], as the configuration file's are.
 
-use super::audit::{self, Change};
-use super::{ApiError, FieldError, Permission, authorize};
-use crate::api::App;
-use crate::batcher::BatchLimits;
+use super::super::FieldError;
 use crate::settings::IntegrationSettings;
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-/// What GET answers.
-#[derive(Debug, Serialize)]
-pub(crate) struct SettingsView {
-    tenant: String,
-    webhook_url: String,
-    headers: BTreeMap<String, &'static str>,
-    signing_secret: SecretState,
-    excluded_actions: Vec<String>,
-    max_batch_events: usize,
-    max_batch_bytes: usize,
-    linger_ms: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct SecretState {
-    /// Deliveries are signed.
-    set: bool,
-    /// A next secret waits for the rotation.
-    next_set: bool,
-}
-
-impl SettingsView {
-    pub(crate) fn of(settings: &IntegrationSettings) -> Self {
-        let defaults = BatchLimits::default();
-        Self {
-            tenant: settings.tenant.clone(),
-            webhook_url: settings.webhook_url.clone(),
-            headers: settings
-                .headers
-                .keys()
-                .map(|name| (name.clone(), "<redacted>"))
-                .collect(),
-            signing_secret: SecretState {
-                set: settings.signing_secret.is_some(),
-                next_set: settings.next_signing_secret.is_some(),
-            },
-            excluded_actions: settings.excluded_actions.clone(),
-            max_batch_events: settings.max_batch_events.unwrap_or(defaults.max_events()),
-            max_batch_bytes: settings.max_batch_bytes.unwrap_or(defaults.max_bytes()),
-            linger_ms: settings
-                .linger_ms
-                .unwrap_or(u64::try_from(defaults.linger().as_millis()).unwrap_or(u64::MAX)),
-        }
-    }
-}
 
 /// A header in a PUT: a new value, or `{"keep": true}`.
 #[derive(Debug, Deserialize)]
@@ -103,7 +28,7 @@ struct SecretOp {
 /// The body of a PUT.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SettingsUpdate {
+pub(super) struct SettingsUpdate {
     webhook_url: Option<String>,
     headers: Option<BTreeMap<String, HeaderUpdate>>,
     signing_secret: Option<SecretOp>,
@@ -114,7 +39,11 @@ struct SettingsUpdate {
     linger_ms: Option<u64>,
 }
 
-fn field(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
+pub(super) fn field(
+    errors: &mut Vec<FieldError>,
+    field: impl Into<String>,
+    message: impl Into<String>,
+) {
     errors.push(FieldError {
         field: field.into(),
         message: message.into(),
@@ -125,7 +54,7 @@ fn field(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl I
 /// the names of the fields that changed, or every invalid field. The operations (keep, rotate,
 /// a move to another origin) are checked here; the values themselves by
 /// [`IntegrationSettings::check`], the same function the configuration file goes through.
-fn apply(
+pub(super) fn apply(
     tenant: &str,
     current: Option<&IntegrationSettings>,
     update: SettingsUpdate,
@@ -297,7 +226,7 @@ fn apply(
 /// string \"...\", expected ..." quotes the value, which may be a secret sent where an operation
 /// object was expected (`"signing_secret": "..."`). Field names (unknown, missing, duplicate)
 /// are kept; they are the API's own words or the client's keys, not values.
-fn shape_error(err: &serde_json::Error) -> String {
+pub(super) fn shape_error(err: &serde_json::Error) -> String {
     let text = err.to_string();
     if ["unknown field", "missing field", "duplicate field"]
         .iter()
@@ -385,142 +314,15 @@ fn changed_fields(
     fields
 }
 
-fn store_error(err: &crate::store::StoreError) -> ApiError {
-    tracing::error!(error = %err, "integration store");
-    ApiError::Internal
-}
-
-pub(crate) async fn get(
-    State(app): State<Arc<App>>,
-    Path(tenant): Path<String>,
-    headers: HeaderMap,
-) -> Result<Json<SettingsView>, ApiError> {
-    authorize(&app, &headers, &tenant, Permission::View).await?;
-    let settings = app
-        .store
-        .settings(&tenant)
-        .await
-        .map_err(|e| store_error(&e))?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(SettingsView::of(&settings)))
-}
-
-pub(crate) async fn put(
-    State(app): State<Arc<App>>,
-    Path(tenant): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = authorize(&app, &headers, &tenant, Permission::Manage).await?;
-    let update: SettingsUpdate = match serde_json::from_slice(&body) {
-        Ok(update) => update,
-        Err(err) if err.is_data() => {
-            return Err(ApiError::Invalid(vec![FieldError {
-                field: "body".into(),
-                message: shape_error(&err),
-            }]));
-        }
-        Err(err) => return Err(ApiError::BadRequest(format!("not JSON: {err}"))),
-    };
-    let current = app
-        .store
-        .settings(&tenant)
-        .await
-        .map_err(|e| store_error(&e))?;
-    let (settings, fields) =
-        apply(&tenant, current.as_ref(), update, &app.allowed).map_err(ApiError::Invalid)?;
-    if !app.store.has_key() && crate::secrets::has_secrets(&settings) {
-        // Secrets are stored only sealed; the operator has not configured the key.
-        let mut errors = Vec::new();
-        let message = "this sender has no secrets key configured ([secrets] key_env or key_file), so it cannot store secrets or header values";
-        if settings.signing_secret.is_some() || settings.next_signing_secret.is_some() {
-            field(&mut errors, "signing_secret", message);
-        }
-        for name in settings.headers.keys() {
-            field(&mut errors, format!("headers.{name}"), message);
-        }
-        return Err(ApiError::Invalid(errors));
-    }
-    app.store
-        .put(&settings)
-        .await
-        .map_err(|e| store_error(&e))?;
-    let change = if current.is_some() {
-        Change::Updated
-    } else {
-        Change::Created
-    };
-    tracing::info!(tenant, token = principal.token_id, fields = ?fields, "SIEM integration {change:?}");
-    if !fields.is_empty() {
-        record(
-            &app,
-            &tenant,
-            audit::event(change, &principal, Some(peer.ip()), &tenant, &fields),
-        )
-        .await;
-    }
-    let status = if current.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(SettingsView::of(&settings))).into_response())
-}
-
-pub(crate) async fn delete(
-    State(app): State<Arc<App>>,
-    Path(tenant): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let principal = authorize(&app, &headers, &tenant, Permission::Manage).await?;
-    let removed = app
-        .store
-        .remove(&tenant)
-        .await
-        .map_err(|e| store_error(&e))?;
-    if !removed {
-        return Err(ApiError::NotFound);
-    }
-    tracing::info!(
-        tenant,
-        token = principal.token_id,
-        "SIEM integration deleted"
-    );
-    // Queued with the tenant's other events: delivered if the integration is created again.
-    let fields = vec!["webhook_url".to_owned()];
-    record(
-        &app,
-        &tenant,
-        audit::event(
-            Change::Deleted,
-            &principal,
-            Some(peer.ip()),
-            &tenant,
-            &fields,
-        ),
-    )
-    .await;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Queues the audit event of a change; a failure is logged, as the change itself is made.
-async fn record(app: &App, tenant: &str, event: crate::spool::NewEvent) {
-    if let Err(err) = app.spool.append(tenant, vec![event]).await {
-        tracing::warn!(tenant, error = %err, "the audit event of an integration change could not be queued");
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn update(json: &str) -> SettingsUpdate {
+    pub(crate) fn update(json: &str) -> SettingsUpdate {
         serde_json::from_str(json).unwrap()
     }
 
-    fn allowed() -> Vec<ipnet::IpNet> {
+    pub(crate) fn allowed() -> Vec<ipnet::IpNet> {
         vec!["127.0.0.1/32".parse().unwrap()]
     }
 
@@ -652,32 +454,5 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err[0].field, "headers.X-Gone");
-    }
-
-    #[test]
-    fn the_view_never_shows_a_secret() {
-        let (settings, _) = apply(
-            "acme",
-            None,
-            update(
-                r#"{"webhook_url": "http://127.0.0.1:9/hook", "headers": {"Authorization": "Splunk s3cr3t"},
-                    "signing_secret": {"set": "first-secret-0123456789"}}"#,
-            ),
-            &allowed(),
-        )
-        .unwrap();
-        let json = serde_json::to_string(&SettingsView::of(&settings)).unwrap();
-        assert!(
-            !json.contains("s3cr3t") && !json.contains("first-secret"),
-            "{json}"
-        );
-        assert!(
-            json.contains(r#""headers":{"Authorization":"<redacted>"}"#),
-            "{json}"
-        );
-        assert!(
-            json.contains(r#""signing_secret":{"set":true,"next_set":false}"#),
-            "{json}"
-        );
     }
 }
