@@ -130,12 +130,7 @@ impl IntegrationStore {
                 Ok(tokio::task::spawn_blocking(move || registry.seed_all(&all)).await??)
             }
             Backend::Shared { state, seen, .. } => {
-                let mut applied = Vec::new();
-                for settings in from_file {
-                    if state.seed(settings).await? {
-                        applied.push(settings.tenant.clone());
-                    }
-                }
+                let applied = state.seed_all(from_file).await?;
                 state
                     .sync(&mut *seen.lock().await, &self.registry, &self.tokens)
                     .await?;

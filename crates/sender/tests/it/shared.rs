@@ -252,3 +252,51 @@ async fn a_resume_reaches_the_instance_holding_the_lease() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Start-up seeding on PostgreSQL takes every integration of the file in one transaction: new
+/// ones and changed ones are applied, unchanged ones (secrets compared opened, not as sealed
+/// text) are not, and a change made at run time since survives a start with the same file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_is_seeded_whole_and_only_what_changed_is_applied() {
+    use evo_siem_sender::secrets::SecretsKey;
+    use evo_siem_sender::settings::IntegrationSettings;
+    let db = ScratchDatabase::new().await;
+    let spool = PostgresSpool::connect(
+        PostgresOptions::new(db.url.clone()),
+        BacklogLimits::default(),
+    )
+    .await
+    .unwrap();
+    let key = SecretsKey::parse("ZXZvLXNpZW0gYmVuY2gga2V5LCAzMiBieXRlcyBvay4=").unwrap();
+    let shared = evo_siem_sender::store::SharedState::on(&spool).with_key(Some(key));
+    let file: Vec<IntegrationSettings> = (0..300)
+        .map(|i| {
+            let mut s = IntegrationSettings::new(format!("t{i}"), "https://siem.example.com/e");
+            s.signing_secret = Some(format!("secret-of-tenant-{i:04}"));
+            s
+        })
+        .collect();
+    assert_eq!(shared.seed_all(&file).await.unwrap().len(), 300);
+    // The same file again: nothing applied (the sealed texts differ, the secrets do not).
+    assert!(shared.seed_all(&file).await.unwrap().is_empty());
+    // Changed at run time, then the same file: the run-time change stays.
+    let mut changed = file[7].clone();
+    changed.excluded_actions = vec!["User login".into()];
+    shared.put(&changed).await.unwrap();
+    assert!(shared.seed_all(&file).await.unwrap().is_empty());
+    assert_eq!(shared.settings("t7").await.unwrap(), Some(changed));
+    // A file that changes one integration and adds one: exactly those two applied.
+    let mut next = file.clone();
+    next[3].linger_ms = Some(10);
+    next.push(IntegrationSettings::new(
+        "new",
+        "https://siem.example.com/e",
+    ));
+    let mut applied = shared.seed_all(&next).await.unwrap();
+    applied.sort();
+    assert_eq!(applied, ["new", "t3"]);
+    assert_eq!(
+        shared.settings("t3").await.unwrap().unwrap().linger_ms,
+        Some(10)
+    );
+}
