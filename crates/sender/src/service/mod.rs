@@ -45,9 +45,12 @@ pub enum ServiceError {
     /// The integration store could not be opened or seeded.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The listener or the HTTP client could not be set up.
-    #[error("{0}")]
-    Io(String),
+    /// The HTTP client of deliveries could not be built.
+    #[error("cannot build the delivery client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// The listener could not be bound.
+    #[error("cannot listen on the configured address: {0}")]
+    Listen(#[source] std::io::Error),
 }
 
 /// A running sender.
@@ -105,7 +108,7 @@ impl Sender {
             .delivery
             .dispatch(config.allow_private_targets.clone())?;
         let backoff = config.delivery.backoff()?;
-        let dispatcher = Dispatcher::new(&settings).map_err(|e| ServiceError::Io(e.to_string()))?;
+        let dispatcher = Dispatcher::new(&settings).map_err(ServiceError::Client)?;
         let (stop, shutdown) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let stats = StatsMap::default();
@@ -148,10 +151,10 @@ impl Sender {
         );
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|e| ServiceError::Io(e.to_string()))?;
+            .map_err(ServiceError::Listen)?;
         let addr = listener
             .local_addr()
-            .map_err(|e| ServiceError::Io(e.to_string()))?;
+            .map_err(ServiceError::Listen)?;
         let options = listener::ListenerOptions {
             max_connections: listen.max_connections,
             header_timeout: Duration::from_millis(listen.header_timeout_ms),
