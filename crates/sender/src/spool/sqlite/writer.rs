@@ -1,216 +1,49 @@
-//! [`SqliteSpool`]: the embedded spool, one SQLite file in WAL mode with group commit.
+//! The writer thread: the one owner of the spool's connection, committing groups of requests.
 //!
-//! One thread owns the connection. Requests arrive on a bounded channel; the thread takes every
-//! request waiting (up to a bound), applies them in one transaction and commits once, so many
-//! concurrent ingests share one fsync. Each caller is answered only after that commit: an append
-//! that resolved is on disk (`synchronous=FULL`), and a `kill -9` at any moment loses none of
-//! them. Async callers never block: they await the channel and a oneshot reply.
+//! It takes every request waiting (up to a bound), applies them in one transaction and commits
+//! once, so many concurrent ingests share one fsync; each request is answered only after that
+//! commit. It keeps every integration's backlog in memory (loaded at start), so the bound check
+//! of an append and the backlog questions cost no statement.
 
-use super::{
-    Backlog, BacklogLimits, DeadLetter, DeadLetterPage, NewEvent, ReplayPage, Spool, SpoolError,
-    SpoolFuture, SpooledEvent, action_of, from_unix_ms, page_of, unix_ms,
+use super::requests::{Deferred, Op, fail};
+use super::storage;
+use crate::spool::{
+    Backlog, BacklogLimits, DeadLetter, ReplayPage, SpoolError, SpooledEvent, action_of,
+    from_unix_ms, page_of, unix_ms,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Requests waiting for the writer, at most; callers wait for room (backpressure).
 const QUEUE_BOUND: usize = 4096;
 /// Requests applied in one transaction, at most.
 const GROUP_BOUND: usize = 1024;
 
-/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    "
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        integration TEXT NOT NULL,
-        action TEXT NOT NULL,
-        json TEXT NOT NULL,
-        size INTEGER NOT NULL
-    );
-    CREATE INDEX events_by_integration ON events (integration, id);
-    CREATE TABLE dead_letters (
-        id INTEGER PRIMARY KEY,
-        integration TEXT NOT NULL,
-        json TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        at_unix_ms INTEGER NOT NULL
-    );
-    CREATE INDEX dead_letters_by_integration ON dead_letters (integration, id);
-",
-    "
-    ALTER TABLE events ADD COLUMN at_unix_ms INTEGER NOT NULL DEFAULT 0;
-",
-    // Dead letters get ids of their own (increasing in the order events are refused) and keep
-    // the event's queue id beside them. Keyed by the event id, a dead letter whose id met an
-    // earlier one (a sequence restarted by a restore) failed its insert, and with it the whole
-    // group transaction, every time the worker tried again. Existing rows keep their ids, and
-    // AUTOINCREMENT continues above them.
-    "
-    CREATE TABLE dead_letters_v3 (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        event_id INTEGER NOT NULL,
-        integration TEXT NOT NULL,
-        json TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        at_unix_ms INTEGER NOT NULL
-    );
-    INSERT INTO dead_letters_v3 (id, event_id, integration, json, reason, at_unix_ms)
-        SELECT id, id, integration, json, reason, at_unix_ms FROM dead_letters ORDER BY id;
-    DROP TABLE dead_letters;
-    ALTER TABLE dead_letters_v3 RENAME TO dead_letters;
-    CREATE INDEX dead_letters_by_integration ON dead_letters (integration, id);
-",
-];
-
-type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
-
-enum Op {
-    Append {
-        integration: String,
-        events: Vec<NewEvent>,
-        reply: Reply<()>,
-    },
-    Pending {
-        integration: String,
-        limit: usize,
-        reply: Reply<Vec<SpooledEvent>>,
-    },
-    Ack {
-        integration: String,
-        ids: Vec<i64>,
-        reply: Reply<()>,
-    },
-    DeadLetter {
-        integration: String,
-        id: i64,
-        reason: String,
-        reply: Reply<()>,
-    },
-    DeadLetters {
-        integration: String,
-        after: Option<i64>,
-        limit: usize,
-        reply: Reply<DeadLetterPage>,
-    },
-    DeadLetterCount {
-        integration: String,
-        reply: Reply<u64>,
-    },
-    Backlog {
-        integration: String,
-        reply: Reply<Backlog>,
-    },
-    Oldest {
-        integration: String,
-        reply: Reply<Option<SystemTime>>,
-    },
-    Queued {
-        reply: Reply<Vec<String>>,
-    },
-    Replay {
-        integration: String,
-        ids: Vec<i64>,
-        reply: Reply<u64>,
-    },
-    ReplayPage {
-        integration: String,
-        through: Option<i64>,
-        limit: usize,
-        reply: Reply<ReplayPage>,
-    },
-}
-
-impl Op {
-    /// The integration whose backlog the request may change.
-    fn integration(&self) -> Option<&str> {
-        match self {
-            Op::Append { integration, .. }
-            | Op::Ack { integration, .. }
-            | Op::DeadLetter { integration, .. }
-            | Op::Replay { integration, .. }
-            | Op::ReplayPage { integration, .. } => Some(integration),
-            _ => None,
-        }
-    }
-}
-
-/// The embedded spool: a SQLite database in a file. See the module docs for how it commits.
-#[derive(Debug, Clone)]
-pub struct SqliteSpool {
-    ops: mpsc::Sender<Op>,
-    /// The database file, for [`Spool::backlog_summary`], which reads on a connection of its
-    /// own so that a scan of the whole queue never holds up the writer.
-    path: std::sync::Arc<Path>,
-}
-
-fn storage(err: impl std::fmt::Display) -> SpoolError {
-    SpoolError::Storage(err.to_string())
-}
-
-impl SqliteSpool {
-    /// Opens (creating if needed) the spool at `path` and starts its writer thread.
-    pub fn open(path: &Path, limits: BacklogLimits) -> Result<Self, SpoolError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(storage)?;
-        }
-        let mut conn = Connection::open(path).map_err(storage)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(storage)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(storage)?;
-        migrate(&mut conn)?;
-        let backlogs = load_backlogs(&conn)?;
-        let (ops, rx) = mpsc::channel(QUEUE_BOUND);
-        std::thread::Builder::new()
-            .name("evo-siem-spool".into())
-            .spawn(move || {
-                Writer {
-                    conn,
-                    limits,
-                    backlogs,
-                }
-                .run(rx);
-            })
-            .map_err(storage)?;
-        Ok(Self {
-            ops,
-            path: path.into(),
+/// Starts the writer thread on `conn` (migrated), with the backlogs it holds; returns the
+/// channel its requests go to.
+pub(super) fn start(
+    conn: Connection,
+    limits: BacklogLimits,
+) -> Result<mpsc::Sender<Op>, SpoolError> {
+    let backlogs = load_backlogs(&conn)?;
+    let (ops, rx) = mpsc::channel(QUEUE_BOUND);
+    std::thread::Builder::new()
+        .name("evo-siem-spool".into())
+        .spawn(move || {
+            Writer {
+                conn,
+                limits,
+                backlogs,
+            }
+            .run(rx);
         })
-    }
-
-    fn call<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(Reply<T>) -> Op + Send + 'static,
-    ) -> SpoolFuture<'_, T> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            self.ops
-                .send(op(reply))
-                .await
-                .map_err(|_| SpoolError::Closed)?;
-            answer.await.map_err(|_| SpoolError::Closed)?
-        })
-    }
-}
-
-fn migrate(conn: &mut Connection) -> Result<(), SpoolError> {
-    let done: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(storage)?;
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-        let tx = conn.transaction().map_err(storage)?;
-        tx.execute_batch(sql).map_err(storage)?;
-        tx.pragma_update(None, "user_version", version as i64 + 1)
-            .map_err(storage)?;
-        tx.commit().map_err(storage)?;
-    }
-    Ok(())
+    Ok(ops)
 }
 
+/// Every integration's backlog, counted from the queue once, at start.
 fn load_backlogs(conn: &Connection) -> Result<HashMap<String, Backlog>, SpoolError> {
     let mut stmt = conn
         .prepare("SELECT integration, count(*), sum(size) FROM events GROUP BY integration")
@@ -230,50 +63,15 @@ fn load_backlogs(conn: &Connection) -> Result<HashMap<String, Backlog>, SpoolErr
     rows.collect::<Result<_, _>>().map_err(storage)
 }
 
+/// The writer thread's state: the connection, the bounds, and the backlogs it keeps current.
 struct Writer {
     conn: Connection,
     limits: BacklogLimits,
     backlogs: HashMap<String, Backlog>,
 }
 
-/// A reply to send once the transaction is committed.
-enum Deferred {
-    Unit(Reply<()>),
-    Events(Reply<Vec<SpooledEvent>>, Vec<SpooledEvent>),
-    Dead(Reply<DeadLetterPage>, DeadLetterPage),
-    Replayed(Reply<ReplayPage>, ReplayPage),
-    Backlog(Reply<Backlog>, Backlog),
-    Oldest(Reply<Option<SystemTime>>, Option<SystemTime>),
-    Count(Reply<u64>, u64),
-    Names(Reply<Vec<String>>, Vec<String>),
-}
-
-impl Deferred {
-    fn send(self, failure: Option<&str>) {
-        let err = || SpoolError::Storage(failure.unwrap_or_default().to_owned());
-        // A caller that went away no longer needs its answer.
-        let _ = match (self, failure) {
-            (Deferred::Unit(r), None) => r.send(Ok(())).map_err(drop),
-            (Deferred::Unit(r), Some(_)) => r.send(Err(err())).map_err(drop),
-            (Deferred::Events(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Events(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
-            (Deferred::Dead(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Dead(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
-            (Deferred::Backlog(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Backlog(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
-            (Deferred::Oldest(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Oldest(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
-            (Deferred::Count(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Count(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
-            (Deferred::Replayed(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Replayed(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
-            (Deferred::Names(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Names(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
-        };
-    }
-}
-
 impl Writer {
+    /// Applies the requests, a group at a time, until every handle is dropped.
     fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         let mut group = Vec::with_capacity(GROUP_BOUND);
         while let Some(first) = rx.blocking_recv() {
@@ -591,170 +389,4 @@ fn requeue(
     backlog.events += 1;
     backlog.bytes += json.len() as u64;
     Ok(())
-}
-
-/// Answers a request that could not be applied.
-fn fail(op: Op, message: &str) {
-    let err = || SpoolError::Storage(message.to_owned());
-    let _ = match op {
-        Op::Append { reply, .. } | Op::Ack { reply, .. } | Op::DeadLetter { reply, .. } => {
-            reply.send(Err(err())).map_err(drop)
-        }
-        Op::Pending { reply, .. } => reply.send(Err(err())).map_err(drop),
-        Op::DeadLetters { reply, .. } => reply.send(Err(err())).map_err(drop),
-        Op::Backlog { reply, .. } => reply.send(Err(err())).map_err(drop),
-        Op::Oldest { reply, .. } => reply.send(Err(err())).map_err(drop),
-        Op::DeadLetterCount { reply, .. } => reply.send(Err(err())).map_err(drop),
-        Op::ReplayPage { reply, .. } => reply.send(Err(err())).map_err(drop),
-        Op::Queued { reply } => reply.send(Err(err())).map_err(drop),
-        Op::Replay { reply, .. } => reply.send(Err(err())).map_err(drop),
-    };
-}
-
-impl Spool for SqliteSpool {
-    fn append(&self, integration: &str, events: Vec<NewEvent>) -> SpoolFuture<'_, ()> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::Append {
-            integration,
-            events,
-            reply,
-        })
-    }
-
-    fn pending(&self, integration: &str, limit: usize) -> SpoolFuture<'_, Vec<SpooledEvent>> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::Pending {
-            integration,
-            limit,
-            reply,
-        })
-    }
-
-    fn ack(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, ()> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::Ack {
-            integration,
-            ids,
-            reply,
-        })
-    }
-
-    fn dead_letter(&self, integration: &str, id: i64, reason: String) -> SpoolFuture<'_, ()> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::DeadLetter {
-            integration,
-            id,
-            reason,
-            reply,
-        })
-    }
-
-    fn dead_letters(
-        &self,
-        integration: &str,
-        after: Option<i64>,
-        limit: usize,
-    ) -> SpoolFuture<'_, DeadLetterPage> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::DeadLetters {
-            integration,
-            after,
-            limit,
-            reply,
-        })
-    }
-
-    fn dead_letter_count(&self, integration: &str) -> SpoolFuture<'_, u64> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::DeadLetterCount { integration, reply })
-    }
-
-    fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::Backlog { integration, reply })
-    }
-
-    fn queued(&self) -> SpoolFuture<'_, Vec<String>> {
-        self.call(|reply| Op::Queued { reply })
-    }
-
-    fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<SystemTime>> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::Oldest { integration, reply })
-    }
-
-    fn replay(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, u64> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::Replay {
-            integration,
-            ids,
-            reply,
-        })
-    }
-
-    fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, super::BacklogSummary> {
-        let path = self.path.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                // WAL: this reader sees the last commit and blocks neither the writer nor it.
-                let conn = Connection::open_with_flags(
-                    &path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(storage)?;
-                conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
-                // One pass over the queue grouped by integration. `at_unix_ms` next to `min(id)`
-                // is SQLite's bare column: the value from the row holding the minimum, i.e. the
-                // integration's oldest queued event. The totals ride on every row as window
-                // functions, computed before the LIMIT.
-                let mut stmt = conn
-                    .prepare(
-                        "SELECT integration, events, bytes, first_at,
-                                count(*) OVER (), sum(events) OVER (), sum(bytes) OVER ()
-                         FROM (SELECT integration, count(*) AS events, sum(size) AS bytes,
-                                      min(id) AS first_id, at_unix_ms AS first_at
-                               FROM events GROUP BY integration)
-                         ORDER BY first_id LIMIT ?1",
-                    )
-                    .map_err(storage)?;
-                let limit = i64::try_from(oldest.max(1)).unwrap_or(i64::MAX);
-                let rows = stmt
-                    .query_map(params![limit], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ))
-                    })
-                    .map_err(storage)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(storage)?;
-                Ok(super::summary_from_rows(rows, oldest))
-            })
-            .await
-            .map_err(storage)?
-        })
-    }
-
-    /// One request to the writer thread per page: the requests queued meanwhile (other
-    /// tenants' appends) are applied before the next page is even asked for.
-    fn replay_page(
-        &self,
-        integration: &str,
-        through: Option<i64>,
-        limit: usize,
-    ) -> SpoolFuture<'_, ReplayPage> {
-        let integration = integration.to_owned();
-        self.call(move |reply| Op::ReplayPage {
-            integration,
-            through,
-            limit,
-            reply,
-        })
-    }
 }
