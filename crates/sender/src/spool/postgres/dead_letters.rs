@@ -5,7 +5,7 @@
 //! holder may change the queue). Replays of one integration are serialised across instances by
 //! an advisory lock, so pages run one after the other and the queue keeps the refusal order.
 
-use super::{PostgresSpool, db, queue::insert_events, storage};
+use super::{PostgresSpool, db, queue::insert_events};
 use crate::spool::{
     DeadLetter, DeadLetterPage, ReplayPage, SpoolError, action_of, from_unix_ms, page_of, unix_ms,
 };
@@ -210,7 +210,7 @@ async fn requeue(
     let actions: Vec<String> = letters.iter().map(|(_, json)| action_of(json)).collect();
     let sizes: Vec<i64> = letters.iter().map(|(_, json)| json.len() as i64).collect();
     let jsons: Vec<String> = letters.into_iter().map(|(_, json)| json).collect();
-    let count = i64::try_from(jsons.len()).map_err(storage)?;
+    let count = i64::try_from(jsons.len()).map_err(SpoolError::OutOfRange)?;
     if count > 0 {
         insert_events(tx, integration, &actions, &jsons, &sizes).await?;
         let bytes: i64 = sizes.iter().sum();

@@ -4,7 +4,7 @@
 //! advisory lock, so that instances starting together do not race: the second waits, then finds
 //! them applied.
 
-use super::{PostgresSpool, db, storage};
+use super::{PostgresSpool, db};
 use crate::spool::SpoolError;
 
 /// Schema versions, applied in order; `spool_migrations` records which ran.
@@ -119,7 +119,7 @@ impl PostgresSpool {
             .map_err(db)?
             .get(0);
         for (index, sql) in MIGRATIONS.iter().enumerate() {
-            let version = i32::try_from(index + 1).map_err(storage)?;
+            let version = i32::try_from(index + 1).map_err(SpoolError::OutOfRange)?;
             if version <= done {
                 continue;
             }

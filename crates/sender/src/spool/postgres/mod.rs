@@ -73,12 +73,6 @@ impl fmt::Debug for PostgresSpool {
     }
 }
 
-/// A database error as a storage error. tokio-postgres errors carry the server's message and
-/// never the connection string.
-fn storage(err: impl fmt::Display) -> SpoolError {
-    SpoolError::Storage(err.to_string())
-}
-
 /// A database error as a spool error, the driver's error kept as its source.
 pub(crate) fn db(err: tokio_postgres::Error) -> SpoolError {
     SpoolError::Postgres(err)
@@ -128,7 +122,7 @@ impl PostgresSpool {
             .create_timeout(Some(options.timeout))
             .recycle_timeout(Some(options.timeout))
             .build()
-            .map_err(storage)?;
+            .map_err(SpoolError::PoolBuild)?;
         let spool = Self {
             pool,
             limits,
@@ -177,14 +171,14 @@ impl PostgresSpool {
     ) -> Result<T, SpoolError> {
         tokio::time::timeout(self.timeout, op)
             .await
-            .map_err(|_| SpoolError::Storage("PostgreSQL did not answer in time".into()))?
+            .map_err(|_| SpoolError::Timeout { what: "PostgreSQL" })?
     }
 
     /// A connection from the pool; a failure to connect is the driver's error.
     async fn client(&self) -> Result<deadpool_postgres::Object, SpoolError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => db(e),
-            other => storage(other),
+            other => SpoolError::Pool(other),
         })
     }
 }

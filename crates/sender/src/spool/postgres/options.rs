@@ -61,9 +61,9 @@ impl PostgresOptions {
             .url
             .replace("sslmode=verify-full", "sslmode=require")
             .replace("sslmode=verify-ca", "sslmode=require");
-        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
-            SpoolError::Storage("the PostgreSQL connection string is invalid".into())
-        })?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| SpoolError::InvalidConnectionString)?;
         config.connect_timeout(self.timeout);
         if config.get_application_name().is_none() {
             config.application_name("evo-siem-sender");

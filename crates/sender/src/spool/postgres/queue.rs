@@ -7,7 +7,7 @@
 //! never count the queue. Reading and removing events is fenced by the lease in the same
 //! statement (see `lease.rs`).
 
-use super::{PostgresSpool, arrivals::notify, db, storage};
+use super::{PostgresSpool, arrivals::notify, db};
 use crate::spool::{
     Backlog, BacklogSummary, NewEvent, SpoolError, SpooledEvent, from_unix_ms, summary_from_rows,
     unix_ms,
@@ -21,7 +21,7 @@ impl PostgresSpool {
         integration: String,
         events: Vec<NewEvent>,
     ) -> Result<(), SpoolError> {
-        let count = i64::try_from(events.len()).map_err(storage)?;
+        let count = i64::try_from(events.len()).map_err(SpoolError::OutOfRange)?;
         let sizes: Vec<i64> = events.iter().map(|e| e.json.len() as i64).collect();
         let bytes: i64 = sizes.iter().sum();
         let (max_events, max_bytes) = (

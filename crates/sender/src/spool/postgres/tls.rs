@@ -25,15 +25,14 @@ pub(super) fn connector(mode: SslMode) -> Result<Option<MakeRustlsConnect>, Spoo
 /// HTTPS client uses.
 fn tls_config() -> Result<rustls::ClientConfig, SpoolError> {
     use rustls_platform_verifier::BuilderVerifierExt;
-    let tls = |e: rustls::Error| SpoolError::Storage(format!("PostgreSQL TLS setup: {e}"));
     Ok(
         rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(tls)?
+        .map_err(SpoolError::Tls)?
         .with_platform_verifier()
-        .map_err(tls)?
+        .map_err(SpoolError::Tls)?
         .with_no_client_auth(),
     )
 }
@@ -42,11 +41,10 @@ fn tls_config() -> Result<rustls::ClientConfig, SpoolError> {
 /// signatures are still checked), as libpq does in this mode.
 fn unverified_tls_config() -> Result<rustls::ClientConfig, SpoolError> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = |e: rustls::Error| SpoolError::Storage(format!("PostgreSQL TLS setup: {e}"));
     Ok(
         rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(tls)?
+            .map_err(SpoolError::Tls)?
             .dangerous()
             .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
             .with_no_client_auth(),

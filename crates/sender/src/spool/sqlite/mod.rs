@@ -35,22 +35,15 @@ pub struct SqliteSpool {
     path: std::sync::Arc<Path>,
 }
 
-/// A SQLite (or I/O) error as a storage error.
-fn storage(err: impl std::fmt::Display) -> SpoolError {
-    SpoolError::Storage(err.to_string())
-}
-
 impl SqliteSpool {
     /// Opens (creating if needed) the spool at `path` and starts its writer thread.
     pub fn open(path: &Path, limits: BacklogLimits) -> Result<Self, SpoolError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(storage)?;
+            std::fs::create_dir_all(dir).map_err(SpoolError::Io)?;
         }
-        let mut conn = Connection::open(path).map_err(storage)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(storage)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(storage)?;
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         schema::migrate(&mut conn)?;
         let ops = writer::start(conn, limits)?;
         Ok(Self {
@@ -177,3 +170,6 @@ impl Spool for SqliteSpool {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

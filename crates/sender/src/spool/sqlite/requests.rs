@@ -5,7 +5,9 @@
 //! the error when the transaction failed. A group the writer could not start is refused at once
 //! ([`fail`]).
 
-use crate::spool::{Backlog, DeadLetterPage, NewEvent, ReplayPage, SpoolError, SpooledEvent};
+use crate::spool::{
+    Backlog, DeadLetterPage, NewEvent, ReplayPage, SpoolError, SpooledEvent, SqliteError,
+};
 use std::time::SystemTime;
 use tokio::sync::oneshot;
 
@@ -96,33 +98,33 @@ pub(super) enum Deferred {
 }
 
 impl Deferred {
-    pub(super) fn send(self, failure: Option<&str>) {
-        let err = || SpoolError::Storage(failure.unwrap_or_default().to_owned());
+    pub(super) fn send(self, failure: Option<&SqliteError>) {
+        let err = |e: &SqliteError| SpoolError::Sqlite(e.clone());
         // A caller that went away no longer needs its answer.
         let _ = match (self, failure) {
             (Deferred::Unit(r), None) => r.send(Ok(())).map_err(drop),
-            (Deferred::Unit(r), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Unit(r), Some(e)) => r.send(Err(err(e))).map_err(drop),
             (Deferred::Events(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Events(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Events(r, _), Some(e)) => r.send(Err(err(e))).map_err(drop),
             (Deferred::Dead(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Dead(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Dead(r, _), Some(e)) => r.send(Err(err(e))).map_err(drop),
             (Deferred::Backlog(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Backlog(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Backlog(r, _), Some(e)) => r.send(Err(err(e))).map_err(drop),
             (Deferred::Oldest(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Oldest(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Oldest(r, _), Some(e)) => r.send(Err(err(e))).map_err(drop),
             (Deferred::Count(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Count(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Count(r, _), Some(e)) => r.send(Err(err(e))).map_err(drop),
             (Deferred::Replayed(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Replayed(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Replayed(r, _), Some(e)) => r.send(Err(err(e))).map_err(drop),
             (Deferred::Names(r, v), None) => r.send(Ok(v)).map_err(drop),
-            (Deferred::Names(r, _), Some(_)) => r.send(Err(err())).map_err(drop),
+            (Deferred::Names(r, _), Some(e)) => r.send(Err(err(e))).map_err(drop),
         };
     }
 }
 
 /// Answers a request that could not be applied.
-pub(super) fn fail(op: Op, message: &str) {
-    let err = || SpoolError::Storage(message.to_owned());
+pub(super) fn fail(op: Op, failure: &SqliteError) {
+    let err = || SpoolError::Sqlite(failure.clone());
     let _ = match op {
         Op::Append { reply, .. } | Op::Ack { reply, .. } | Op::DeadLetter { reply, .. } => {
             reply.send(Err(err())).map_err(drop)

@@ -3,7 +3,6 @@
 //! `PRAGMA user_version` records how many ran; each runs in its own transaction with the
 //! version it sets, so a spool stopped half-way through an upgrade resumes where it stopped.
 
-use super::storage;
 use crate::spool::SpoolError;
 use rusqlite::Connection;
 
@@ -55,15 +54,12 @@ const MIGRATIONS: &[&str] = &[
 /// Applies the migrations not yet applied, each in its own transaction with the version it
 /// records.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), SpoolError> {
-    let done: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(storage)?;
+    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
-        let tx = conn.transaction().map_err(storage)?;
-        tx.execute_batch(sql).map_err(storage)?;
-        tx.pragma_update(None, "user_version", version as i64 + 1)
-            .map_err(storage)?;
-        tx.commit().map_err(storage)?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
     }
     Ok(())
 }

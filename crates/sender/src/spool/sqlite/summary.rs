@@ -4,7 +4,6 @@
 //! writer thread: a read-only connection in WAL mode sees the last commit and blocks neither the
 //! writer nor is blocked by it, and it runs on a blocking thread, off the async runtime.
 
-use super::storage;
 use crate::spool::{BacklogSummary, SpoolError, summary_from_rows};
 use rusqlite::{Connection, params};
 use std::path::Path;
@@ -22,23 +21,20 @@ pub(super) async fn backlog_summary(
         let conn = Connection::open_with_flags(
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(storage)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(storage)?;
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
         // One pass over the queue grouped by integration. `at_unix_ms` next to `min(id)`
         // is SQLite's bare column: the value from the row holding the minimum, i.e. the
         // integration's oldest queued event. The totals ride on every row as window
         // functions, computed before the LIMIT.
-        let mut stmt = conn
-            .prepare(
-                "SELECT integration, events, bytes, first_at,
-                            count(*) OVER (), sum(events) OVER (), sum(bytes) OVER ()
-                     FROM (SELECT integration, count(*) AS events, sum(size) AS bytes,
-                                  min(id) AS first_id, at_unix_ms AS first_at
-                           FROM events GROUP BY integration)
-                     ORDER BY first_id LIMIT ?1",
-            )
-            .map_err(storage)?;
+        let mut stmt = conn.prepare(
+            "SELECT integration, events, bytes, first_at,
+                    count(*) OVER (), sum(events) OVER (), sum(bytes) OVER ()
+             FROM (SELECT integration, count(*) AS events, sum(size) AS bytes,
+                          min(id) AS first_id, at_unix_ms AS first_at
+                   FROM events GROUP BY integration)
+             ORDER BY first_id LIMIT ?1",
+        )?;
         let limit = i64::try_from(oldest.max(1)).unwrap_or(i64::MAX);
         let rows = stmt
             .query_map(params![limit], |r| {
@@ -51,12 +47,10 @@ pub(super) async fn backlog_summary(
                     r.get(5)?,
                     r.get(6)?,
                 ))
-            })
-            .map_err(storage)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(storage)?;
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(summary_from_rows(rows, oldest))
     })
     .await
-    .map_err(storage)?
+    .map_err(SpoolError::Join)?
 }

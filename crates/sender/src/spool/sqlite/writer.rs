@@ -6,10 +6,9 @@
 //! of an append and the backlog questions cost no statement.
 
 use super::requests::{Deferred, Op, fail};
-use super::storage;
 use crate::spool::{
-    Backlog, BacklogLimits, DeadLetter, ReplayPage, SpoolError, SpooledEvent, action_of,
-    from_unix_ms, page_of, unix_ms,
+    Backlog, BacklogLimits, DeadLetter, ReplayPage, SpoolError, SpooledEvent, SqliteError,
+    action_of, from_unix_ms, page_of, unix_ms,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -39,28 +38,25 @@ pub(super) fn start(
             }
             .run(rx);
         })
-        .map_err(storage)?;
+        .map_err(SpoolError::Io)?;
     Ok(ops)
 }
 
 /// Every integration's backlog, counted from the queue once, at start.
 fn load_backlogs(conn: &Connection) -> Result<HashMap<String, Backlog>, SpoolError> {
-    let mut stmt = conn
-        .prepare("SELECT integration, count(*), sum(size) FROM events GROUP BY integration")
-        .map_err(storage)?;
-    let rows = stmt
-        .query_map([], |r| {
-            let (events, bytes): (i64, i64) = (r.get(1)?, r.get(2)?);
-            Ok((
-                r.get::<_, String>(0)?,
-                Backlog {
-                    events: events as u64,
-                    bytes: bytes as u64,
-                },
-            ))
-        })
-        .map_err(storage)?;
-    rows.collect::<Result<_, _>>().map_err(storage)
+    let mut stmt =
+        conn.prepare("SELECT integration, count(*), sum(size) FROM events GROUP BY integration")?;
+    let rows = stmt.query_map([], |r| {
+        let (events, bytes): (i64, i64) = (r.get(1)?, r.get(2)?);
+        Ok((
+            r.get::<_, String>(0)?,
+            Backlog {
+                events: events as u64,
+                bytes: bytes as u64,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The writer thread's state: the connection, the bounds, and the backlogs it keeps current.
@@ -102,9 +98,9 @@ impl Writer {
         if let Err(err) = self.conn.pragma_update(None, "synchronous", level) {
             // Never acknowledge an append without knowing it will be on disk.
             tracing::error!(error = %err, "cannot set the spool's synchronous level");
-            let message = err.to_string();
+            let failure = SqliteError::from(err);
             for op in group.drain(..) {
-                fail(op, &message);
+                fail(op, &failure);
             }
             return;
         }
@@ -341,8 +337,8 @@ impl Writer {
                         None => self.backlogs.remove(&name),
                     };
                 }
-                let message = err.to_string();
-                deferred.into_iter().for_each(|d| d.send(Some(&message)));
+                let failure = SqliteError::from(err);
+                deferred.into_iter().for_each(|d| d.send(Some(&failure)));
             }
         }
     }
