@@ -468,7 +468,9 @@ impl Core {
         self.finish(
             tenant,
             worker,
-            RunEnd::Failed(SpoolError::Storage("delivery task failed".into())),
+            RunEnd::Failed(SpoolError::TaskFailed {
+                what: "delivery task",
+            }),
         );
     }
 

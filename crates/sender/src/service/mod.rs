@@ -152,9 +152,7 @@ impl Sender {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(ServiceError::Listen)?;
-        let addr = listener
-            .local_addr()
-            .map_err(ServiceError::Listen)?;
+        let addr = listener.local_addr().map_err(ServiceError::Listen)?;
         let options = listener::ListenerOptions {
             max_connections: listen.max_connections,
             header_timeout: Duration::from_millis(listen.header_timeout_ms),

@@ -15,6 +15,7 @@ pub use sqlite::SqliteSpool;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The future returned by [`Spool`] methods, boxed so the trait is object-safe.
@@ -129,13 +130,66 @@ pub enum SpoolError {
         /// When to try again.
         retry_after: Duration,
     },
-    /// The storage failed (disk full, I/O error, corrupted file).
-    #[error("spool storage error: {0}")]
-    Storage(String),
+    /// SQLite failed: a statement refused, a full disk, an I/O error, a corrupted or unreadable
+    /// file. The driver's [`rusqlite::Error`] is the source (see [`SqliteError`]).
+    #[error(transparent)]
+    Sqlite(SqliteError),
     /// PostgreSQL refused a statement or the connection failed; the driver's error is the
     /// source (its server message, or its chain of causes, is in the text).
     #[error("spool storage error: {}", postgres::describe(.0))]
     Postgres(#[source] tokio_postgres::Error),
+    /// A PostgreSQL step other than a spool statement failed, named by `what` (with a hint where
+    /// one helps), for example reaching the server to create a scratch database; the driver's
+    /// error is the source.
+    #[error("spool storage error: {what}: {}", postgres::describe(.source))]
+    PostgresStep {
+        /// What was being done.
+        what: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No PostgreSQL connection could be had from the pool: none came free in time, or the pool
+    /// is closed. (A connection the server refused is [`SpoolError::Postgres`].)
+    #[error("spool storage error: {0}")]
+    Pool(#[source] deadpool_postgres::PoolError),
+    /// The PostgreSQL connection pool could not be built.
+    #[error("spool storage error: {0}")]
+    PoolBuild(#[source] deadpool_postgres::BuildError),
+    /// `what` did not answer within its bound (for the spool and the shared state, `timeout` of
+    /// [`PostgresOptions`]): a storage error, never a hang.
+    #[error("spool storage error: {what} did not answer in time")]
+    Timeout {
+        /// What did not answer, for example `PostgreSQL`.
+        what: &'static str,
+    },
+    /// A PostgreSQL connection string does not parse. The parser's error is not kept: it may
+    /// quote the string, which may hold a password.
+    #[error("spool storage error: the PostgreSQL connection string is invalid")]
+    InvalidConnectionString,
+    /// TLS to PostgreSQL could not be set up (no protocol version in common with the crypto
+    /// provider, no usable platform verifier); rustls's error is the source.
+    #[error("spool storage error: PostgreSQL TLS setup: {0}")]
+    Tls(#[source] rustls::Error),
+    /// The file system failed: the spool's directory could not be created, or its writer thread
+    /// could not be started.
+    #[error("spool storage error: {0}")]
+    Io(#[source] std::io::Error),
+    /// A blocking task doing spool work panicked or was cancelled; the runtime's error is the
+    /// source.
+    #[error("spool storage error: {0}")]
+    Join(#[source] tokio::task::JoinError),
+    /// A task panicked or was cancelled where only a reference to the runtime's error was at
+    /// hand (it is not `Clone`), so it was logged there: the scheduler's delivery task, whose
+    /// failure ends its run like a spool error. `what` names the task.
+    #[error("spool storage error: {what} failed")]
+    TaskFailed {
+        /// The task.
+        what: &'static str,
+    },
+    /// A count does not fit the database's integer type.
+    #[error("spool storage error: {0}")]
+    OutOfRange(#[source] std::num::TryFromIntError),
     /// The spool is shutting down.
     #[error("the spool is closed")]
     Closed,
@@ -143,6 +197,45 @@ pub enum SpoolError {
     /// instance delivers it now, and nothing of its queue was changed.
     #[error("this instance no longer holds the integration's lease")]
     LeaseLost,
+}
+
+/// A SQLite error, shared: one failed group transaction of the writer thread answers every
+/// request in the group with the same error, and the driver's error is not `Clone`.
+///
+/// Its [`source`](std::error::Error::source) is the driver's error itself, so that the source
+/// of a [`SpoolError::Sqlite`] downcasts to [`rusqlite::Error`].
+#[derive(Debug, Clone)]
+pub struct SqliteError(Arc<rusqlite::Error>);
+
+impl SqliteError {
+    /// The driver's error, for example to read its SQLite result code.
+    pub fn inner(&self) -> &rusqlite::Error {
+        &self.0
+    }
+}
+
+impl From<rusqlite::Error> for SqliteError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self(Arc::new(err))
+    }
+}
+
+impl From<rusqlite::Error> for SpoolError {
+    fn from(err: rusqlite::Error) -> Self {
+        Self::Sqlite(err.into())
+    }
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "spool storage error: {}", self.0)
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 /// What a worker asks of [`Spool::holds`].

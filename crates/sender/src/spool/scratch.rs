@@ -21,11 +21,10 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, SpoolError> {
         tokio_postgres::connect(url, tokio_postgres::NoTls),
     )
     .await
-    .map_err(|_| SpoolError::Storage("PostgreSQL did not answer in time".into()))?
-    .map_err(|e| {
-        SpoolError::Storage(format!(
-            "PostgreSQL is not reachable ({e}); `bash scripts/services.sh` starts it"
-        ))
+    .map_err(|_| SpoolError::Timeout { what: "PostgreSQL" })?
+    .map_err(|source| SpoolError::PostgresStep {
+        what: "PostgreSQL is not reachable (`bash scripts/services.sh` starts it)",
+        source,
     })?;
     tokio::spawn(connection);
     Ok(client)
@@ -43,15 +42,18 @@ impl ScratchDatabase {
 
     /// Creates a database with a fresh name on the server `admin` reaches.
     pub async fn create_on(admin: &str) -> Result<Self, SpoolError> {
-        let mut url = url::Url::parse(admin).map_err(|_| {
-            SpoolError::Storage("the PostgreSQL maintenance URL is not a postgres:// URL".into())
-        })?;
+        // Like the spool's own connection string, the URL may hold a password: the error
+        // says only that it is invalid.
+        let mut url = url::Url::parse(admin).map_err(|_| SpoolError::InvalidConnectionString)?;
         let name = format!("evo_siem_test_{}", uuid::Uuid::new_v4().simple());
         connect(admin)
             .await?
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
-            .map_err(|e| SpoolError::Storage(format!("cannot create a database: {e}")))?;
+            .map_err(|source| SpoolError::PostgresStep {
+                what: "cannot create a database",
+                source,
+            })?;
         url.set_path(&name);
         Ok(Self {
             admin: admin.to_owned(),

@@ -240,18 +240,16 @@ impl SharedState {
         &self,
         op: impl Future<Output = Result<T, SharedError>>,
     ) -> Result<T, SharedError> {
-        tokio::time::timeout(self.timeout, op).await.map_err(|_| {
-            SharedError::Storage(SpoolError::Storage(
-                "PostgreSQL did not answer in time".into(),
-            ))
-        })?
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .map_err(|_| SharedError::Storage(SpoolError::Timeout { what: "PostgreSQL" }))?
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, SharedError> {
         self.pool.get().await.map_err(|e| {
             SharedError::Storage(match e {
                 deadpool_postgres::PoolError::Backend(e) => db(e),
-                other => SpoolError::Storage(other.to_string()),
+                other => SpoolError::Pool(other),
             })
         })
     }
@@ -579,7 +577,7 @@ impl SharedState {
             Ok(())
         })
         .await
-        .map_err(|e| SharedError::Storage(SpoolError::Storage(e.to_string())))??;
+        .map_err(|e| SharedError::Storage(SpoolError::Join(e)))??;
         seen.version = Some(version);
         Ok(resumed)
     }
