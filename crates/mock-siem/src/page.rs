@@ -58,7 +58,7 @@ header{display:flex;align-items:baseline;gap:8px 20px;flex-wrap:wrap;padding:12p
 header h1{font-size:18px;margin:0}
 .muted{color:var(--muted)}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace;font-size:12.5px}
-main{display:grid;grid-template-columns:minmax(0,1fr) 340px;grid-template-rows:auto auto 1fr;grid-template-areas:"stats stats" "deliveries rules" "deliveries form";gap:16px;padding:16px 24px;align-items:start}
+main{display:grid;grid-template-columns:minmax(0,1fr) 350px;grid-template-rows:auto auto 1fr;grid-template-areas:"stats stats" "deliveries rules" "deliveries form";gap:16px;padding:16px 24px;align-items:start}
 main.single{display:block;max-width:1100px}
 main.single section{margin-bottom:16px}
 #live{display:contents}
@@ -78,7 +78,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .accepted{background:#dafbe1;color:var(--ok)}.fault{background:#fff1c2;color:var(--warn)}.refused{background:#ffebe9;color:var(--bad)}
 fieldset{border:1px solid var(--line);border-radius:6px;margin:8px 0;padding:4px 10px}
 legend{color:var(--muted);font-size:12px}
-label{display:block;margin:5px 0}
+label{display:block;margin:5px 0}label.sub{margin-left:24px}
+body[data-live=connected] #conn{color:var(--ok)}
 input[type=number]{width:76px;padding:2px 4px;font:inherit}
 button{font:inherit;padding:4px 12px;border:1px solid var(--line);border-radius:6px;background:var(--bg);cursor:pointer}
 button.primary{background:#1f883d;border-color:#1a7f37;color:#fff}
@@ -300,7 +301,8 @@ fn fault_forms() -> String {
 <form id="fault-form" method="post" action="{FAULTS_PATH}">
 <label>For the next <input type="number" name="count" min="1" value="1" aria-label="number of requests"> requests <span class="muted">(empty: every request)</span></label>
 <fieldset><legend>do this</legend>
-<label><input type="radio" name="action" value="status" checked> fail with status <input type="number" name="status" min="100" max="599" value="503" aria-label="status"> and Retry-After <input type="number" name="retry_after" min="0" placeholder="none" aria-label="Retry-After seconds"> s</label>
+<label><input type="radio" name="action" value="status" checked> fail with status <input type="number" name="status" min="100" max="599" value="503" aria-label="status"></label>
+<label class="sub">and Retry-After <input type="number" name="retry_after" min="0" placeholder="none" aria-label="Retry-After seconds"> s</label>
 <label><input type="radio" name="action" value="drop"> drop the connection</label>
 <label><input type="radio" name="action" value="reset"> reset the connection</label>
 <label><input type="radio" name="action" value="accept_then_hang"> accept, then hang</label>
