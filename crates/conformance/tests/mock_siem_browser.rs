@@ -1,7 +1,8 @@
 //! The mock SIEM's page in a real browser (Debian's headless Chromium), with the real sender
 //! delivering to it: a delivery appears live, a fault set through the page's form refuses the
-//! sender's next attempt, a delivery's page shows an event's markup as text, and a screenshot is
-//! saved at `target/mock-siem-browser.png`.
+//! sender's next attempt, a delivery's page shows an event's markup as text, a screenshot is
+//! saved at `target/mock-siem-browser.png`, and with JavaScript off the page is whole and its
+//! forms work.
 //!
 //! `scripts/chromium.sh` installs Chromium when it is missing (as root, with apt-get). When it
 //! cannot, this test prints why and passes as skipped, unless `EVO_SIEM_REQUIRE_BROWSER=1`,
@@ -313,5 +314,39 @@ async fn drive(browser: &mut Browser, siem: &MockSiem, home: &str) -> Result<(),
         .await?;
     let path = browser.screenshot(&screenshot_path()).await?;
     eprintln!("screenshot: {}", path.display());
+
+    // With JavaScript off, the page is whole, and its forms work.
+    browser
+        .call(
+            "Emulation.setScriptExecutionDisabled",
+            serde_json::json!({"value": true}),
+        )
+        .await?;
+    browser.goto(home).await?;
+    let rows = browser
+        .wait_for(
+            "the page without JavaScript",
+            "document.querySelectorAll('#deliveries tbody tr').length",
+        )
+        .await?;
+    assert_eq!(rows, 3);
+    assert_eq!(
+        browser
+            .eval("document.body.dataset.live === undefined")
+            .await?,
+        true,
+        "the live script ran with JavaScript off"
+    );
+    browser
+        .eval("document.getElementById('clear-faults').click(), true")
+        .await?;
+    browser
+        .wait_for(
+            "the faults to be cleared without JavaScript",
+            "document.readyState === 'complete' \
+             && document.getElementById('rules')?.innerText.includes('None: every request')",
+        )
+        .await?;
+    assert!(siem.fault_rules().is_empty());
     Ok(())
 }
