@@ -21,6 +21,7 @@
 //! Probabilities draw from a generator seeded by `seed` (default 0), so a run can be replayed.
 
 use serde::Deserialize;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 /// Which requests a rule applies to.
@@ -76,6 +77,50 @@ impl Action {
             Action::Reset => "reset".into(),
             Action::AcceptThenHang => "accept_then_hang".into(),
         }
+    }
+}
+
+/// In words, as the page shows the rules in force: `the first 3 requests`, `request #5`.
+impl fmt::Display for When {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            When::Always => f.write_str("every request"),
+            When::First(1) => f.write_str("the first request"),
+            When::First(n) => write!(f, "the first {n} requests"),
+            When::Nth(n) => write!(f, "request #{n}"),
+            When::Probability(p) => write!(f, "each request with probability {p}"),
+            When::Window { from_ms, until_ms } => write!(
+                f,
+                "requests from {from_ms} ms to {until_ms} ms after the rules were set"
+            ),
+        }
+    }
+}
+
+/// In words, as the page shows the rules in force: `answer 503 with Retry-After: 2`.
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Status {
+                status,
+                retry_after: None,
+            } => write!(f, "answer {status}"),
+            Action::Status {
+                status,
+                retry_after: Some(seconds),
+            } => write!(f, "answer {status} with Retry-After: {seconds}"),
+            Action::DelayMs(ms) => write!(f, "wait {ms} ms, then process normally"),
+            Action::Drop => f.write_str("close the connection without an answer"),
+            Action::Reset => f.write_str("reset the connection mid-request"),
+            Action::AcceptThenHang => f.write_str("accept the batch, then never answer"),
+        }
+    }
+}
+
+/// `<when>: <action>`, for example `the first 2 requests: answer 503`.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.when, self.action)
     }
 }
 
@@ -189,6 +234,16 @@ impl Faults {
         self.since = Instant::now();
     }
 
+    /// The rules in force, in the order they are checked.
+    pub(crate) fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The requests counted since the rules were set (what `first` and `nth` count).
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests
+    }
+
     /// Counts a request and returns the action of the first rule that matches it.
     pub(crate) fn next(&mut self) -> Option<Action> {
         self.next_at(Instant::now())
@@ -282,6 +337,32 @@ mod tests {
         assert_eq!(run(7), run(7));
         let hits = run(7).iter().filter(|h| **h).count();
         assert!((16..48).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn rules_read_as_words() {
+        let shown: Vec<String> = rules(
+            r#"[{"when": {"first": 2}, "action": {"status": 503, "retry_after": 1}},
+                {"when": {"first": 1}, "action": {"status": 500}},
+                {"when": {"nth": 4}, "action": "accept_then_hang"},
+                {"when": "always", "action": "drop"},
+                {"when": {"probability": 0.25}, "action": "reset"},
+                {"when": {"window": {"from_ms": 10, "until_ms": 20}}, "action": {"delay_ms": 800}}]"#,
+        )
+        .iter()
+        .map(Rule::to_string)
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "the first 2 requests: answer 503 with Retry-After: 1",
+                "the first request: answer 500",
+                "request #4: accept the batch, then never answer",
+                "every request: close the connection without an answer",
+                "each request with probability 0.25: reset the connection mid-request",
+                "requests from 10 ms to 20 ms after the rules were set: wait 800 ms, then process normally",
+            ]
+        );
     }
 
     #[test]

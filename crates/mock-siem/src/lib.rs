@@ -8,6 +8,8 @@
 //! - `GET /_mock/stats`, `GET /_mock/events` (unique events, first-arrival order, raw JSON),
 //!   `GET /_mock/deliveries`, `DELETE /_mock/state`.
 //! - `POST /_mock/faults` (a list of [`faults::Rule`]), `DELETE /_mock/faults`.
+//! - `GET /`: a page that shows the deliveries, the stats and the rules in force, live, and sets
+//!   and clears the common faults with a form (see the `ui` module; it works without JavaScript).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -19,14 +21,18 @@
 //! # Ok(()) }
 //! ```
 
+mod fault_form;
 pub mod faults;
+mod html;
+mod page;
+mod pretty_json;
 mod record;
 mod serve;
+mod ui;
 
 pub use record::{Delivery, ReceivedEvent, Rejected, Stats};
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +41,7 @@ use evo_siem_protocol::Secret;
 use evo_siem_receiver::{Receiver, read_body};
 use faults::{Action, Faults, Rule};
 use serve::{Ending, Kill};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -98,15 +104,24 @@ struct Records {
     stats: Stats,
     deliveries: Vec<Delivery>,
     events: Vec<ReceivedEvent>,
-    seen: HashSet<String>,
+    /// Each distinct event's UUID and its index in `events`.
+    seen: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
 struct Shared {
     receiver: Receiver,
     max_body_bytes: usize,
+    /// The webhook's path, shown on the page.
+    path: String,
+    /// How many signing secrets verify deliveries (never which), shown on the page.
+    secrets: usize,
     records: Mutex<Records>,
     faults: Mutex<Faults>,
+    /// A version number bumped on every change of the records or the rules, for the page's live
+    /// view. A watch channel holds one value, so a slow or stalled viewer costs no memory: it
+    /// just sees the latest version when it looks again.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -124,6 +139,19 @@ impl Shared {
 
     fn set_faults(&self, rules: Vec<Rule>) {
         self.faults().set(rules);
+        self.changed();
+    }
+
+    /// Forgets every delivery and event (the counters too); the fault rules stay.
+    fn clear_records(&self) {
+        *self.records() = Records::default();
+        self.changed();
+    }
+
+    /// Tells the page's live viewers that something changed.
+    fn changed(&self) {
+        self.changes
+            .send_modify(|version| *version = version.wrapping_add(1));
     }
 
     fn next_fault(&self) -> Option<Action> {
@@ -149,6 +177,7 @@ impl Drop for MockSiem {
 impl MockSiem {
     /// Starts serving on `listen` (`127.0.0.1:0` picks a free port).
     pub async fn start(listen: SocketAddr, config: MockSiemConfig) -> std::io::Result<Self> {
+        let secrets = config.secrets.len();
         let mut builder = Receiver::builder().max_body_bytes(config.max_body_bytes);
         if config.secrets.is_empty() {
             builder = builder.allow_unsigned();
@@ -165,10 +194,13 @@ impl MockSiem {
         let shared = Arc::new(Shared {
             receiver,
             max_body_bytes: config.max_body_bytes,
+            path: config.path.clone(),
+            secrets,
             records: Mutex::default(),
             faults: Mutex::new(Faults::new(config.seed)),
+            changes: tokio::sync::watch::Sender::new(0),
         });
-        let router = Router::new()
+        let router = ui::routes()
             .route(&config.path, post(webhook))
             .route("/_mock/stats", get(|State(s): State<Arc<Shared>>| async move { Json(s.records().stats.clone()) }))
             .route("/_mock/events", get(|State(s): State<Arc<Shared>>| async move { Json(s.records().events.clone()) }))
@@ -179,7 +211,7 @@ impl MockSiem {
             .route(
                 "/_mock/state",
                 axum::routing::delete(|State(s): State<Arc<Shared>>| async move {
-                    *s.records() = Records::default();
+                    s.clear_records();
                     StatusCode::NO_CONTENT
                 }),
             )
@@ -239,9 +271,14 @@ impl MockSiem {
         Ok(())
     }
 
+    /// The fault rules in force, as set through the API, the page or [`MockSiem::set_faults`].
+    pub fn fault_rules(&self) -> Vec<Rule> {
+        self.shared.faults().rules().to_vec()
+    }
+
     /// Forgets every delivery and event (the counters too); the fault rules stay.
     pub fn clear_records(&self) {
-        *self.shared.records() = Records::default();
+        self.shared.clear_records();
     }
 }
 
@@ -320,6 +357,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             .map(str::to_owned)
     };
     let mut delivery = Delivery {
+        received_at_ms: unix_ms(SystemTime::now()),
         delivery_id: header(evo_siem_protocol::headers::DELIVERY_ID),
         attempt: header(evo_siem_protocol::headers::DELIVERY_ATTEMPT),
         headers: parts
@@ -391,7 +429,10 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             let uuid = event.data.uuid.to_string();
             delivery.events.push(uuid.clone());
             records.stats.events_received += 1;
-            if records.seen.insert(uuid.clone()) {
+            if let std::collections::hash_map::Entry::Vacant(entry) =
+                records.seen.entry(uuid.clone())
+            {
+                entry.insert(records.events.len());
                 records.stats.unique_events += 1;
                 records.events.push(ReceivedEvent {
                     uuid,
@@ -443,7 +484,10 @@ fn refused(
 }
 
 fn record_delivery(shared: &Shared, delivery: Delivery) {
-    let mut records = shared.records();
-    records.stats.deliveries += 1;
-    records.deliveries.push(delivery);
+    {
+        let mut records = shared.records();
+        records.stats.deliveries += 1;
+        records.deliveries.push(delivery);
+    }
+    shared.changed();
 }

@@ -63,6 +63,8 @@ impl Rejected {
 /// One request to the webhook, as `GET /_mock/deliveries` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Delivery {
+    /// When the request arrived, in milliseconds since the Unix epoch.
+    pub received_at_ms: u64,
     /// `X-Evo-Delivery-Id`, as sent.
     pub delivery_id: Option<String>,
     /// `X-Evo-Delivery-Attempt`, as sent.
