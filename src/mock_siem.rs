@@ -40,6 +40,10 @@ pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
         }
         siem.set_faults(rules).context("invalid fault flags")?;
         eprintln!("mock SIEM listening: deliver to {}", siem.webhook_url());
+        eprintln!(
+            "watch: open http://{}/ in a browser (deliveries live, faults by form)",
+            siem.addr()
+        );
         eprintln!("inspect: curl -s http://{}/_mock/stats", siem.addr());
         tokio::signal::ctrl_c()
             .await

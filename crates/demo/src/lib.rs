@@ -281,6 +281,7 @@ The sender and the mock SIEM keep running; Ctrl-C stops both.
   ingest token        {token}
   admin token (acme)  {admin_token}
   mock SIEM webhook   {webhook}
+  mock SIEM page      {mock}/  (open it in a browser: deliveries live, faults by form)
   signing secret      in {secret}
   data directory      {data} (removed at exit)
 
