@@ -318,7 +318,11 @@ mod tests {
                 let caseless = action.to_lowercase() == action.to_uppercase();
                 let unchanged = (caseless && kind <= 1) || (!action.contains(' ') && kind == 4);
                 assert_eq!(v == action, unchanged, "{action:?}, kind {kind}: {v:?}");
-                assert_eq!(fold(&v), fold(action), "{v:?} is no near miss of {action:?}");
+                assert_eq!(
+                    fold(&v),
+                    fold(action),
+                    "{v:?} is no near miss of {action:?}"
+                );
             }
         }
     }
@@ -337,7 +341,10 @@ mod tests {
             }
         }
         // About one in five is a near miss (weighted 0.2).
-        assert!((50..=150).contains(&near), "{near} near misses, {exact} exact");
+        assert!(
+            (50..=150).contains(&near),
+            "{near} near misses, {exact} exact"
+        );
     }
 
     #[test]
