@@ -72,6 +72,15 @@ impl AppendFile {
         .map_err(io::Error::other)?
     }
 
+    /// Closes the file; the next write opens `path` again.
+    pub(crate) fn close(&self) {
+        let mut slot = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = None;
+    }
+
     /// Closes the file and opens `path` again (after logrotate moved it away).
     pub(crate) async fn reopen(&self) -> io::Result<()> {
         let (path, file) = (Arc::clone(&self.path), Arc::clone(&self.file));

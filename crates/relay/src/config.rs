@@ -74,12 +74,12 @@ pub fn process_env(name: &str) -> Option<String> {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not a `source`, so that a report of the chain says it once).
+        error: std::io::Error,
     },
     /// The file is not valid TOML, or has unknown, missing or mistyped keys.
     #[error("{0}")]
@@ -472,9 +472,9 @@ fn env_secret(
 
 /// A secret from a file, without one trailing newline; an empty one is refused.
 fn read_secret(path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.into(),
-        source,
+        error,
     })?;
     let secret = text.strip_suffix('\n').unwrap_or(&text);
     let secret = secret.strip_suffix('\r').unwrap_or(secret);
@@ -487,9 +487,9 @@ fn read_secret(path: &Path) -> Result<String, ConfigError> {
 impl RelayConfig {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         Self::parse(&text)
     }

@@ -68,8 +68,9 @@ impl DeadLetterFile {
         self.file.append(out).await
     }
 
-    /// Reopens the file (SIGHUP, after a log rotation).
-    pub async fn reopen(&self) -> std::io::Result<()> {
-        self.file.reopen().await
+    /// Closes the file (SIGHUP, after a log rotation); the next dead letter opens `path`
+    /// afresh, so that no empty file appears while there is none.
+    pub fn reopen(&self) {
+        self.file.close();
     }
 }

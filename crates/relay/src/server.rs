@@ -240,13 +240,7 @@ impl Relay {
                 tracing::error!(output = output.name(), error = %err, "cannot reopen");
             }
         }
-        if let Err(err) = self.inner.dead_letter.reopen().await {
-            tracing::error!(
-                path = %self.inner.dead_letter.path().display(),
-                error = %err,
-                "cannot reopen the dead-letter file"
-            );
-        }
+        self.inner.dead_letter.reopen();
     }
 
     /// Binds `addr` and serves in a task of its own until [`RunningRelay::shutdown`].

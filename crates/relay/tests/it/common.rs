@@ -174,3 +174,25 @@ impl Output for Scripted {
         })
     }
 }
+
+/// Starts the relay that `toml` (listen, secret and dead-letter lines are added) describes,
+/// with these environment variables; the relay and its dead-letter file.
+pub(crate) async fn relay_from_toml(
+    dir: &std::path::Path,
+    toml: &str,
+    vars: &[(&str, &str)],
+) -> (RunningRelay, std::path::PathBuf) {
+    let dead = dir.join("dead.ndjson");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nsigning_secret_env = \"EVO_SIEM_SECRET\"\ndead_letter_path = \"{}\"\n{toml}",
+        dead.display()
+    );
+    let config = evo_siem_relay::RelayConfig::parse(&text).unwrap();
+    let mut vars: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    vars.insert("EVO_SIEM_SECRET".into(), SECRET.into());
+    let relay = Relay::from_config(&config, &move |name: &str| vars.get(name).cloned()).unwrap();
+    (start(relay).await, dead)
+}

@@ -5,3 +5,6 @@
 mod common;
 mod config;
 mod delivery;
+mod elasticsearch;
+mod fakes;
+mod splunk_hec;
