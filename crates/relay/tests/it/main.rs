@@ -8,3 +8,4 @@ mod delivery;
 mod elasticsearch;
 mod fakes;
 mod splunk_hec;
+mod syslog;
