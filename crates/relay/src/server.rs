@@ -190,12 +190,12 @@ impl Relay {
                 let url = config
                     .redis_url(env)?
                     .ok_or_else(|| ConfigError::Dedup("the Redis URL is not configured".into()))?;
-                let mut redis = evo_siem_dedup_redis::RedisDedupConfig::new(url.expose())
+                // A prefix of its own, so that relays never share keys with other receivers on
+                // the same Redis.
+                let redis = evo_siem_dedup_redis::RedisDedupConfig::new(url.expose())
                     .ttl(ttl)
-                    .claim_ttl(claim_ttl);
-                if let Some(prefix) = &config.dedup.prefix {
-                    redis = redis.prefix(prefix.clone());
-                }
+                    .claim_ttl(claim_ttl)
+                    .prefix(config.dedup.prefix.as_deref().unwrap_or("evo-siem:relay:"));
                 let store = evo_siem_dedup_redis::RedisDedup::new(redis)
                     .map_err(|e| ConfigError::Dedup(e.0))?;
                 receiver.dedup(store)

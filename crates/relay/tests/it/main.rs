@@ -9,5 +9,6 @@ mod delivery;
 mod elasticsearch;
 mod end_to_end;
 mod fakes;
+mod redis;
 mod splunk_hec;
 mod syslog;
