@@ -45,7 +45,8 @@
 //! ```
 //!
 //! Every output also takes `name` (its label in metrics and logs; the type by default),
-//! `format` (`"raw"`: each event's JSON as received) and, for network outputs, `timeout_ms` (one
+//! `format` (`"raw"`, the default: each event's JSON as received; or `"ocsf"`: its OCSF
+//! mapping, [`crate::ocsf`]) and, for network outputs, `timeout_ms` (one
 //! call) and `ca_file` (a PEM bundle trusted in addition to the system's roots).
 //!
 //! [`RelayConfig::parse`] checks the file; [`RelayConfig::signing_secrets`] and the outputs'
@@ -247,6 +248,8 @@ pub enum Format {
     /// The event's JSON exactly as received.
     #[default]
     Raw,
+    /// The event mapped to its OCSF class ([`crate::ocsf`]), the original kept in `raw_data`.
+    Ocsf,
 }
 
 /// One `[[output]]` table, by its `type`.
@@ -301,7 +304,7 @@ impl OutputConfig {
 pub struct FileConfig {
     /// Label in metrics and logs.
     pub name: Option<String>,
-    /// The events' format.
+    /// `raw` or `ocsf`.
     #[serde(default)]
     pub format: Format,
     /// The file, created if missing, appended to; reopened on SIGHUP (after logrotate).
@@ -314,7 +317,7 @@ pub struct FileConfig {
 pub struct SyslogConfig {
     /// Label in metrics and logs.
     pub name: Option<String>,
-    /// The events' format.
+    /// `raw` or `ocsf`.
     #[serde(default)]
     pub format: Format,
     /// `host:port` of the collector.
@@ -344,7 +347,7 @@ pub struct SyslogConfig {
 pub struct SplunkHecConfig {
     /// Label in metrics and logs.
     pub name: Option<String>,
-    /// The events' format.
+    /// `raw` or `ocsf`.
     #[serde(default)]
     pub format: Format,
     /// The HEC base URL, `https://host:8088`; `/services/collector/event` is appended.
@@ -355,7 +358,7 @@ pub struct SplunkHecConfig {
     pub token_file: Option<PathBuf>,
     /// The index; the token's default when absent.
     pub index: Option<String>,
-    /// The sourcetype. Default `evo:siem:audit`.
+    /// The sourcetype. Default `evo:siem:audit` (`evo:siem:ocsf` with `format = "ocsf"`).
     pub sourcetype: Option<String>,
     /// The source; HEC's default when absent.
     pub source: Option<String>,
@@ -378,7 +381,7 @@ pub struct SplunkHecConfig {
 pub struct ElasticsearchConfig {
     /// Label in metrics and logs.
     pub name: Option<String>,
-    /// The events' format.
+    /// `raw` or `ocsf`.
     #[serde(default)]
     pub format: Format,
     /// The cluster's base URL, `https://host:9200`; `/_bulk` is appended.

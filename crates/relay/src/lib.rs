@@ -16,6 +16,7 @@
 //! - [`config`]: the TOML file (`evo-siem relay --config relay.toml`).
 //! - [`server`]: the webhook, `/healthz`, `/metrics`, graceful stop, SIGHUP.
 //! - [`outputs`]: the [`Output`](outputs::Output) trait and its implementations.
+//! - [`ocsf`]: `format = "ocsf"`, the mapping of Evo audit events to OCSF classes.
 //! - [`dead_letter`], [`metrics`].
 //!
 //! ```no_run
@@ -30,6 +31,7 @@ mod append;
 pub mod config;
 pub mod dead_letter;
 pub mod metrics;
+pub mod ocsf;
 pub mod outputs;
 pub mod server;
 

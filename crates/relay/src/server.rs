@@ -15,7 +15,7 @@
 //!    before the answer), the claims are committed, and the answer is 200
 //!    `{"accepted":N,"duplicates":M}`.
 
-use crate::config::{ConfigError, DedupBackend, EnvLookup, RelayConfig};
+use crate::config::{ConfigError, DedupBackend, EnvLookup, Format, RelayConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterFile};
 use crate::metrics::{Metrics, Outcome};
 use crate::outputs::{self, Output, OutputError, Record, Sent};
@@ -487,6 +487,24 @@ enum Forwarded {
     DeadLetterFailed,
 }
 
+/// The records of `events` with these payloads (as many as there are payloads).
+fn records<'a>(
+    events: &[&'a Event<'a>],
+    uuids: &[Uuid],
+    payloads: impl Iterator<Item = &'a str>,
+) -> Vec<Record<'a>> {
+    events
+        .iter()
+        .zip(uuids)
+        .zip(payloads)
+        .map(|((event, uuid), payload)| Record {
+            event,
+            uuid: *uuid,
+            payload,
+        })
+        .collect()
+}
+
 /// Sends `events` to every output at once, waits for all of them (until `deadline`), and
 /// writes the events refused for good to the dead-letter file.
 async fn forward(relay: &Inner, events: &[&Event<'_>], deadline: Instant) -> Forwarded {
@@ -502,19 +520,24 @@ async fn forward(relay: &Inner, events: &[&Event<'_>], deadline: Instant) -> For
             None => Cow::Owned(e.to_json()),
         })
         .collect();
-    let records: Vec<Record<'_>> = events
-        .iter()
-        .zip(&uuids)
-        .zip(&raw)
-        .map(|((event, uuid), payload)| Record {
-            event,
-            uuid: *uuid,
-            payload,
-        })
-        .collect();
+    let wants_ocsf = relay.outputs.iter().any(|o| o.format() == Format::Ocsf);
+    let ocsf: Vec<String> = if wants_ocsf {
+        events
+            .iter()
+            .zip(&raw)
+            .map(|(event, raw)| crate::ocsf::to_json(event, raw))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let raw_records = records(events, &uuids, raw.iter().map(|r| &**r));
+    let ocsf_records = records(events, &uuids, ocsf.iter().map(String::as_str));
 
     let sends = relay.outputs.iter().map(|output| {
-        let records = &records;
+        let records = match output.format() {
+            Format::Raw => &raw_records,
+            Format::Ocsf => &ocsf_records,
+        };
         let metrics = &relay.metrics;
         async move {
             let began = Instant::now();
@@ -550,7 +573,7 @@ async fn forward(relay: &Inner, events: &[&Event<'_>], deadline: Instant) -> For
     for ((output, result), refused) in relay.outputs.iter().zip(&results).zip(&mut refused_by) {
         let Ok(sent) = result else { continue };
         for refusal in &sent.refused {
-            let Some(record) = records.get(refusal.index) else {
+            let Some(record) = raw_records.get(refusal.index) else {
                 continue;
             };
             *refused += 1;

@@ -95,7 +95,10 @@ impl SplunkHecOutput {
         authorization.set_sensitive(true);
         let timeout = Duration::from_millis(config.timeout_ms);
         let mut metadata = String::new();
-        let sourcetype = config.sourcetype.as_deref().unwrap_or("evo:siem:audit");
+        let sourcetype = config.sourcetype.as_deref().unwrap_or(match config.format {
+            Format::Raw => "evo:siem:audit",
+            Format::Ocsf => "evo:siem:ocsf",
+        });
         for (key, value) in [
             ("index", config.index.as_deref()),
             ("sourcetype", Some(sourcetype)),

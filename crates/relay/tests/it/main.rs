@@ -9,6 +9,7 @@ mod delivery;
 mod elasticsearch;
 mod end_to_end;
 mod fakes;
+mod ocsf;
 mod redis;
 mod splunk_hec;
 mod syslog;
