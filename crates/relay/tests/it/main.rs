@@ -11,5 +11,6 @@ mod end_to_end;
 mod fakes;
 mod ocsf;
 mod redis;
+mod secrets;
 mod splunk_hec;
 mod syslog;
