@@ -62,7 +62,7 @@ use std::time::Duration;
 
 /// Looks an environment variable up: `std::env::var` in production ([`process_env`]), a map in
 /// tests (which must not change the process's environment).
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
 /// The process's environment, for [`EnvLookup`].
 pub fn process_env(name: &str) -> Option<String> {

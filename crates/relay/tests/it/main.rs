@@ -12,5 +12,6 @@ mod fakes;
 mod ocsf;
 mod redis;
 mod secrets;
+mod signals;
 mod splunk_hec;
 mod syslog;
