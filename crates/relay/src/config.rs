@@ -13,6 +13,8 @@
 //!                                             # batch within this, or the answer is 503
 //! retry_after_secs = 5                        # optional; the Retry-After of a 503
 //! max_concurrent_requests = 64                # optional; more at once are answered 503
+//! max_connections = 1024                      # optional; open connections at once (more wait
+//!                                             # in the kernel's backlog)
 //! dead_letter_path = "dead-letter.ndjson"     # optional; events an output refused for good
 //!
 //! [dedup]                                     # optional
@@ -146,6 +148,11 @@ pub struct RelayConfig {
     /// Deliveries processed at once; more are answered 503 at once (the relay keeps no queue).
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Connections open at once; further ones wait in the kernel's accept backlog. A connection
+    /// idle (nothing read or written) for twice `request_timeout_ms`, and at least a minute, is
+    /// closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Where events an output refused for good are written, with the reason (NDJSON).
     #[serde(default = "default_dead_letter_path")]
     pub dead_letter_path: PathBuf,
@@ -174,6 +181,9 @@ fn default_retry_after_secs() -> u32 {
 }
 fn default_max_concurrent_requests() -> usize {
     64
+}
+fn default_max_connections() -> usize {
+    1024
 }
 fn default_dead_letter_path() -> PathBuf {
     "dead-letter.ndjson".into()
@@ -523,9 +533,10 @@ impl RelayConfig {
         if self.max_body_bytes == 0
             || self.request_timeout_ms == 0
             || self.max_concurrent_requests == 0
+            || self.max_connections == 0
         {
             return invalid(
-                "max_body_bytes, request_timeout_ms and max_concurrent_requests must be greater than zero",
+                "max_body_bytes, request_timeout_ms, max_concurrent_requests and max_connections must be greater than zero",
             );
         }
         if self.outputs.is_empty() {

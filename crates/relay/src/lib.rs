@@ -30,6 +30,7 @@
 mod append;
 pub mod config;
 pub mod dead_letter;
+mod listener;
 pub mod metrics;
 pub mod ocsf;
 pub mod outputs;

@@ -70,6 +70,8 @@ pub struct RelayBuilder {
     request_timeout: Duration,
     retry_after_secs: u32,
     max_concurrent_requests: usize,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
     path: String,
 }
 
@@ -109,6 +111,22 @@ impl RelayBuilder {
         self
     }
 
+    /// Connections open at once. Default 1024.
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a connection may stay idle (nothing read or written) before it is closed.
+    /// Default: twice the request timeout, and at least a minute, so that a delivery waiting
+    /// for its outputs is never cut.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
     /// The webhook's path. Default `/webhook`.
     #[must_use]
     pub fn path(mut self, path: impl Into<String>) -> Self {
@@ -128,6 +146,10 @@ impl RelayBuilder {
                 permits: Semaphore::new(self.max_concurrent_requests),
                 request_timeout: self.request_timeout,
                 retry_after_secs: self.retry_after_secs,
+                max_connections: self.max_connections,
+                idle_timeout: self
+                    .idle_timeout
+                    .unwrap_or_else(|| (self.request_timeout * 2).max(Duration::from_secs(60))),
                 path: self.path,
             }),
         }
@@ -149,6 +171,8 @@ struct Inner {
     permits: Semaphore,
     request_timeout: Duration,
     retry_after_secs: u32,
+    max_connections: usize,
+    idle_timeout: Duration,
     path: String,
 }
 
@@ -162,6 +186,8 @@ impl Relay {
             request_timeout: Duration::from_secs(20),
             retry_after_secs: 5,
             max_concurrent_requests: 64,
+            max_connections: 1024,
+            idle_timeout: None,
             path: "/webhook".into(),
         }
     }
@@ -206,6 +232,7 @@ impl Relay {
             .request_timeout(config.request_timeout())
             .retry_after_secs(config.retry_after_secs)
             .max_concurrent_requests(config.max_concurrent_requests)
+            .max_connections(config.max_connections)
             .path(config.path.clone());
         for (output, name) in config.outputs.iter().zip(config.output_names()) {
             builder = builder.output(outputs::build(output, name, env)?);
@@ -251,6 +278,11 @@ impl Relay {
         let addr = listener
             .local_addr()
             .map_err(|source| RelayError::Listen { addr, source })?;
+        let listener = crate::listener::BoundedListener::new(
+            listener,
+            self.inner.max_connections,
+            self.inner.idle_timeout,
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let router = self.router();
         let task = tokio::spawn(async move {

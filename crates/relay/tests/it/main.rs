@@ -9,6 +9,7 @@ mod delivery;
 mod elasticsearch;
 mod end_to_end;
 mod fakes;
+mod listener;
 mod ocsf;
 mod redis;
 mod secrets;
