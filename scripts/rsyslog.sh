@@ -4,12 +4,17 @@
 # every message it receives written as received (the raw template, one a line) to
 # DIR/received.log. It never touches the machine's own syslog.
 #
-#   scripts/rsyslog.sh start PORT [DIR]   # idempotent; DIR defaults to /tmp/evo-siem-rsyslog-PORT
-#   scripts/rsyslog.sh stop PORT [DIR]    # idempotent; lets rsyslogd write out its queue first
+#   scripts/rsyslog.sh start PORT [DIR] [tls]   # idempotent; DIR defaults to
+#                                               # /tmp/evo-siem-rsyslog-PORT
+#   scripts/rsyslog.sh stop PORT [DIR]          # idempotent; lets rsyslogd write out its queue
 #
-# rsyslog is installed from Debian's packages when missing (root and apt-get needed). Exit
-# codes: 0 done; 3 rsyslog is missing and cannot be installed here (callers skip their tests);
-# anything else is a failure.
+# With `tls`, the input speaks syslog over TLS (RFC 5425, rsyslog's gtls driver, anonymous
+# client authentication) with the certificate DIR/tls/cert.pem, its key DIR/tls/key.pem and
+# the CA DIR/tls/ca.pem, which the caller writes first.
+#
+# rsyslog (and rsyslog-gnutls for tls) is installed from Debian's packages when missing (root
+# and apt-get needed). Exit codes: 0 done; 3 rsyslog is missing and cannot be installed here
+# (callers skip their tests); anything else is a failure.
 set -euo pipefail
 
 action="${1:-}"
@@ -19,6 +24,11 @@ if [[ ! "$action" =~ ^(start|stop)$ || ! "$port" =~ ^[0-9]+$ ]]; then
   exit 2
 fi
 dir="${3:-/tmp/evo-siem-rsyslog-$port}"
+tls="${4:-}"
+if [[ -n "$tls" && "$tls" != tls ]]; then
+  echo "usage: $0 start|stop PORT [DIR] [tls]" >&2
+  exit 2
+fi
 conf="$dir/rsyslog.conf"
 pidfile="$dir/rsyslogd.pid"
 
@@ -40,25 +50,32 @@ if [ "$action" = stop ]; then
   exit 0
 fi
 
+can_install() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
+candidate() { [[ "$(apt-cache policy "$1" 2>/dev/null)" == *"Candidate: "[0-9]* ]]; }
+# Installs Debian's package $1, running `apt-get update` once if apt does not know it yet.
+install_package() {
+  if ! can_install; then
+    echo "rsyslog.sh: $1 is not installed, and installing it needs root and apt-get" >&2
+    exit 3
+  fi
+  candidate "$1" || apt-get update -q >/dev/null || true
+  if ! candidate "$1"; then
+    echo "rsyslog.sh: Debian's $1 package cannot be found here" >&2
+    exit 3
+  fi
+  # No service is started by the package in a container without systemd; this script starts
+  # its own instance anyway.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" >/dev/null
+}
+
 rsyslogd_bin="$(command -v rsyslogd || true)"
 [ -z "$rsyslogd_bin" ] && [ -x /usr/sbin/rsyslogd ] && rsyslogd_bin=/usr/sbin/rsyslogd
 if [ -z "$rsyslogd_bin" ]; then
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    echo "rsyslog.sh: rsyslog is not installed, and installing it needs root and apt-get" >&2
-    exit 3
-  fi
-  candidate() { [[ "$(apt-cache policy rsyslog 2>/dev/null)" == *"Candidate: "[0-9]* ]]; }
-  if ! candidate; then
-    apt-get update -q >/dev/null || true
-  fi
-  if ! candidate; then
-    echo "rsyslog.sh: Debian's rsyslog package cannot be found here" >&2
-    exit 3
-  fi
-  # Only the daemon is wanted: no service is started by the package in a container without
-  # systemd, and this script starts its own instance anyway.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q rsyslog >/dev/null
+  install_package rsyslog
   rsyslogd_bin=/usr/sbin/rsyslogd
+fi
+if [ -n "$tls" ] && ! ls /usr/lib/*/rsyslog/lmnsd_gtls.so /usr/lib/rsyslog/lmnsd_gtls.so >/dev/null 2>&1; then
+  install_package rsyslog-gnutls
 fi
 
 mkdir -p "$dir/work"
@@ -71,10 +88,28 @@ if up; then
   exit 1
 fi
 
+if [ -n "$tls" ]; then
+  for file in ca.pem cert.pem key.pem; do
+    if [ ! -s "$dir/tls/$file" ]; then
+      echo "rsyslog.sh: tls needs $dir/tls/$file" >&2
+      exit 2
+    fi
+  done
+  global_tls="DefaultNetstreamDriver=\"gtls\"
+       DefaultNetstreamDriverCAFile=\"$dir/tls/ca.pem\"
+       DefaultNetstreamDriverCertFile=\"$dir/tls/cert.pem\"
+       DefaultNetstreamDriverKeyFile=\"$dir/tls/key.pem\""
+  imtcp='module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon")'
+else
+  global_tls=""
+  imtcp='module(load="imtcp")'
+fi
+
 cat >"$conf" <<CONF
 # Written by scripts/rsyslog.sh: a private instance for tests, nothing else.
-global(workDirectory="$dir/work" maxMessageSize="256k")
-module(load="imtcp")
+global(workDirectory="$dir/work" maxMessageSize="256k"
+       $global_tls)
+$imtcp
 template(name="evo_raw" type="string" string="%rawmsg%\n")
 ruleset(name="evo") {
   action(type="omfile" file="$dir/received.log" template="evo_raw"

@@ -37,11 +37,28 @@ impl Rsyslog {
         rsyslog.run("start").then_some(rsyslog)
     }
 
+    /// Starts one whose input speaks TLS with this certificate chain (PEM), or `None`.
+    pub(crate) fn start_tls(dir: &Path, ca: &str, cert: &str, key: &str) -> Option<Self> {
+        let rsyslog = Self {
+            port: free_port(),
+            dir: dir.join("rsyslog-tls"),
+        };
+        let tls = rsyslog.dir.join("tls");
+        std::fs::create_dir_all(&tls).unwrap();
+        for (name, pem) in [("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)] {
+            std::fs::write(tls.join(name), pem).unwrap();
+        }
+        rsyslog.run("start tls").then_some(rsyslog)
+    }
+
     fn run(&self, action: &str) -> bool {
+        let mut words = action.split(' ');
+        let verb = words.next().unwrap();
         let output = Command::new("bash")
             .arg(script())
-            .args([action, &self.port.to_string()])
+            .args([verb, &self.port.to_string()])
             .arg(&self.dir)
+            .args(words)
             .output()
             .expect("bash runs");
         match output.status.code() {
@@ -199,19 +216,68 @@ async fn an_rsyslog_restart_loses_nothing() {
     assert_eq!(rsyslog.wait_for(6).await.len(), 6);
 }
 
-/// A syslog-over-TLS listener: octet-counted frames, recorded.
-async fn tls_listener(dir: &Path) -> (String, PathBuf, Arc<Mutex<Vec<String>>>) {
+/// A CA made for the test and a certificate it signed for `syslog.test`: the CA's PEM, the
+/// certificate, and its key.
+struct TestPki {
+    ca_pem: String,
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn test_pki() -> TestPki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["syslog.test".to_owned()])
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["syslog.test".to_owned()])
         .unwrap()
-        .signed_by(&leaf_key, &ca)
+        .signed_by(&key, &ca)
         .unwrap();
+    TestPki {
+        ca_pem: ca.pem(),
+        cert,
+        key,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsyslog_over_tls_receives_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki();
+    let Some(rsyslog) = Rsyslog::start_tls(
+        dir.path(),
+        &pki.ca_pem,
+        &pki.cert.pem(),
+        &pki.key.serialize_pem(),
+    ) else {
+        return;
+    };
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let tls = format!(
+        "tls = true\nca_file = \"{}\"\nserver_name = \"syslog.test\"\n",
+        ca_file.display()
+    );
+    let (relay, _) =
+        relay_from_toml(dir.path(), &syslog_output(&rsyslog.address(), &tls), &[]).await;
+    let batch = events(3);
+    let (status, answer) = deliver(&relay.webhook_url(), &batch).await;
+    assert_eq!(status, 200, "{answer}");
+    let received = rsyslog.wait_for(3).await;
+    let jsons: Vec<&str> = received.iter().map(|l| message_json(l)).collect();
+    assert_eq!(jsons, batch.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// A syslog-over-TLS listener: octet-counted frames, recorded.
+async fn tls_listener(dir: &Path) -> (String, PathBuf, Arc<Mutex<Vec<String>>>) {
+    let TestPki {
+        ca_pem,
+        cert: leaf,
+        key: leaf_key,
+    } = test_pki();
     let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, ca_pem).unwrap();
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
