@@ -9,7 +9,7 @@
 //! | `evo_siem_relay_events_duplicate_total` | | events skipped as already forwarded |
 //! | `evo_siem_relay_events_forwarded_total` | `output` | events an output acknowledged (dead letters excluded), counted once the delivery was answered 2xx |
 //! | `evo_siem_relay_dead_letters_total` | `output` | events an output refused for good, written to the dead-letter file |
-//! | `evo_siem_relay_output_failures_total` | `output`, `kind` | sends that failed, by kind (`connect`, `tls`, `timeout`, `io`, `auth`, `busy`, `http_status`, `bad_response`) |
+//! | `evo_siem_relay_output_failures_total` | `output`, `kind` | sends that failed, by kind (`connect`, `tls`, `timeout`, `io`, `auth`, `busy`, `http_status`, `bad_response`); `output="dead_letter"` counts dead-letter files that could not be written |
 //! | `evo_siem_relay_rejections_total` | `reason` | deliveries the SDK refused, by its reason code |
 //! | `evo_siem_relay_output_latency_seconds` | `output` | time of one output's send |
 //! | `evo_siem_relay_delivery_latency_seconds` | | time from the request to the answer, for deliveries with new events |
