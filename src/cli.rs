@@ -81,6 +81,15 @@ Examples:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:808
 evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2 --drop-rate 0.05 --seed 7"
     )]
     MockSiem(MockSiemArgs),
+    /// Verify, deduplicate and forward Evo's webhooks to a SIEM's own intake.
+    #[command(
+        long_about = "Serve the webhook with the receiver SDK and forward every new event to \
+the configured outputs (NDJSON file, syslog, Splunk HEC, Elasticsearch/OpenSearch), answering \
+2xx only once all of them acknowledged it. SIGHUP reopens files; SIGTERM stops gracefully.\n\n\
+Example:\n  EVO_SIEM_SECRET=change-me evo-siem relay --config relay.toml\n\n\
+See crates/relay/README.md for the configuration keys."
+    )]
+    Relay(SenderArgs),
     /// Send one signed test batch to a webhook URL and diagnose the answer.
     #[command(
         long_about = "Send one signed batch holding a synthetic test event (event_type \"test\", \

@@ -16,6 +16,7 @@ mod generate;
 mod load;
 mod logging;
 mod mock_siem;
+mod relay;
 mod secret_source;
 mod send_test;
 mod sender;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Verify(args) => sign::verify(&args),
         cli::Command::Sender(args) => sender::run(&args),
         cli::Command::MockSiem(args) => mock_siem::run(&args),
+        cli::Command::Relay(args) => relay::run(&args),
         cli::Command::Conformance(cli::ConformanceCommand::Receiver(args)) => {
             conformance::receiver(&args)
         }
