@@ -12,7 +12,6 @@ mod fakes;
 mod listener;
 mod ocsf;
 mod redis;
-mod secrets;
 mod signals;
 mod splunk_hec;
 mod syslog;
