@@ -1,7 +1,7 @@
 //! [`Receiver`]: configuration plus the framework-free entry point, [`Receiver::accept`].
 
 use crate::dedup::{ClaimOutcome, ClaimToken, DedupStore, MemoryDedup};
-use crate::verified::{ClaimGuard, Parsed, VerifiedBatch};
+use crate::verified::{ClaimGuard, Indexed, VerifiedBatch};
 use crate::{REJECTION_TARGET, Rejection};
 use bytes::Bytes;
 use evo_siem_protocol::{Secret, Verifier, headers};
@@ -172,10 +172,10 @@ impl Receiver {
     ) -> Result<VerifiedBatch, Rejection> {
         let signature = headers.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
         let verifier = &self.inner.verifier;
-        let parsed = Parsed::try_new(body, |body| verifier.verify(body, signature, now))?;
+        let indexed = Indexed::try_new(body, |body| verifier.verify_indexed(body, signature, now))?;
 
         // The store reports a UUID repeated within the batch as seen after its first occurrence.
-        let uuids = &parsed.borrow_dependent().uuids;
+        let uuids = &indexed.borrow_dependent().uuids;
         let token = ClaimToken::random();
         let store = &self.inner.dedup;
         let outcomes = store.claim(uuids, token).await?;
@@ -212,7 +212,7 @@ impl Receiver {
         let fresh = claimed().map(|(i, _)| i).collect();
 
         Ok(VerifiedBatch::new(
-            parsed,
+            indexed,
             fresh,
             guard,
             header_value(headers, headers::DELIVERY_ID).and_then(|v| Uuid::try_parse(v).ok()),
