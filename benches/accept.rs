@@ -170,7 +170,7 @@ impl Ours {
                     black_box(&event.data.action);
                 }
             } else {
-                for event in batch.events() {
+                for event in batch.raw_events() {
                     black_box(event.raw_json()); // hand the event off, as received
                 }
             }
@@ -224,6 +224,16 @@ fn criterion_benches(c: &mut Criterion, rng: &mut Rng, ours: &Ours, peers: &mut 
                 .len()
         });
     });
+    group.bench_function("verify_and_validate", |b| {
+        let signature = header.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
+        b.iter(|| {
+            verifier
+                .verify_indexed(black_box(body), signature, SystemTime::now())
+                .unwrap()
+                .len()
+        });
+    });
+
     for case in [&big, &small] {
         group.throughput(Throughput::Elements(case.events as u64));
         for (name, typed) in [("full_accept", false), ("full_accept_typed", true)] {
