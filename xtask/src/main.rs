@@ -6,6 +6,9 @@
 //!   child process restarted with SIGKILL, then as three instances on one PostgreSQL spool) and
 //!   the receiver suite (against the SDK's example and the mock SIEM), one summary table;
 //!   non-zero exit on any failure.
+//! - `bench-http [--rounds N] [--secs S] [--conns C]`: the receiver SDK's axum extractor
+//!   against a bare axum handler over loopback HTTP, with a load generator that signs fresh
+//!   batches, server and client each pinned to its own core (`taskset`).
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
@@ -13,6 +16,7 @@
 
 mod bench;
 mod conformance;
+mod http_bench;
 #[cfg(test)]
 mod tidy;
 
@@ -30,6 +34,10 @@ tasks:
                     sender as a child process restarted by SIGKILL, N/2 with three
                     instances on one PostgreSQL spool) and the receiver suite
                     (against the SDK's example receiver and the mock SIEM); one summary table
+  bench-http [--rounds N] [--secs S] [--conns C]
+                    the receiver SDK's axum extractor against a bare axum handler over
+                    loopback HTTP (1 KiB and 64 KiB signed batches, fresh UUIDs and
+                    signatures per request), server and client pinned to cores 0 and 1
   help              print this help
 
 The tidy checks run as a test: cargo test -p xtask";
@@ -39,6 +47,11 @@ fn main() -> anyhow::Result<()> {
     match args.next().as_deref() {
         Some("bench") => bench::run(&args.collect::<Vec<_>>()),
         Some("conformance") => conformance::run(&args.collect::<Vec<_>>()),
+        Some("bench-http") => http_bench::run(&args.collect::<Vec<_>>()),
+        // The pieces bench-http runs as pinned child processes.
+        Some("http-server") => http_bench::serve(&args.collect::<Vec<_>>()),
+        Some("http-load") => http_bench::load(&args.collect::<Vec<_>>()),
+        Some("http-inproc") => http_bench::inproc(&args.collect::<Vec<_>>()),
         Some("help" | "--help" | "-h") | None => {
             println!("{HELP}");
             Ok(())
