@@ -197,6 +197,9 @@ impl MemoryDedup {
         let mut outcomes = vec![ClaimOutcome::Claimed; uuids.len()];
         self.by_shard(uuids, |shard, positions| {
             shard.seen.expire(now, self.ttl);
+            shard
+                .seen
+                .warm(positions.iter().map(|&p| &uuids[p as usize]), 0);
             for &p in positions {
                 let uuid = &uuids[p as usize];
                 outcomes[p as usize] = if shard.seen.contains(uuid) {
@@ -226,6 +229,10 @@ impl MemoryDedup {
     pub fn commit_now(&self, uuids: &[Uuid], token: ClaimToken) {
         let now = Instant::now();
         self.by_shard(uuids, |shard, positions| {
+            let evictions = positions.len().saturating_sub(shard.seen.room());
+            shard
+                .seen
+                .warm(positions.iter().map(|&p| &uuids[p as usize]), evictions);
             for &p in positions {
                 let uuid = uuids[p as usize];
                 shard.drop_claim(&uuid, token);
