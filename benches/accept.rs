@@ -6,9 +6,9 @@
 //! `lru::LruCache<Uuid, ()>` of 1 M, also full. The pieces (parse alone, verify + parse) run in
 //! the same group so the cost split is visible.
 //!
-//! After criterion, interleaved rounds (ours, then the peers', alternately, on the same bodies)
-//! give the ratio that counts on a shared machine: `accept ratio:` lines, read by
-//! `cargo xtask bench`. Targets: full accept >= 1.0 M events/s on one core (stretch 1.5 M),
+//! After criterion, interleaved rounds (every pipeline on every batch size in turn, on the same
+//! bodies) give the ratios that count on a shared machine: `accept ratio:` lines, repeated by
+//! `cargo xtask bench`; `EVO_SIEM_BENCH_ROUNDS` sets how many (default 9). Targets: full accept >= 1.0 M events/s on one core (stretch 1.5 M),
 //! >= 2.0x the peers (stretch 2.5x), 64 KiB batches >= 0.9x the 1 MiB rate per event.
 
 mod common;
@@ -274,63 +274,62 @@ fn criterion_benches(c: &mut Criterion, rng: &mut Rng, ours: &Ours, peers: &mut 
     group.finish();
 }
 
-/// Rounds of `batches` batches each, ours and the peers' alternately on the same bodies; the
-/// median of the per-round rates and of the per-round ratios.
+/// Rounds in which every pipeline runs on every batch size in turn (ours, ours with typed
+/// events, the peers'; 1 MiB then 64 KiB), so that load from other work on the machine falls
+/// on all of them alike; the medians of the per-round rates and ratios.
 fn interleaved(rng: &mut Rng, ours: &Ours, peers: &mut Peers, rounds: usize) {
     let [big, small] = cases(rng);
-    let mut rate_of = |case: &Case, batches: usize| {
-        let mut body = case.body.clone();
-        let (mut mine, mut mine_typed, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            for (times, which) in [(&mut mine, 0), (&mut mine_typed, 1), (&mut theirs, 2)] {
+    // Batches per pipeline and round: about 50 ms of work each.
+    let plan = [(&big, 20), (&small, 320)];
+    let mut bodies = [big.body.clone(), small.body.clone()];
+    // rates[case][pipeline] per round.
+    let mut rates = [[(); 3].map(|()| Vec::new()), [(); 3].map(|()| Vec::new())];
+    for _ in 0..rounds {
+        for (c, (case, batches)) in plan.iter().enumerate() {
+            for (pipeline, series) in rates[c].iter_mut().enumerate() {
+                let body = &mut bodies[c];
                 let mut spent = Duration::ZERO;
-                for _ in 0..batches {
-                    refresh_uuids(rng, &mut body);
-                    if which == 2 {
-                        let headers = peers.headers(rng, &body);
+                for _ in 0..*batches {
+                    refresh_uuids(rng, body);
+                    if pipeline == 2 {
+                        let headers = peers.headers(rng, body);
                         let start = Instant::now();
-                        black_box(peers.accept(&headers, &body));
+                        black_box(peers.accept(&headers, body));
                         spent += start.elapsed();
                     } else {
-                        let headers = signed_headers(&body);
+                        let headers = signed_headers(body);
                         let bytes = bytes::Bytes::from(body.clone());
                         let start = Instant::now();
-                        black_box(ours.accept(&headers, bytes, which == 1));
+                        black_box(ours.accept(&headers, bytes, pipeline == 1));
                         spent += start.elapsed();
                     }
                 }
-                times.push((case.events * batches) as f64 / spent.as_secs_f64());
+                series.push((case.events * batches) as f64 / spent.as_secs_f64());
             }
         }
-        let ratios: Vec<f64> = mine.iter().zip(&theirs).map(|(a, b)| a / b).collect();
-        let typed: Vec<f64> = mine_typed.iter().zip(&theirs).map(|(a, b)| a / b).collect();
-        (
-            median(mine),
-            median(mine_typed),
-            median(theirs),
-            median(ratios),
-            median(typed),
-        )
-    };
-    let (big_rate, big_typed, big_peers, big_ratio, big_typed_ratio) = rate_of(&big, 20);
-    let (small_rate, small_typed, small_peers, small_ratio, _) = rate_of(&small, 320);
+    }
+    let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+    let [big_rates, small_rates] = &rates;
     println!(
         "accept ratio: 1MiB ({} events) full accept {:.2} M events/s (target >= 1.0, stretch 1.5), \
-         peers {:.2} M events/s: {big_ratio:.2}x the peers (target >= 2.0, stretch 2.5); \
-         with typed events {:.2} M events/s, {big_typed_ratio:.2}x",
+         peers {:.2} M events/s: {:.2}x the peers (target >= 2.0, stretch 2.5); \
+         with typed events {:.2} M events/s, {:.2}x",
         big.events,
-        big_rate / 1e6,
-        big_peers / 1e6,
-        big_typed / 1e6,
+        median(big_rates[0].clone()) / 1e6,
+        median(big_rates[2].clone()) / 1e6,
+        ratio(&big_rates[0], &big_rates[2]),
+        median(big_rates[1].clone()) / 1e6,
+        ratio(&big_rates[1], &big_rates[2]),
     );
     println!(
         "accept ratio: 64KiB ({} events) full accept {:.2} M events/s, {:.2} of the 1 MiB rate \
-         (target >= 0.9); peers {:.2} M events/s: {small_ratio:.2}x; with typed events {:.2} M",
+         (target >= 0.9); peers {:.2} M events/s: {:.2}x; with typed events {:.2} M",
         small.events,
-        small_rate / 1e6,
-        small_rate / big_rate,
-        small_peers / 1e6,
-        small_typed / 1e6,
+        median(small_rates[0].clone()) / 1e6,
+        ratio(&small_rates[0], &big_rates[0]),
+        median(small_rates[2].clone()) / 1e6,
+        ratio(&small_rates[0], &small_rates[2]),
+        median(small_rates[1].clone()) / 1e6,
     );
     println!("accept ratio: medians of {rounds} interleaved rounds, one core, stores full");
 }
