@@ -6,7 +6,10 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use std::path::Path;
 
-pub(crate) fn run(harness_args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    // `--receiver`: only the receiver's benches (verify, accept, dedup) and their summary.
+    let receiver_only = args.iter().any(|a| a == "--receiver");
+    let harness_args: Vec<&String> = args.iter().filter(|a| *a != "--receiver").collect();
     let root = project_root();
     // Captured (and printed) so that the lines the benches print themselves, the interleaved
     // ratios and the memory figures, can be repeated in the summary.
@@ -23,6 +26,9 @@ pub(crate) fn run(harness_args: &[String]) -> anyhow::Result<()> {
     print!("{micro_out}");
     if !micro.status.success() {
         bail!("cargo bench failed: {}", micro.status);
+    }
+    if receiver_only {
+        return summarize(&root.join("target/criterion"), &micro_out, receiver_only);
     }
     // The whole-pipeline figures are runs, not criterion samples; scale_out needs PostgreSQL.
     let services = std::process::Command::new("bash")
@@ -53,7 +59,7 @@ pub(crate) fn run(harness_args: &[String]) -> anyhow::Result<()> {
     if !tenants.status.success() {
         bail!("cargo bench --bench tenants failed: {}", tenants.status);
     }
-    summarize(&root.join("target/criterion"), &micro_out)?;
+    summarize(&root.join("target/criterion"), &micro_out, receiver_only)?;
     println!("\n== the sender at many integrations (--bench tenants) ==");
     for line in tenants_table
         .lines()
@@ -80,7 +86,7 @@ fn throughput(dir: &Path) -> Option<(f64, &'static str)> {
     Some((amount / (mean_ns * 1e-9), unit))
 }
 
-fn summarize(criterion: &Path, bench_output: &str) -> anyhow::Result<()> {
+fn summarize(criterion: &Path, bench_output: &str, receiver_only: bool) -> anyhow::Result<()> {
     println!("\n== summary (mean of the latest run) ==");
     for size in ["1KiB", "64KiB", "1MiB"] {
         let raw = throughput(&criterion.join("verify/raw_hmac").join(size));
@@ -110,7 +116,7 @@ fn summarize(criterion: &Path, bench_output: &str) -> anyhow::Result<()> {
             println!("accept {name:>19}: {rate:10.0} events/s ({what}, 1 MiB)");
         }
     }
-    let (full, peers) = (accept("full_accept/1MiB"), accept("peers/1MiB"));
+    let (full, peers) = (accept("full_accept_1MiB"), accept("peers_1MiB"));
     if let (Some(full), Some(peers)) = (full, peers) {
         println!(
             "accept full, 1 MiB, store full: {full:10.0} events/s (target >= 1,000,000, stretch 1,500,000); \
@@ -118,13 +124,13 @@ fn summarize(criterion: &Path, bench_output: &str) -> anyhow::Result<()> {
             full / peers
         );
     }
-    if let (Some(typed), Some(peers)) = (accept("full_accept_typed/1MiB"), peers) {
+    if let (Some(typed), Some(peers)) = (accept("full_accept_typed_1MiB"), peers) {
         println!(
             "accept full with typed events, 1 MiB: {typed:10.0} events/s, {:.2}x the peers",
             typed / peers
         );
     }
-    if let (Some(small), Some(full)) = (accept("full_accept/64KiB"), full) {
+    if let (Some(small), Some(full)) = (accept("full_accept_64KiB"), full) {
         println!(
             "accept full, 64 KiB: {small:10.0} events/s = {:.2} of the 1 MiB rate per event (target >= 0.9)",
             small / full
@@ -165,6 +171,9 @@ fn summarize(criterion: &Path, bench_output: &str) -> anyhow::Result<()> {
         );
     }
     println!("http: `cargo xtask bench-http` (server and client pinned to their own cores)");
+    if receiver_only {
+        return Ok(());
+    }
     println!("sender end to end: see the `sender e2e:` line above (target >= 100,000 events/s)");
     println!("scaling out: see the `scale out:` lines above (SQLite vs PostgreSQL, 1-3 instances)");
     println!("spool: see the `spool:` line above (target RSS <= 256 MiB with 10 M queued)");

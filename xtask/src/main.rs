@@ -1,7 +1,8 @@
 //! Project chores, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
 //!
-//! - `bench [ARGS...]`: run the criterion benchmarks and print each figure next to its target;
-//!   ARGS go to the benchmark harness (for example `--quick`, or a filter such as `accept`).
+//! - `bench [--receiver] [ARGS...]`: run the criterion benchmarks and print each figure next to
+//!   its target; ARGS go to the benchmark harness (for example `--quick`, or a filter such as
+//!   `accept`); `--receiver` runs only the receiver's (verify, accept, dedup).
 //! - `conformance [--cases N] [--seed S] [--release]`: the sender suite (in process, then as a
 //!   child process restarted with SIGKILL, then as three instances on one PostgreSQL spool) and
 //!   the receiver suite (against the SDK's example and the mock SIEM), one summary table;
@@ -26,9 +27,10 @@ const HELP: &str = "\
 cargo xtask <task>
 
 tasks:
-  bench [ARGS...]   run the benchmarks (verify, accept, dedup, sender_e2e, scale_out) and
+  bench [--receiver] [ARGS...]
+                    run the benchmarks (verify, accept, dedup, sender_e2e, scale_out) and
                     summarize them against the targets; ARGS go to the criterion harness,
-                    e.g. `--quick` or `accept`
+                    e.g. `--quick` or `accept`; --receiver: only verify, accept and dedup
   conformance [--cases N] [--seed S] [--release]
                     the sender suite (N cases in process, default 64, and N/2 with the
                     sender as a child process restarted by SIGKILL, N/2 with three
