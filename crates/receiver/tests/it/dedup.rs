@@ -156,7 +156,7 @@ async fn raw_and_typed_events_are_the_same_fresh_events() {
         .accept(&signed_headers(&first), first.into(), now())
         .await
         .unwrap();
-    batch.commit().await.unwrap();
+    assert_eq!(batch.commit().await.unwrap().accepted, 3);
     // Three seen before, three fresh, one of them twice.
     let mut mixed: Vec<Uuid> = ids.clone();
     mixed.push(ids[4]);
