@@ -73,7 +73,7 @@ impl MemoryDedupConfig {
 /// The default deduplication store: in memory, bounded, sharded so that cores do not contend.
 ///
 /// Each shard holds a bounded set of seen UUIDs, keyed by their 16 bytes and forgotten oldest
-/// first (about 26 bytes an entry, no allocation per entry), and a small map of the claims in
+/// first (about 28 bytes an entry, no allocation per entry), and a small map of the claims in
 /// flight. A seen UUID is remembered for the TTL, or until the capacity pushes it out; it may
 /// outlive the TTL by at most 1/64 of it. Time is `tokio::time::Instant`, so tests can pause and
 /// advance it.
