@@ -25,6 +25,7 @@ exit 1 if not.\n\n\
 Examples:\n  evo-siem demo\n  evo-siem demo --rate 1000 --duration 60s\n  \
 evo-siem demo --keep   # then carry on by hand with the printed commands"
     )]
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Write realistic audit events as NDJSON.
     #[command(
@@ -35,6 +36,7 @@ same events. With --tenants above 1, --out-dir is required and each tenant gets 
 Examples:\n  evo-siem generate --count 5 --seed 7\n  \
 evo-siem generate --count 100000 --tenants 3 --out-dir events/"
     )]
+    #[cfg(feature = "workload")]
     Generate(GenerateArgs),
     /// Drive a running sender's ingest API at a target rate and report.
     #[command(
@@ -45,6 +47,7 @@ sends to the URL it is given. Exits 1 when no request was acknowledged.\n\n\
 Example:\n  EVO_SIEM_INGEST_TOKEN=local-token evo-siem load --url http://127.0.0.1:7700 \\\n    \
 --token-env EVO_SIEM_INGEST_TOKEN --rate 20000 --duration 30s"
     )]
+    #[cfg(feature = "workload")]
     Load(LoadArgs),
     /// Print the X-Evo-Signature-256 value of a body.
     #[command(
@@ -80,6 +83,7 @@ demand. Inspect it with GET /_mock/stats, /_mock/events, /_mock/deliveries; rese
 Examples:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:8080 --secret-env EVO_SIEM_SECRET\n  \
 evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2 --drop-rate 0.05 --seed 7"
     )]
+    #[cfg(feature = "mock-siem")]
     MockSiem(MockSiemArgs),
     /// Send one signed test batch to a webhook URL and diagnose the answer.
     #[command(
@@ -97,9 +101,11 @@ evo-siem send-test --url http://127.0.0.1:8080/webhook --allow-private 127.0.0.1
     Admin(AdminCommand),
     /// Check a receiver (or sender) against the wire contract.
     #[command(subcommand)]
+    #[cfg(feature = "conformance")]
     Conformance(ConformanceCommand),
 }
 
+#[cfg(feature = "conformance")]
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConformanceCommand {
     /// Send a battery of deliveries to a receiver URL and judge each answer.
@@ -238,6 +244,7 @@ pub(crate) struct TokenRevokeArgs {
     pub(crate) id: String,
 }
 
+#[cfg(feature = "conformance")]
 /// Where the sender under test runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum SenderProcess {
@@ -250,6 +257,7 @@ pub(crate) enum SenderProcess {
     Cluster,
 }
 
+#[cfg(feature = "conformance")]
 #[derive(Debug, Args)]
 pub(crate) struct SenderSuiteArgs {
     /// Cases to run.
@@ -275,6 +283,7 @@ pub(crate) struct SenderSuiteArgs {
     pub(crate) format: String,
 }
 
+#[cfg(feature = "conformance")]
 #[derive(Debug, Args)]
 pub(crate) struct ReceiverSuiteArgs {
     /// The receiver's webhook URL.
@@ -290,6 +299,7 @@ pub(crate) struct ReceiverSuiteArgs {
     pub(crate) format: String,
 }
 
+#[cfg(feature = "mock-siem")]
 #[derive(Debug, Args)]
 pub(crate) struct MockSiemArgs {
     /// Address to listen on.
@@ -304,6 +314,7 @@ pub(crate) struct MockSiemArgs {
     /// Seed of the fault generator, so that probabilistic faults replay.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    #[cfg(feature = "redis")]
     /// Deduplicate in Redis, at the URL this environment variable holds (redis://host:port/),
     /// shared with other mock SIEMs, instead of in memory.
     #[arg(long, value_name = "VAR")]
@@ -361,6 +372,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Events per second fed to the sender (all tenants together).
@@ -377,6 +389,7 @@ pub(crate) struct DemoArgs {
     pub(crate) keep: bool,
 }
 
+#[cfg(feature = "workload")]
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
     /// Events to write (all tenants together).
@@ -399,6 +412,7 @@ pub(crate) struct GenerateArgs {
     pub(crate) start: Option<String>,
 }
 
+#[cfg(feature = "workload")]
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
     /// The sender's base URL.

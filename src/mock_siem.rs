@@ -18,7 +18,9 @@ pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
         };
         MockSiemConfig::signed(secret_source::load(&sources)?)
     };
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     let mut config = config.path(args.path.clone()).seed(args.seed);
+    #[cfg(feature = "redis")]
     if let Some(var) = &args.redis_url_env {
         let url = std::env::var(var)
             .ok()
