@@ -75,11 +75,11 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
     if !bool::from(presented.ct_eq(app.ingest_token.as_bytes())) {
-        return (
+        return super::errors::response(
             StatusCode::UNAUTHORIZED,
-            "the platform's bearer token is required\n",
-        )
-            .into_response();
+            "unauthorized",
+            "the platform's bearer token is required",
+        );
     }
     let tenants = app.registry.tenants();
     // Every counter ever created, removed integrations included, so that the totals never go
