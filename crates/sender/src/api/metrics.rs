@@ -97,16 +97,24 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
             Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
             Err(err) => {
                 tracing::error!(error = %err, "cannot encode /metrics");
-                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                super::errors::response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the metrics could not be encoded; see the sender's log",
+                )
             }
         },
         Err(err) => {
             tracing::warn!(error = %err, "spool unreadable for /metrics");
-            (
+            let mut response = super::errors::response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the spool could not be read; try again\n",
-            )
-                .into_response()
+                "storage",
+                "the spool could not be read; try again",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(5));
+            response
         }
     }
 }

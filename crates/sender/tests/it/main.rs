@@ -10,6 +10,7 @@ mod hardening;
 mod layers;
 mod lease;
 mod metrics;
+mod openapi;
 mod requests;
 mod schedule;
 mod secrets;
