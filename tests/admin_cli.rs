@@ -87,6 +87,7 @@ fn admin_tokens_are_created_once_listed_without_secrets_and_revoked() {
 /// With a PostgreSQL spool the tokens live in the state the instances share.
 #[test]
 fn admin_tokens_on_a_postgres_spool_are_shared() {
+    evo_siem_test_services::postgres().unwrap_or_else(|e| panic!("{e}"));
     let database = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(evo_siem_sender::spool::scratch::ScratchDatabase::create())

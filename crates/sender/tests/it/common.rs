@@ -59,7 +59,12 @@ pub(crate) struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
+    /// On the local server, started first if it is down (`evo_siem_test_services`).
     pub(crate) async fn new() -> Self {
+        tokio::task::spawn_blocking(evo_siem_test_services::postgres)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}"));
         let inner = evo_siem_sender::spool::scratch::ScratchDatabase::create()
             .await
             .unwrap_or_else(|e| panic!("{e}"));
