@@ -20,10 +20,10 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
-/// The sender's configuration file, for every command that reads it.
+/// The configuration file, for every command that reads one (the sender's, or the relay's).
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
-    /// The sender's TOML configuration file.
+    /// The TOML configuration file.
     #[arg(
         short = 'c',
         long = "config",
@@ -107,6 +107,16 @@ evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2s --drop-rate
     )]
     #[cfg(feature = "mock-siem")]
     MockSiem(MockSiemArgs),
+    /// Verify, deduplicate and forward Evo's webhooks to a SIEM's own intake.
+    #[command(
+        long_about = "Serve the webhook with the receiver SDK and forward every new event to \
+the configured outputs (NDJSON file, syslog, Splunk HEC, Elasticsearch/OpenSearch), answering \
+2xx only once all of them acknowledged it. SIGHUP reopens files; SIGTERM stops gracefully.\n\n\
+Example:\n  EVO_SIEM_SECRET=change-me evo-siem relay --config relay.toml\n\n\
+See crates/relay/README.md for the configuration keys."
+    )]
+    #[cfg(feature = "relay")]
+    Relay(SenderArgs),
     /// Send one signed test batch to a webhook URL and diagnose the answer.
     #[command(
         long_about = "Send one signed batch holding a synthetic test event (event_type \"test\", \
@@ -652,7 +662,7 @@ mod tests {
     /// `-c` and `--config` name the sender's configuration for every command that reads it.
     #[test]
     fn every_command_reading_the_configuration_takes_dash_c() {
-        let commands: [&[&str]; 5] = [
+        let commands: &[&[&str]] = &[
             &["sender"],
             &["admin", "token", "list"],
             &["admin", "token", "revoke", "--id", "x"],
@@ -666,6 +676,8 @@ mod tests {
                 "p",
             ],
             &["admin", "rekey", "--new-key-env", "K"],
+            #[cfg(feature = "relay")]
+            &["relay"],
         ];
         for command in commands {
             for flag in ["-c", "--config"] {
@@ -673,6 +685,8 @@ mod tests {
                 args.extend([flag, "sender.toml"]);
                 let config = match parse(&args).unwrap() {
                     Command::Sender(args) => args.config,
+                    #[cfg(feature = "relay")]
+                    Command::Relay(args) => args.config,
                     Command::Admin(AdminCommand::Rekey(args)) => args.config,
                     Command::Admin(AdminCommand::Token(TokenCommand::List(args))) => args.config,
                     Command::Admin(AdminCommand::Token(TokenCommand::Revoke(args))) => args.config,

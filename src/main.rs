@@ -7,7 +7,7 @@
 //! - `2`: a usage, configuration or I/O error.
 //!
 //! Cargo features choose the subcommands compiled in (`Cargo.toml`): the default builds all of
-//! them; `--no-default-features` builds the production binary, with `sender`, `admin`, `sign`,
+//! them; `--no-default-features` builds Evo's production binary, with `sender`, `admin`, `sign`,
 //! `verify` and `send-test` only.
 //!
 //! A broken pipe on stdout (`evo-siem sign … | head -c0`) exits 0, as the reader chose to stop.
@@ -25,6 +25,8 @@ mod load;
 mod logging;
 #[cfg(feature = "mock-siem")]
 mod mock_siem;
+#[cfg(feature = "relay")]
+mod relay;
 mod secret_source;
 mod send_test;
 mod sender;
@@ -49,6 +51,8 @@ fn main() -> ExitCode {
         cli::Command::Sender(args) => sender::run(&args),
         #[cfg(feature = "mock-siem")]
         cli::Command::MockSiem(args) => mock_siem::run(&args),
+        #[cfg(feature = "relay")]
+        cli::Command::Relay(args) => relay::run(&args),
         #[cfg(feature = "conformance")]
         cli::Command::Conformance(cli::ConformanceCommand::Receiver(args)) => {
             conformance::receiver(&args)

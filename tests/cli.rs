@@ -211,6 +211,7 @@ fn help_lists_exactly_the_subcommands_compiled_in() {
         ("generate", cfg!(feature = "workload")),
         ("load", cfg!(feature = "workload")),
         ("mock-siem", cfg!(feature = "mock-siem")),
+        ("relay", cfg!(feature = "relay")),
         ("conformance", cfg!(feature = "conformance")),
     ];
     expected.extend(optional.iter().filter(|(_, on)| *on).map(|(name, _)| *name));

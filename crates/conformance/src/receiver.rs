@@ -2,6 +2,12 @@
 //!
 //! A 2xx or 5xx where a refusal is due is a failure; a refusal with another 4xx than the
 //! recommended one is a warning.
+//!
+//! Deduplication is judged from the answer's body when the receiver gives the SDK's
+//! `{"accepted": N, "duplicates": M}` (the receiver SDK, the mock SIEM and the relay do): the same
+//! events sent again, in the same delivery or a new one, must count as duplicates, never be
+//! accepted (handed over) twice. A receiver whose 2xx carries no such counts gets a warning on
+//! those checks: the suite cannot tell from outside whether it deduplicates.
 
 use evo_siem_protocol::{Secret, encode_batch, format_generated_at, headers, sign};
 use serde::Serialize;
@@ -56,6 +62,52 @@ pub struct CheckResult {
     pub status: Option<u16>,
     /// The verdict.
     pub verdict: Verdict,
+    /// Why, when the status alone does not say it (a duplicate accepted again, counts missing).
+    pub note: Option<String>,
+}
+
+/// What a 2xx's body must say of the batch's one event, when it gives the SDK's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counts {
+    /// Nothing to check.
+    Any,
+    /// `{"accepted": 1, "duplicates": 0}`: the event is new.
+    New,
+    /// `{"accepted": 0, "duplicates": 1}`: the event was handed over already.
+    Duplicate,
+}
+
+/// Judges a 2xx's body against `want`: `None` when it holds, else the verdict and why.
+fn judge_counts(want: Counts, body: &[u8]) -> Option<(Verdict, String)> {
+    let expected = match want {
+        Counts::Any => return None,
+        Counts::New => (1, 0),
+        Counts::Duplicate => (0, 1),
+    };
+    let counts = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| Some((v["accepted"].as_u64()?, v["duplicates"].as_u64()?)));
+    match counts {
+        None => Some((
+            Verdict::Warn,
+            "the answer gives no {\"accepted\", \"duplicates\"} counts: deduplication not checked"
+                .into(),
+        )),
+        Some(got) if got == expected => None,
+        Some((accepted, duplicates)) => Some((
+            Verdict::Fail,
+            format!(
+                "answered accepted {accepted}, duplicates {duplicates}; expected accepted {}, duplicates {}{}",
+                expected.0,
+                expected.1,
+                if want == Counts::Duplicate {
+                    " (an event handed over twice)"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
 }
 
 /// Judges a status against an expectation.
@@ -86,6 +138,7 @@ struct Case {
     body: Vec<u8>,
     signature: Option<String>,
     expect: Expect,
+    counts: Counts,
     delivery_id: String,
     attempt: u32,
 }
@@ -98,17 +151,46 @@ fn battery(target: &ReceiverTarget) -> Vec<Case> {
         signature: Some(sign(secret, &body)),
         body,
         expect,
+        counts: Counts::Any,
         delivery_id: uuid::Uuid::new_v4().to_string(),
         attempt: 1,
     };
-    let valid = fresh_body(now);
-    let mut cases = vec![signed("valid signed batch", valid.clone(), Expect::Accept)];
+    let first = uuid::Uuid::new_v4().to_string();
+    let valid = encode_batch(&[&*event(&first)], now);
+    let mut cases = vec![Case {
+        counts: Counts::New,
+        ..signed("valid signed batch", valid.clone(), Expect::Accept)
+    }];
     let first_id = cases[0].delivery_id.clone();
     cases.push(Case {
         name: "same batch again (attempt 2)",
         delivery_id: first_id,
         attempt: 2,
+        counts: Counts::Duplicate,
         ..signed("", valid, Expect::Accept)
+    });
+    // The same event in another delivery (a sender that restarted mid-batch sends it again in
+    // a batch of its own): handed over once, counted as a duplicate the second time.
+    let again = encode_batch(&[&*event(&first)], now + Duration::from_millis(1));
+    cases.push(Case {
+        counts: Counts::Duplicate,
+        ..signed("same event in a new delivery", again, Expect::Accept)
+    });
+    // The signature is checked over the bytes as sent: insignificant whitespace, escapes and a
+    // large integer are the sender's to choose. A receiver that parses and re-serializes before
+    // verifying refuses this valid batch.
+    let stamp = format_generated_at(now);
+    let spaced = format!(
+        "{{ \"schema_version\" : \"1\",\n  \"events\" : [ {{\"event_type\":\"create\",\"table\":\"events\",\"timestamp\":\"2024-01-15T10:30:00.000Z\",\"data\":{{ \"uuid\" : \"{}\", \"action\":\"User login\",\"status\":\"Success\",\"actor\":{{\"kind\":\"User\",\"name\":\"jos\\u00e9@example.com\"}},\"origin\":{{\"hostname\":\"conformance\",\"ipaddr\":\"192.0.2.1\"}},\"target\":{{\"kind\":\"User\",\"name\":\"conformance@example.com\"}},\"ts\":1706000000123456789,\"created_at\":1706000000123456789 }} }} ],\n  \"count\" : 1, \"generated_at\" : \"{stamp}\" }}\n",
+        uuid::Uuid::new_v4()
+    );
+    cases.push(Case {
+        counts: Counts::New,
+        ..signed(
+            "valid batch, spaced and escaped",
+            spaced.into_bytes(),
+            Expect::Accept,
+        )
     });
 
     let body = fresh_body(now);
@@ -142,6 +224,14 @@ fn battery(target: &ReceiverTarget) -> Vec<Case> {
         signature: Some("sha1=abc".into()),
         ..signed("malformed signature header", body, Expect::Refuse(401))
     });
+    // The first 16 hex digits of the right signature: a receiver that compares only as many
+    // digits as it was given (a prefix) accepts it.
+    let body = fresh_body(now);
+    let mut truncated = signed("truncated signature", body, Expect::Refuse(401));
+    if let Some(sig) = truncated.signature.as_mut() {
+        sig.truncate("sha256=".len() + 16);
+    }
+    cases.push(truncated);
     cases.push(signed(
         "generated_at 10 minutes old",
         fresh_body(now - Duration::from_secs(600)),
@@ -153,7 +243,6 @@ fn battery(target: &ReceiverTarget) -> Vec<Case> {
         Expect::Refuse(401),
     ));
 
-    let stamp = format_generated_at(now);
     let e = event(&uuid::Uuid::new_v4().to_string());
     let v2 = format!(
         r#"{{"schema_version":"2","events":[{}],"count":1,"generated_at":"{stamp}"}}"#,
@@ -213,13 +302,22 @@ pub async fn run(target: &ReceiverTarget) -> Result<Vec<CheckResult>, SuiteError
         if let Some(signature) = &case.signature {
             request = request.header(headers::SIGNATURE_256, signature.as_str());
         }
-        let status = request
-            .body(case.body)
-            .send()
-            .await
-            .ok()
-            .map(|r| r.status().as_u16());
+        let answer = match request.body(case.body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                Some((status, response.bytes().await.unwrap_or_default()))
+            }
+            Err(_) => None,
+        };
+        let status = answer.as_ref().map(|(status, _)| *status);
         let mut verdict = judge(case.expect, status);
+        let mut note = None;
+        if let Some((200..=299, body)) = &answer
+            && let Some((counted, why)) = judge_counts(case.counts, body)
+        {
+            verdict = counted;
+            note = Some(why);
+        }
         // A receiver that refuses a large body from its Content-Length often closes the connection
         // before the client has finished sending, so no status can be read: not proof of a fault.
         if case.expect == Expect::Refuse(413) && status.is_none() {
@@ -230,6 +328,7 @@ pub async fn run(target: &ReceiverTarget) -> Result<Vec<CheckResult>, SuiteError
             expect: case.expect,
             status,
             verdict,
+            note,
         });
     }
     Ok(results)
@@ -248,8 +347,15 @@ pub fn table(results: &[CheckResult]) -> String {
         };
         let got = r.status.map_or("none".to_owned(), |s| s.to_string());
         out += &format!(
-            "{:<34} {:<10} {:<6} {:?}\n",
-            r.name, expected, got, r.verdict
+            "{:<34} {:<10} {:<6} {:?}{}\n",
+            r.name,
+            expected,
+            got,
+            r.verdict,
+            r.note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
         );
     }
     out
@@ -268,5 +374,21 @@ mod tests {
         assert_eq!(judge(Expect::Refuse(401), Some(200)), Verdict::Fail);
         assert_eq!(judge(Expect::Refuse(400), Some(500)), Verdict::Fail);
         assert_eq!(judge(Expect::Refuse(400), None), Verdict::Fail);
+    }
+
+    #[test]
+    fn counts_tell_a_duplicate_handed_over_again() {
+        let body = |a: u64, d: u64| format!(r#"{{"accepted":{a},"duplicates":{d}}}"#);
+        assert_eq!(judge_counts(Counts::Duplicate, body(0, 1).as_bytes()), None);
+        assert_eq!(
+            judge_counts(Counts::Duplicate, body(1, 0).as_bytes()).map(|(v, _)| v),
+            Some(Verdict::Fail)
+        );
+        assert_eq!(judge_counts(Counts::New, body(1, 0).as_bytes()), None);
+        assert_eq!(
+            judge_counts(Counts::New, b"ok").map(|(v, _)| v),
+            Some(Verdict::Warn)
+        );
+        assert_eq!(judge_counts(Counts::Any, b"ok"), None);
     }
 }

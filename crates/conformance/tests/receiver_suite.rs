@@ -71,14 +71,176 @@ async fn the_mock_siem_passes_every_check() {
     .await
     .unwrap();
     let results = run(&target(siem.webhook_url())).await.unwrap();
-    assert_eq!(results.len(), 14);
+    assert_eq!(results.len(), 17);
     // The oversized body may end in a closed connection instead of a readable 413: a warning.
     let not_passed: Vec<_> = results
         .iter()
         .filter(|r| r.verdict != Verdict::Pass && r.name != "body over the limit")
         .collect();
     assert!(not_passed.is_empty(), "{not_passed:#?}");
-    assert_ne!(results[13].verdict, Verdict::Fail);
+    assert!(results.iter().all(|r| r.verdict != Verdict::Fail));
+    // The duplicates were judged from the SDK's counts, not waved through.
+    assert!(results.iter().all(|r| r.note.is_none()), "{results:#?}");
+}
+
+/// Serves the receiver SDK's `receiver` (axum extractor and responses), with no other limit
+/// than the SDK's own.
+async fn serve_sdk(receiver: evo_siem_receiver::Receiver) -> String {
+    use evo_siem_receiver::{Delivered, Rejection, VerifiedBatch};
+    async fn webhook(batch: VerifiedBatch) -> Result<Delivered, Rejection> {
+        batch.commit().await
+    }
+    let app = Router::new()
+        .route("/webhook", post(webhook))
+        .with_state(receiver);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// A dedup store that forgets: every UUID is new every time.
+#[derive(Debug)]
+struct Forgetful;
+
+impl evo_siem_receiver::dedup::DedupStore for Forgetful {
+    fn claim<'a>(
+        &'a self,
+        uuids: &'a [uuid::Uuid],
+        _token: evo_siem_receiver::dedup::ClaimToken,
+    ) -> evo_siem_receiver::dedup::DedupFuture<'a, Vec<evo_siem_receiver::dedup::ClaimOutcome>>
+    {
+        Box::pin(async move {
+            Ok(vec![
+                evo_siem_receiver::dedup::ClaimOutcome::Claimed;
+                uuids.len()
+            ])
+        })
+    }
+    fn commit<'a>(
+        &'a self,
+        _uuids: &'a [uuid::Uuid],
+        _token: evo_siem_receiver::dedup::ClaimToken,
+    ) -> evo_siem_receiver::dedup::DedupFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn release(&self, _uuids: Vec<uuid::Uuid>, _token: evo_siem_receiver::dedup::ClaimToken) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_does_not_deduplicate_fails_exactly_there() {
+    let receiver = evo_siem_receiver::Receiver::builder()
+        .secret(SECRET)
+        .dedup(Forgetful)
+        .build()
+        .unwrap();
+    let results = run(&target(serve_sdk(receiver).await)).await.unwrap();
+    assert_eq!(
+        failed(&results),
+        [
+            "same batch again (attempt 2)",
+            "same event in a new delivery"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_without_a_body_limit_fails_exactly_there() {
+    // Neither the framework's limit nor the verifier's: the body is read whatever its size.
+    let lax = Verifier::new([Secret::new(SECRET)]).max_body_bytes(usize::MAX);
+    let url = serve_unbounded(lax).await;
+    let results = run(&target(url)).await.unwrap();
+    assert_eq!(failed(&results), ["body over the limit"]);
+}
+
+/// Like [`serve`] with `verifier`, with axum's own body limit off.
+async fn serve_unbounded(verifier: Verifier) -> String {
+    let app = Router::new()
+        .route(
+            "/webhook",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let verifier = verifier.clone();
+                async move {
+                    let signature = headers.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
+                    match verifier.verify(&body, signature, SystemTime::now()) {
+                        Ok(_) => StatusCode::OK,
+                        Err(refusal) => StatusCode::from_u16(refusal.http_status()).unwrap(),
+                    }
+                }
+            }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// A receiver that verifies with `check(body, presented hex)`, then (when it passes) runs the
+/// real verifier with the right signature for everything else.
+async fn serve_own_check(check: fn(&[u8], &str) -> bool) -> String {
+    let verifier = Verifier::new([Secret::new(SECRET)]);
+    let app = Router::new().route(
+        "/webhook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let verifier = verifier.clone();
+            async move {
+                let presented = headers
+                    .get(headers::SIGNATURE_256)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("sha256="))
+                    .unwrap_or_default();
+                if !check(&body, presented) {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                let right = evo_siem_protocol::sign(&Secret::new(SECRET), &body);
+                match verifier.verify(&body, Some(right.as_bytes()), SystemTime::now()) {
+                    Ok(_) => StatusCode::OK,
+                    Err(refusal) => StatusCode::from_u16(refusal.http_status()).unwrap(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn hmac_hex(body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_compares_signatures_by_prefix_fails_exactly_there() {
+    let url = serve_own_check(|body, presented| {
+        !presented.is_empty() && hmac_hex(body).starts_with(presented)
+    })
+    .await;
+    let results = run(&target(url)).await.unwrap();
+    assert_eq!(failed(&results), ["truncated signature"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_reserializes_before_verifying_fails_there() {
+    // It parses the body and signs its own compact serialization of it: the bytes sent are not
+    // the bytes it checks.
+    let url = serve_own_check(|body, presented| {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return hmac_hex(body) == presented;
+        };
+        hmac_hex(&serde_json::to_vec(&value).unwrap()) == presented
+    })
+    .await;
+    let results = run(&target(url)).await.unwrap();
+    assert!(
+        failed(&results).contains(&"valid batch, spaced and escaped"),
+        "{:?}",
+        failed(&results)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,16 @@ fn the_real_sender_passes() {
     print!("{}", sender::table(&report));
     assert!(report.failure.is_none(), "{}", sender::table(&report));
     assert_eq!(report.totals.cases, 12);
-    assert_eq!(report.totals.checks_passed % 6, 0);
+    // Counted, not assumed: at least one check per event that had to arrive and three per
+    // delivery (signature, age, delivery id).
+    let t = &report.totals;
+    assert!(
+        t.checks_passed >= (t.events - t.excluded) + 3 * t.deliveries,
+        "{} checks for {} events and {} deliveries",
+        t.checks_passed,
+        t.events - t.excluded,
+        t.deliveries
+    );
     assert!(report.totals.faults_injected > 0);
     assert!(report.totals.excluded > 0);
     assert!(report.totals.restarts > 0);
@@ -96,6 +105,26 @@ enum Lie {
     StripSignature,
     /// Replaces the delivery id with a new one on every attempt.
     FreshDeliveryIds,
+    /// Sends each batch's events in reverse order (signed again, so only the order is wrong).
+    ReverseEvents,
+    /// Leaves out the integration's own headers (its `Authorization`, say).
+    DropIntegrationHeaders,
+    /// Drops a field (`data.status`) from every event, signed again.
+    DropField,
+    /// Rounds every event's `ts` (a nanosecond count above 2^53) through a double, signed again.
+    RoundIntegers,
+    /// Sends every attempt of a batch with the `generated_at` of its first attempt, signed again.
+    ReuseStamp,
+}
+
+impl Lie {
+    /// Whether the body is rewritten (and so signed again).
+    fn rewrites(self) -> bool {
+        matches!(
+            self,
+            Lie::ReverseEvents | Lie::DropField | Lie::RoundIntegers | Lie::ReuseStamp
+        )
+    }
 }
 
 /// The real sender behind a proxy that lies.
@@ -117,8 +146,53 @@ impl Lying {
 
 struct Proxy {
     targets: Vec<String>,
+    /// Each integration's signing secret, to sign a rewritten body again.
+    secrets: Vec<Option<evo_siem_protocol::Secret>>,
+    /// Each integration's own header names, lower case.
+    custom: Vec<Vec<String>>,
     lie: Lie,
     client: reqwest::Client,
+    /// Each delivery id's first `generated_at` (for [`Lie::ReuseStamp`]).
+    stamps: std::sync::Mutex<std::collections::HashMap<String, serde_json::Value>>,
+}
+
+/// The body as the lie wants it.
+fn rewrite(proxy: &Proxy, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    let Ok(mut batch) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    let events = batch["events"].as_array_mut();
+    match (proxy.lie, events) {
+        (Lie::ReverseEvents, Some(events)) => events.reverse(),
+        (Lie::DropField, Some(events)) => {
+            for event in events {
+                if let Some(data) = event["data"].as_object_mut() {
+                    data.remove("status");
+                }
+            }
+        }
+        (Lie::RoundIntegers, Some(events)) => {
+            for event in events {
+                if let Some(ts) = event["data"]["ts"].as_i64() {
+                    event["data"]["ts"] = serde_json::json!(ts as f64 as i64);
+                }
+            }
+        }
+        (Lie::ReuseStamp, _) => {
+            let id = headers
+                .get("x-evo-delivery-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let mut stamps = proxy.stamps.lock().unwrap();
+            let first = stamps
+                .entry(id)
+                .or_insert_with(|| batch["generated_at"].clone());
+            batch["generated_at"] = first.clone();
+        }
+        _ => {}
+    }
+    serde_json::to_vec(&batch).unwrap()
 }
 
 async fn forward(
@@ -127,9 +201,31 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let mut request = proxy.client.post(&proxy.targets[index]).body(body);
+    let body = if proxy.lie.rewrites() {
+        Bytes::from(rewrite(&proxy, &headers, &body))
+    } else {
+        body
+    };
+    let mut request = proxy.client.post(&proxy.targets[index]);
+    if proxy.lie.rewrites()
+        && let Some(secret) = &proxy.secrets[index]
+    {
+        request = request.header(
+            "x-evo-signature-256",
+            evo_siem_protocol::sign(secret, &body),
+        );
+    }
+    let mut request = request.body(body);
     for (name, value) in &headers {
         if name == "host" || name == "content-length" {
+            continue;
+        }
+        if proxy.lie.rewrites() && name == "x-evo-signature-256" {
+            continue;
+        }
+        if proxy.lie == Lie::DropIntegrationHeaders
+            && proxy.custom[index].iter().any(|c| c == name.as_str())
+        {
             continue;
         }
         if proxy.lie == Lie::StripSignature && name == "x-evo-signature-256" {
@@ -166,9 +262,26 @@ impl SenderUnderTest for Lying {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let mut targets = Vec::new();
+        let mut secrets = Vec::new();
+        let mut custom = Vec::new();
         if let Some(toml::Value::Array(integrations)) = config.get_mut("integration") {
             for integration in integrations {
                 if let toml::Value::Table(table) = integration {
+                    secrets.push(
+                        table
+                            .get("signing_secret_file")
+                            .and_then(|f| f.as_str())
+                            .map(|f| {
+                                evo_siem_protocol::Secret::new(std::fs::read_to_string(f).unwrap())
+                            }),
+                    );
+                    custom.push(
+                        table
+                            .get("headers")
+                            .and_then(|h| h.as_table())
+                            .map(|h| h.keys().map(|k| k.to_ascii_lowercase()).collect())
+                            .unwrap_or_default(),
+                    );
                     let target = table["webhook_url"].as_str().unwrap().to_owned();
                     table.insert(
                         "webhook_url".into(),
@@ -180,6 +293,9 @@ impl SenderUnderTest for Lying {
         }
         let proxy = Arc::new(Proxy {
             targets,
+            secrets,
+            custom,
+            stamps: Default::default(),
             lie: self.lie,
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))
@@ -221,4 +337,34 @@ fn a_sender_that_changes_the_delivery_id_on_retry_is_caught() {
     // the contract's promise that lets a SIEM tell a retry from a new batch.
     let report = sender::run(&impatient(12), || Lying::new(Lie::FreshDeliveryIds));
     assert_caught(&report, Property::DeliveryIds);
+}
+
+#[test]
+fn a_sender_that_reorders_events_is_caught() {
+    let report = sender::run(&impatient(8), || Lying::new(Lie::ReverseEvents));
+    assert_caught(&report, Property::Order);
+}
+
+#[test]
+fn a_sender_that_leaves_out_the_integration_headers_is_caught() {
+    let report = sender::run(&impatient(8), || Lying::new(Lie::DropIntegrationHeaders));
+    assert_caught(&report, Property::Headers);
+}
+
+#[test]
+fn a_sender_that_drops_a_field_of_an_event_is_caught() {
+    let report = sender::run(&impatient(4), || Lying::new(Lie::DropField));
+    assert_caught(&report, Property::AtLeastOnce);
+}
+
+#[test]
+fn a_sender_that_rounds_large_integers_is_caught() {
+    let report = sender::run(&impatient(4), || Lying::new(Lie::RoundIntegers));
+    assert_caught(&report, Property::AtLeastOnce);
+}
+
+#[test]
+fn a_sender_that_reuses_the_first_attempts_generated_at_is_caught() {
+    let report = sender::run(&impatient(12), || Lying::new(Lie::ReuseStamp));
+    assert_caught(&report, Property::Envelope);
 }

@@ -73,12 +73,17 @@ end
 return n
 ";
 
-/// Where Redis is and how long things last.
-#[derive(Debug, Clone)]
+/// Where Redis is and how long things last. `Debug` shows the URL's scheme only: the URL may
+/// carry a password.
+#[derive(Clone)]
 pub struct RedisDedupConfig {
-    /// `redis://[:password@]host:port/db` (or `rediss://` for TLS, when the redis crate is built
-    /// with it). Put a password in the URL from the environment, not in a file.
+    /// `redis://[:password@]host:port/db`, or `rediss://` for TLS (rustls; the server's
+    /// certificate is checked against the machine's trust store, or [`ca_pem`](Self::ca_pem)).
+    /// Put a password in the URL from the environment, not in a file.
     pub url: String,
+    /// The CA certificate(s), PEM, that a `rediss://` server's certificate must chain to,
+    /// instead of the machine's trust store (a private CA). Default: none.
+    pub ca_pem: Option<Vec<u8>>,
     /// Prepended to every key. Default `evo-siem:dedup:`.
     pub prefix: String,
     /// How long a seen UUID is remembered. Keep it longer than the sender's retry horizon.
@@ -90,16 +95,38 @@ pub struct RedisDedupConfig {
     pub timeout: Duration,
 }
 
+impl std::fmt::Debug for RedisDedupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.url.split_once("://").map_or("?", |(scheme, _)| scheme);
+        f.debug_struct("RedisDedupConfig")
+            .field("url", &format_args!("{scheme}://<redacted>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<set>"))
+            .field("prefix", &self.prefix)
+            .field("ttl", &self.ttl)
+            .field("claim_ttl", &self.claim_ttl)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 impl RedisDedupConfig {
     /// The defaults, with Redis at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ca_pem: None,
             prefix: "evo-siem:dedup:".into(),
             ttl: Duration::from_secs(24 * 60 * 60),
             claim_ttl: Duration::from_secs(120),
             timeout: Duration::from_secs(2),
         }
+    }
+
+    /// Sets [`ca_pem`](Self::ca_pem).
+    #[must_use]
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
     }
 
     /// Sets [`prefix`](Self::prefix).
@@ -176,8 +203,21 @@ impl RedisDedup {
     /// A store for `config`; it connects at the first call, so a receiver starts even while
     /// Redis is down (and answers 503 until it is up).
     pub fn new(config: RedisDedupConfig) -> Result<Self, DedupError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| DedupError(format!("invalid Redis URL: {:?}", e.kind())))?;
+        // rustls needs a crypto provider; one installed already (by the application) stays.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let invalid =
+            |e: redis::RedisError| DedupError(format!("invalid Redis URL: {:?}", e.kind()));
+        let client = match &config.ca_pem {
+            Some(ca) => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+            None => redis::Client::open(config.url.as_str()),
+        }
+        .map_err(invalid)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,

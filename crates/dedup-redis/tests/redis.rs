@@ -190,28 +190,122 @@ async fn without_redis_the_receiver_answers_503_and_recovers_by_itself() {
         .dedup(store)
         .build()
         .unwrap();
+    // The status and reason code answered: a 503 for another reason (a claim in progress, say)
+    // would not show that the store's absence is what the receiver reports.
     let accept = async |receiver: &Receiver| {
         let (headers, body) = signed_batch(3);
         match receiver.accept(&headers, body, SystemTime::now()).await {
-            Ok(batch) => batch
-                .commit()
-                .await
-                .map(|_| 200)
-                .unwrap_or_else(|r| r.status().as_u16()),
-            Err(rejection) => rejection.status().as_u16(),
+            Ok(batch) => match batch.commit().await {
+                Ok(_) => (200, "delivered"),
+                Err(r) => (r.status().as_u16(), r.reason_code()),
+            },
+            Err(rejection) => (rejection.status().as_u16(), rejection.reason_code()),
         }
     };
-    assert_eq!(accept(&receiver).await, 200);
+    assert_eq!(accept(&receiver).await, (200, "delivered"));
     redis.stop().await;
-    assert_eq!(accept(&receiver).await, 503);
-    assert_eq!(accept(&receiver).await, 503);
+    assert_eq!(accept(&receiver).await, (503, "dedup_unavailable"));
+    assert_eq!(accept(&receiver).await, (503, "dedup_unavailable"));
     let _redis = OwnRedis::start(port).await;
     let started = std::time::Instant::now();
-    while accept(&receiver).await != 200 {
+    while accept(&receiver).await != (200, "delivered") {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "did not recover"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `rediss://`: a redis-server of the test's own listening with TLS only, its certificate signed
+/// by a CA made for the test. With that CA the store claims and commits; with the machine's
+/// trust store (which does not know the CA) it refuses to talk to the server: 503, never a
+/// fallback to plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_works_with_the_servers_ca_and_only_with_it() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = tokio::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &path("cert.pem"),
+            "--tls-key-file",
+            &path("key.pem"),
+            "--tls-ca-cert-file",
+            &path("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server is installed (scripts/services.sh)");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = format!("rediss://127.0.0.1:{port}/");
+    let trusted = RedisDedup::new(
+        RedisDedupConfig::new(&url)
+            .ca_pem(ca.pem())
+            .prefix(format!("tls-{}:", Uuid::new_v4()))
+            .timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let uuids = [Uuid::new_v4()];
+    let token = ClaimToken::random();
+    assert_eq!(
+        trusted.claim(&uuids, token).await.unwrap(),
+        [ClaimOutcome::Claimed]
+    );
+    trusted.commit(&uuids, token).await.unwrap();
+    assert_eq!(
+        trusted.claim(&uuids, ClaimToken::random()).await.unwrap(),
+        [ClaimOutcome::Seen]
+    );
+    let untrusted =
+        RedisDedup::new(RedisDedupConfig::new(&url).timeout(Duration::from_secs(2))).unwrap();
+    let refused = untrusted.claim(&uuids, ClaimToken::random()).await;
+    assert!(refused.is_err(), "{refused:?}");
+    server.kill().await.unwrap();
+}
+
+#[test]
+fn the_configuration_never_shows_the_password() {
+    let config = RedisDedupConfig::new("rediss://:hunter2-pass@redis.example:6380/0");
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("rediss://<redacted>"), "{shown}");
 }

@@ -583,7 +583,14 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_ip("2001:db8::1".parse().unwrap(), &allowed), Ok(()));
-        assert!(check_ip("64:ff9b::a9fe:a9fe".parse().unwrap(), &allowed).is_err());
+        // An allowed private network does not admit a link-local address through NAT64.
+        assert!(matches!(
+            check_ip("64:ff9b::a9fe:a9fe".parse().unwrap(), &allowed),
+            Err(Blocked::Embedded {
+                class: AddressClass::LinkLocal,
+                ..
+            })
+        ));
     }
 
     #[test]

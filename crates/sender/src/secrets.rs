@@ -398,6 +398,9 @@ mod tests {
             SecretsError::KeyRequired { .. }
         ));
         assert!(!format!("{key:?}").contains(&SecretsKey::generate().unwrap()));
-        assert!(SecretsKey::parse("too short").is_err());
+        assert!(matches!(
+            SecretsKey::parse("too short"),
+            Err(SecretsError::BadKey)
+        ));
     }
 }

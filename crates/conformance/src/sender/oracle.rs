@@ -81,9 +81,28 @@ impl std::fmt::Display for Violation {
 /// How far `generated_at` may be from the arrival: a sender stamps each attempt as it sends it.
 const MAX_AGE_MS: i64 = 30_000;
 
+/// What the oracle found: each broken guarantee, and how many individual checks it made (an
+/// event that had to arrive, an arrival that had to be expected, a delivery's envelope, ids and
+/// headers): the report counts them rather than assuming them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Judgement {
+    /// Every broken guarantee.
+    pub violations: Vec<Violation>,
+    /// Checks made, passed or not.
+    pub checks: u64,
+}
+
+impl Judgement {
+    /// Checks that held.
+    pub fn passed(&self) -> u64 {
+        self.checks.saturating_sub(self.violations.len() as u64)
+    }
+}
+
 /// Checks every property of `case` against what each integration's SIEM observed.
-pub fn check(case: &Case, observed: &[Observed]) -> Vec<Violation> {
+pub fn check(case: &Case, observed: &[Observed]) -> Judgement {
     let mut violations = Vec::new();
+    let mut checks = 0;
     for (integration, seen) in case.integrations.iter().zip(observed) {
         let mut violate = |property, detail: String| {
             violations.push(Violation {
@@ -92,12 +111,12 @@ pub fn check(case: &Case, observed: &[Observed]) -> Vec<Violation> {
                 detail,
             });
         };
-        arrivals(integration, seen, &mut violate);
-        envelopes(integration, seen, &mut violate);
-        delivery_ids(seen, case.restart_after.is_some(), &mut violate);
-        headers(integration, seen, &mut violate);
+        checks += arrivals(integration, seen, &mut violate);
+        checks += envelopes(integration, seen, &mut violate);
+        checks += delivery_ids(seen, case.restart_after.is_some(), &mut violate);
+        checks += headers(integration, seen, &mut violate);
     }
-    violations
+    Judgement { violations, checks }
 }
 
 fn same_json(a: &str, b: &str) -> bool {
@@ -110,7 +129,13 @@ fn same_json(a: &str, b: &str) -> bool {
     }
 }
 
-fn arrivals(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Property, String)) {
+/// Returns how many checks it made (each function below does).
+fn arrivals(
+    case: &IntegrationCase,
+    seen: &Observed,
+    violate: &mut impl FnMut(Property, String),
+) -> u64 {
+    let mut checks = 0;
     let ingested: HashMap<&str, (usize, &super::case::GenEvent)> = case
         .events
         .iter()
@@ -122,6 +147,7 @@ fn arrivals(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Pr
 
     let mut missing = Vec::new();
     for event in case.expected() {
+        checks += 1;
         match received.get(event.uuid.as_str()) {
             None => missing.push(event.uuid.as_str()),
             Some(got) if !same_json(&got.raw, &event.json) => violate(
@@ -148,6 +174,8 @@ fn arrivals(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Pr
 
     let mut last = None;
     for got in &seen.events {
+        // Expected at all, not excluded, in order.
+        checks += 2;
         match ingested.get(got.uuid.as_str()) {
             None => violate(
                 Property::ExactFiltering,
@@ -175,6 +203,7 @@ fn arrivals(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Pr
             }
         }
     }
+    checks
 }
 
 fn header<'a>(delivery: &'a Delivery, name: &str) -> Option<&'a str> {
@@ -185,7 +214,13 @@ fn header<'a>(delivery: &'a Delivery, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn envelopes(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Property, String)) {
+fn envelopes(
+    case: &IntegrationCase,
+    seen: &Observed,
+    violate: &mut impl FnMut(Property, String),
+) -> u64 {
+    // No overlap, no refusal; then each delivery's signature and age.
+    let mut checks = 2;
     let r = &seen.stats.rejected;
     let refused = r.bad_signature
         + r.missing_signature
@@ -211,6 +246,7 @@ fn envelopes(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(P
         );
     }
     for delivery in &seen.deliveries {
+        checks += 2;
         let signature = header(delivery, evo_siem_protocol::headers::SIGNATURE_256);
         match (&case.secret, signature) {
             (None, Some(_)) => violate(
@@ -232,14 +268,23 @@ fn envelopes(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(P
             );
         }
     }
+    checks
 }
 
 /// Attempts of one batch keep its id and count up. The mock SIEM is always listening, so every
 /// attempt reaches it and the first one it sees of an id is attempt 1; only a restart (which
 /// may cut a request short before the SIEM read it) excuses a later first attempt.
-fn delivery_ids(seen: &Observed, restarted: bool, violate: &mut impl FnMut(Property, String)) {
+fn delivery_ids(
+    seen: &Observed,
+    restarted: bool,
+    violate: &mut impl FnMut(Property, String),
+) -> u64 {
+    let mut checks = 0;
     let mut batches: HashMap<&str, (u32, &[String])> = HashMap::new();
+    // Each id's last `generated_at`, as the SIEM saw it: arrival minus age (within 1 ms).
+    let mut stamps: HashMap<&str, i64> = HashMap::new();
     for delivery in &seen.deliveries {
+        checks += 1;
         let Some(id) = delivery.delivery_id.as_deref() else {
             violate(
                 Property::DeliveryIds,
@@ -268,6 +313,22 @@ fn delivery_ids(seen: &Observed, restarted: bool, violate: &mut impl FnMut(Prope
             );
             continue;
         };
+        if let Some(age) = delivery.age_ms {
+            checks += 1;
+            let stamped = i64::try_from(delivery.received_at_ms).unwrap_or(i64::MAX) - age;
+            // Attempts of one batch are at least the retry floor apart, so a stamp no later
+            // than the previous attempt's (allowing 1 ms for the estimate) was reused.
+            if let Some(previous) = stamps.insert(id, stamped)
+                && stamped <= previous + 1
+            {
+                violate(
+                    Property::Envelope,
+                    format!(
+                        "delivery {id}: attempt {attempt} carries the generated_at of an earlier attempt (each attempt is stamped as it is sent)"
+                    ),
+                );
+            }
+        }
         match batches.get_mut(id) {
             None => {
                 if attempt != 1 && !restarted {
@@ -300,11 +361,18 @@ fn delivery_ids(seen: &Observed, restarted: bool, violate: &mut impl FnMut(Prope
             }
         }
     }
+    checks
 }
 
-fn headers(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Property, String)) {
+fn headers(
+    case: &IntegrationCase,
+    seen: &Observed,
+    violate: &mut impl FnMut(Property, String),
+) -> u64 {
+    let mut checks = 0;
     for delivery in &seen.deliveries {
         for (name, value) in &case.headers {
+            checks += 1;
             match header(delivery, name) {
                 None => violate(Property::Headers, format!("header {name} missing")),
                 // The mock SIEM does not record the values of credential headers.
@@ -319,4 +387,5 @@ fn headers(case: &IntegrationCase, seen: &Observed, violate: &mut impl FnMut(Pro
             }
         }
     }
+    checks
 }

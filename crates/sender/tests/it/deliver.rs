@@ -571,20 +571,31 @@ async fn excluded_actions_are_never_sent_and_are_counted() {
 
 #[tokio::test]
 async fn the_guard_refuses_internal_addresses_even_when_dns_changes_its_answer() {
-    let fx = fixture().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&fx.server)
-        .await;
-    let port = fx.server.address().port();
+    // Two listeners that count connections at the same port: 127.0.0.1, where the allowed first
+    // answer connects, and 127.0.0.2, where the second answer would connect if the guard did
+    // not check every connection again. Both loopback, so a broken guard costs nothing here.
+    let count = async |ip: &str, port: u16| {
+        let listener = tokio::net::TcpListener::bind((ip, port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((_conn, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        (port, accepted)
+    };
+    let (port, allowed_side) = count("127.0.0.1", 0).await;
+    let (_, trap) = count("127.0.0.2", port).await;
     // A rebinding DNS: the first answer is allowed (the local test server), every later one is
     // internal. Every connection is checked again, so the later ones never connect. (All traffic
     // stays on this machine: 127.0.0.1 is the only address ever connected to.)
     let answers = Arc::new(std::sync::Mutex::new(vec![
         "127.0.0.1",
+        "127.0.0.2",
         "169.254.169.254",
         "10.0.0.7",
-        "127.0.0.2",
         "::ffff:192.168.0.1",
     ]));
     let lookup: evo_siem_sender::dispatch::Lookup = Arc::new(move |_host: String| {
@@ -600,13 +611,14 @@ async fn the_guard_refuses_internal_addresses_even_when_dns_changes_its_answer()
     .unwrap();
     let resolver = GuardedResolver::with_lookup(allowed().into(), lookup);
     let dispatcher = Dispatcher::with_resolver(&settings(), resolver).unwrap();
-    // The allowed answer connects (and fails the TLS handshake with the plain-HTTP test server).
+    // The allowed answer connects (and fails the TLS handshake with a listener that says
+    // nothing), not because of the guard.
     let first = dispatcher
         .attempt(&integration, &[], uuid::Uuid::new_v4(), 1)
         .await;
     assert_eq!(first.result, AttemptResult::Transport);
     assert!(!first.detail.contains("outbound guard"), "{}", first.detail);
-    for class in ["link-local", "private", "loopback", "private"] {
+    for class in ["loopback", "link-local", "private", "private"] {
         let report = dispatcher
             .attempt(&integration, &[], uuid::Uuid::new_v4(), 1)
             .await;
@@ -618,7 +630,9 @@ async fn the_guard_refuses_internal_addresses_even_when_dns_changes_its_answer()
         );
         assert!(report.detail.contains(class), "{}", report.detail);
     }
-    assert!(fx.server.received_requests().await.unwrap().is_empty());
+    // The first answer was connected to, the second never.
+    assert_eq!(allowed_side.load(Ordering::Relaxed), 1);
+    assert_eq!(trap.load(Ordering::Relaxed), 0);
 }
 
 /// Each transport failure gets its kind from the types of its causes: a refused connection, a

@@ -275,7 +275,11 @@ fn the_example_config_parses_and_mistakes_are_refused() {
     );
     let zero: Config =
         toml::from_str(&format!("{empty}[delivery]\nattempt_timeout_ms = 0\n")).unwrap();
-    assert!(zero.delivery.dispatch(Vec::new()).is_err());
+    assert!(matches!(
+        zero.delivery.dispatch(Vec::new()),
+        Err(evo_siem_sender::service::ConfigError::Delivery(reason))
+            if reason == "timeouts must be greater than zero"
+    ));
 }
 
 /// The configuration file goes through the admin API's check: what a PUT refuses, the file
