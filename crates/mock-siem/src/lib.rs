@@ -356,8 +356,11 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // The arrival: what a delivery's age is measured to, whatever a delay fault or a slow body
+    // adds before the batch is verified (at `now`, below).
+    let arrived = SystemTime::now();
     let mut delivery = Delivery {
-        received_at_ms: unix_ms(SystemTime::now()),
+        received_at_ms: unix_ms(arrived),
         delivery_id: header(evo_siem_protocol::headers::DELIVERY_ID),
         attempt: header(evo_siem_protocol::headers::DELIVERY_ATTEMPT),
         headers: parts
@@ -406,7 +409,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
     }) = fault
     {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        (delivery.events, delivery.age_ms) = peek(&bytes, now);
+        (delivery.events, delivery.age_ms) = peek(&bytes, arrived);
         delivery.status = status.as_u16();
         record_delivery(&shared, delivery);
         let mut response = (status, "fault injected by the mock SIEM").into_response();
@@ -421,7 +424,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         Ok(batch) => batch,
         Err(rejection) => return refused(&shared, delivery, rejection),
     };
-    delivery.age_ms = age_ms(&batch.batch().generated_at, now);
+    delivery.age_ms = age_ms(&batch.batch().generated_at, arrived);
     {
         let mut records = shared.records();
         let records = &mut *records;

@@ -281,8 +281,9 @@ fn delivery_ids(
 ) -> u64 {
     let mut checks = 0;
     let mut batches: HashMap<&str, (u32, &[String])> = HashMap::new();
-    // Each id's last `generated_at`, as the SIEM saw it: arrival minus age (within 1 ms).
-    let mut stamps: HashMap<&str, i64> = HashMap::new();
+    // Each id's attempts and their `generated_at`, as the SIEM saw them: arrival minus age
+    // (within 1 ms).
+    let mut stamps: HashMap<&str, Vec<(u32, i64)>> = HashMap::new();
     for delivery in &seen.deliveries {
         checks += 1;
         let Some(id) = delivery.delivery_id.as_deref() else {
@@ -314,20 +315,8 @@ fn delivery_ids(
             continue;
         };
         if let Some(age) = delivery.age_ms {
-            checks += 1;
             let stamped = i64::try_from(delivery.received_at_ms).unwrap_or(i64::MAX) - age;
-            // Attempts of one batch are at least the retry floor apart, so a stamp no later
-            // than the previous attempt's (allowing 1 ms for the estimate) was reused.
-            if let Some(previous) = stamps.insert(id, stamped)
-                && stamped <= previous + 1
-            {
-                violate(
-                    Property::Envelope,
-                    format!(
-                        "delivery {id}: attempt {attempt} carries the generated_at of an earlier attempt (each attempt is stamped as it is sent)"
-                    ),
-                );
-            }
+            stamps.entry(id).or_default().push((attempt, stamped));
         }
         match batches.get_mut(id) {
             None => {
@@ -358,6 +347,25 @@ fn delivery_ids(
                     }
                     *events = delivery.events.as_slice();
                 }
+            }
+        }
+    }
+    // Attempts of one batch are at least the retry floor apart, so a stamp no later than the
+    // previous attempt's (allowing 1 ms for the estimate) was reused. Compared in attempt order,
+    // not arrival order: a delayed attempt may be recorded after the next one.
+    for (id, mut attempts) in stamps {
+        attempts.sort_unstable();
+        attempts.dedup_by_key(|(attempt, _)| *attempt);
+        for pair in attempts.windows(2) {
+            checks += 1;
+            let ((_, before), (attempt, stamped)) = (pair[0], pair[1]);
+            if stamped <= before + 1 {
+                violate(
+                    Property::Envelope,
+                    format!(
+                        "delivery {id}: attempt {attempt} carries the generated_at of an earlier attempt (each attempt is stamped as it is sent)"
+                    ),
+                );
             }
         }
     }
