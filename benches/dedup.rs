@@ -1,8 +1,9 @@
 //! The dedup stores: claim+commit throughput on batches of 1,000 fresh UUIDs for the in-memory
 //! store (direct, and through the async `DedupStore` trait) and for the Redis store on the local
-//! server (`scripts/services.sh`; `EVO_SIEM_REDIS_URL` to point elsewhere); then the in-memory
-//! store's resident memory per remembered UUID at 1 M and 10 M entries (RSS delta from /proc, so
-//! it counts allocator overhead). Target: under 32 bytes an entry at 10 M.
+//! server (started through `scripts/services.sh` when down; `EVO_SIEM_REDIS_URL` to point
+//! elsewhere); then the in-memory store's resident memory per remembered UUID at 1 M and 10 M
+//! entries (RSS delta from /proc, so it counts allocator overhead). Target: under 32 bytes an
+//! entry at 10 M.
 //!
 //! Beside it, what the user's design names: an `lru::LruCache<Uuid, ()>` doing the same job
 //! (`get`, then `put` when absent), full at 1 M, and its bytes per entry at 1 M and 10 M, so
@@ -200,6 +201,7 @@ fn main() {
         &MemoryDedup::default(),
     );
     if !quick {
+        evo_siem_test_services::redis().expect("Redis (scripts/services.sh)");
         let url = std::env::var("EVO_SIEM_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
         let config = RedisDedupConfig::new(url)

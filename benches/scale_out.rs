@@ -6,7 +6,8 @@
 //!
 //! All instances run in this process, on the same two cores as PostgreSQL and the sink: on this
 //! machine more instances cannot add CPU, so the figures show the cost of the shared engine and
-//! of coordination, not the gain of more machines. Needs PostgreSQL (`bash scripts/services.sh`).
+//! of coordination, not the gain of more machines. Needs PostgreSQL (started through
+//! `scripts/services.sh` when it is down).
 
 mod common;
 
@@ -142,6 +143,7 @@ fn main() {
         sender.shutdown().await;
 
         for instances in 1..=3 {
+            evo_siem_test_services::postgres().expect("PostgreSQL (scripts/services.sh)");
             let database = ScratchDatabase::create().await.expect("PostgreSQL (bash scripts/services.sh)");
             let dirs: Vec<_> = (0..instances).map(|_| tempfile::tempdir().unwrap()).collect();
             let mut senders = Vec::new();

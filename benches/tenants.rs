@@ -16,7 +16,7 @@
 //!
 //! `EVO_SIEM_BENCH_QUICK=1` (or `--quick`) shortens the idle window from 30 s to 5 s and the
 //! paced run of the latency case; `EVO_SIEM_BENCH_TENANTS=100,1000` picks the SQLite sizes.
-//! Needs PostgreSQL (`bash scripts/services.sh`).
+//! Needs PostgreSQL (started through `scripts/services.sh` when it is down).
 
 mod common;
 
@@ -271,6 +271,7 @@ async fn case(
     let (db, spool_toml, instances, label) = match spool {
         Spool::Sqlite => (None, String::new(), 1, format!("{tenants} SQLite")),
         Spool::Postgres { instances } => {
+            evo_siem_test_services::postgres()?;
             let db = ScratchDatabase::create().await?;
             std::fs::write(dir.path().join("spool-url"), db.url())?;
             let toml = format!(

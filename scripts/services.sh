@@ -2,7 +2,8 @@
 # Makes sure the servers the tests use are running: PostgreSQL on 127.0.0.1:5432 (trust
 # authentication, user postgres) and Redis on 127.0.0.1:6379. Starts whichever is down with the
 # machine's own commands, installing it from Debian's packages first when it is missing and we
-# are root. Idempotent: run it before `cargo test --workspace`; `.ci/run` does.
+# are root. Idempotent. The tests that need a server run it when it is down
+# (crates/test-services), so `cargo test --workspace` needs nothing before it.
 set -euo pipefail
 
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

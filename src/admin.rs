@@ -21,7 +21,7 @@ fn tokens(config: &std::path::Path) -> anyhow::Result<(tokio::runtime::Runtime, 
 
 /// `evo-siem admin rekey`: every stored secret re-sealed under the new key.
 fn rekey(args: &RekeyArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let config = Config::load(&args.config.path)?;
     let key = |env: &Option<String>, file: &Option<std::path::PathBuf>| SecretsConfig {
         key_env: env.clone(),
         key_file: file.clone(),
@@ -73,7 +73,7 @@ pub(crate) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             if args.tenant.is_empty() {
                 bail!("--tenant must not be empty");
             }
-            let (runtime, tokens) = tokens(&args.config)?;
+            let (runtime, tokens) = tokens(&args.config.path)?;
             let (token, principal) =
                 runtime.block_on(tokens.create(&args.tenant, &permissions, &args.label))?;
             eprintln!(
@@ -89,7 +89,7 @@ pub(crate) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             println!("{token}");
         }
         TokenCommand::List(args) => {
-            let (runtime, tokens) = tokens(&args.config)?;
+            let (runtime, tokens) = tokens(&args.config.path)?;
             for p in runtime.block_on(tokens.list())? {
                 let permissions: Vec<&str> = p.permissions.iter().map(|p| p.as_str()).collect();
                 println!(
@@ -102,7 +102,7 @@ pub(crate) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TokenCommand::Revoke(args) => {
-            let (runtime, tokens) = tokens(&args.config)?;
+            let (runtime, tokens) = tokens(&args.config.path)?;
             if !runtime.block_on(tokens.revoke(&args.id))? {
                 bail!("no token with id {}", args.id);
             }

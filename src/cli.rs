@@ -11,6 +11,28 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Aligned text for people.
+    Table,
+    /// One JSON document on standard output, for scripts.
+    Json,
+}
+
+/// The configuration file, for every command that reads one (the sender's, or the relay's).
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArg {
+    /// The TOML configuration file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        env = "EVO_SIEM_CONFIG"
+    )]
+    pub(crate) path: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// See the whole pipeline work, and survive a SIEM outage, in about 30 seconds.
@@ -25,6 +47,7 @@ exit 1 if not.\n\n\
 Examples:\n  evo-siem demo\n  evo-siem demo --rate 1000 --duration 60s\n  \
 evo-siem demo --keep   # then carry on by hand with the printed commands"
     )]
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Write realistic audit events as NDJSON.
     #[command(
@@ -35,6 +58,7 @@ same events. With --tenants above 1, --out-dir is required and each tenant gets 
 Examples:\n  evo-siem generate --count 5 --seed 7\n  \
 evo-siem generate --count 100000 --tenants 3 --out-dir events/"
     )]
+    #[cfg(feature = "workload")]
     Generate(GenerateArgs),
     /// Drive a running sender's ingest API at a target rate and report.
     #[command(
@@ -45,6 +69,7 @@ sends to the URL it is given. Exits 1 when no request was acknowledged.\n\n\
 Example:\n  EVO_SIEM_INGEST_TOKEN=local-token evo-siem load --url http://127.0.0.1:7700 \\\n    \
 --token-env EVO_SIEM_INGEST_TOKEN --rate 20000 --duration 30s"
     )]
+    #[cfg(feature = "workload")]
     Load(LoadArgs),
     /// Print the X-Evo-Signature-256 value of a body.
     #[command(
@@ -74,12 +99,13 @@ See crates/sender/README.md for the configuration keys."
     /// Run a mock SIEM that verifies, records and can misbehave on demand.
     #[command(
         long_about = "Run a mock SIEM: it verifies deliveries with the receiver SDK (one or \
-several secrets, or unsigned when no --secret-env is given), records them, and can misbehave on \
+several secrets from --secret-env or --secret-file, or unsigned when none is given), records them, and can misbehave on \
 demand. Inspect it with GET /_mock/stats, /_mock/events, /_mock/deliveries; reset with DELETE \
-/_mock/state; inject faults with POST /_mock/faults.\n\n\
+/_mock/state; inject faults with POST /_mock/faults. Stops on SIGTERM or Ctrl-C and exits 0.\n\n\
 Examples:\n  EVO_SIEM_SECRET=change-me evo-siem mock-siem --listen 127.0.0.1:8080 --secret-env EVO_SIEM_SECRET\n  \
-evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2 --drop-rate 0.05 --seed 7"
+evo-siem mock-siem --fail-first 3 --fail-status 429 --retry-after 2s --drop-rate 0.05 --seed 7"
     )]
+    #[cfg(feature = "mock-siem")]
     MockSiem(MockSiemArgs),
     /// Verify, deduplicate and forward Evo's webhooks to a SIEM's own intake.
     #[command(
@@ -89,6 +115,7 @@ the configured outputs (NDJSON file, syslog, Splunk HEC, Elasticsearch/OpenSearc
 Example:\n  EVO_SIEM_SECRET=change-me evo-siem relay --config relay.toml\n\n\
 See crates/relay/README.md for the configuration keys."
     )]
+    #[cfg(feature = "relay")]
     Relay(SenderArgs),
     /// Send one signed test batch to a webhook URL and diagnose the answer.
     #[command(
@@ -106,9 +133,11 @@ evo-siem send-test --url http://127.0.0.1:8080/webhook --allow-private 127.0.0.1
     Admin(AdminCommand),
     /// Check a receiver (or sender) against the wire contract.
     #[command(subcommand)]
+    #[cfg(feature = "conformance")]
     Conformance(ConformanceCommand),
 }
 
+#[cfg(feature = "conformance")]
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConformanceCommand {
     /// Send a battery of deliveries to a receiver URL and judge each answer.
@@ -148,12 +177,12 @@ pub(crate) struct SendTestArgs {
     /// A private network the outbound guard lets through (local testing only; repeatable).
     #[arg(long = "allow-private", value_name = "CIDR")]
     pub(crate) allow_private: Vec<String>,
-    /// Time for the attempt.
+    /// Time for the attempt (500ms, 10s, 2m).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub(crate) timeout: std::time::Duration,
-    /// `table` or `json`.
-    #[arg(long, default_value = "table")]
-    pub(crate) format: String,
+    /// How the diagnosis is printed.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,9 +209,9 @@ Example:\n  evo-siem admin rekey --config sender.toml --new-key-file /run/secret
 #[command(group(clap::ArgGroup::new("new").required(true).args(["new_key_env", "new_key_file"])))]
 #[command(group(clap::ArgGroup::new("old").args(["old_key_env", "old_key_file"])))]
 pub(crate) struct RekeyArgs {
-    /// The sender's configuration file (its data directory, spool and current key).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: PathBuf,
+    /// Its data directory, spool and current key.
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
     /// The environment variable holding the new key (32 bytes in base64 or hex).
     #[arg(long, value_name = "VAR")]
     pub(crate) new_key_env: Option<String>,
@@ -216,9 +245,8 @@ Example:\n  evo-siem admin token create --config sender.toml --tenant acme \\\n 
 
 #[derive(Debug, Args)]
 pub(crate) struct TokenCreateArgs {
-    /// The sender's configuration file (for its data directory).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: PathBuf,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
     /// The tenant the token belongs to.
     #[arg(long)]
     pub(crate) tenant: String,
@@ -232,21 +260,20 @@ pub(crate) struct TokenCreateArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct TokenListArgs {
-    /// The sender's configuration file (for its data directory).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: PathBuf,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct TokenRevokeArgs {
-    /// The sender's configuration file (for its data directory).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: PathBuf,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
     /// The token's id, as `list` shows it.
     #[arg(long)]
     pub(crate) id: String,
 }
 
+#[cfg(feature = "conformance")]
 /// Where the sender under test runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum SenderProcess {
@@ -259,6 +286,7 @@ pub(crate) enum SenderProcess {
     Cluster,
 }
 
+#[cfg(feature = "conformance")]
 #[derive(Debug, Args)]
 pub(crate) struct SenderSuiteArgs {
     /// Cases to run.
@@ -276,14 +304,17 @@ pub(crate) struct SenderSuiteArgs {
     /// With `--process cluster`: how many instances.
     #[arg(long, default_value_t = 3)]
     pub(crate) instances: usize,
-    /// With `--process cluster`: the instances' lease time, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) lease_ttl_ms: u64,
-    /// `table` or `json`.
-    #[arg(long, default_value = "table")]
-    pub(crate) format: String,
+    /// With `--process cluster`: the instances' lease time (500ms, 1s, 2m).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub(crate) lease_ttl: std::time::Duration,
+    /// How the report is printed.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
 }
 
+#[cfg(feature = "conformance")]
 #[derive(Debug, Args)]
 pub(crate) struct ReceiverSuiteArgs {
     /// The receiver's webhook URL.
@@ -291,22 +322,24 @@ pub(crate) struct ReceiverSuiteArgs {
     pub(crate) url: String,
     #[command(flatten)]
     pub(crate) secrets: SecretArgs,
-    /// The receiver's body limit in bytes; one byte more is sent.
-    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    /// The receiver's body limit in bytes; one byte more is sent. The default is the receiver
+    /// SDK's (`evo_siem_protocol::DEFAULT_MAX_BODY_BYTES`, 4 MiB).
+    #[arg(long, default_value_t = evo_siem_protocol::DEFAULT_MAX_BODY_BYTES)]
     pub(crate) max_body: usize,
-    /// `table` or `json`.
-    #[arg(long, default_value = "table")]
-    pub(crate) format: String,
+    /// How the results are printed.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
 }
 
+#[cfg(feature = "mock-siem")]
 #[derive(Debug, Args)]
 pub(crate) struct MockSiemArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,
-    /// Environment variable holding an accepted signing secret (repeatable).
-    #[arg(long = "secret-env", value_name = "VAR")]
-    pub(crate) secret_env: Vec<String>,
+    /// The signing secrets it accepts; none: deliveries are not verified.
+    #[command(flatten)]
+    pub(crate) secrets: SecretArgs,
     /// Path of the webhook.
     #[arg(long, default_value = "/webhook")]
     pub(crate) path: String,
@@ -315,8 +348,13 @@ pub(crate) struct MockSiemArgs {
     pub(crate) seed: u64,
     /// Deduplicate in Redis, at the URL this environment variable holds (redis://host:port/),
     /// shared with other mock SIEMs, instead of in memory.
-    #[arg(long, value_name = "VAR")]
+    #[cfg(feature = "redis")]
+    #[arg(long, value_name = "VAR", conflicts_with = "redis_url_file")]
     pub(crate) redis_url_env: Option<String>,
+    /// Or the file holding that URL (it may carry a password); one trailing newline is ignored.
+    #[cfg(feature = "redis")]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) redis_url_file: Option<PathBuf>,
     /// Fault rules from a JSON file (the body `POST /_mock/faults` takes); checked before the
     /// flags below. For each request the first matching rule acts.
     #[arg(long, value_name = "FILE", help_heading = "Faults")]
@@ -338,20 +376,29 @@ pub(crate) struct MockSiemArgs {
         help_heading = "Faults"
     )]
     pub(crate) fail_status: u16,
-    /// A Retry-After, in seconds, with --fail-first and --fail-rate answers.
-    #[arg(long, value_name = "SECS", help_heading = "Faults")]
+    /// A Retry-After with --fail-first and --fail-rate answers, in whole seconds (2s, 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_whole_seconds, help_heading = "Faults")]
     pub(crate) retry_after: Option<u64>,
-    /// Delay every request no other fault took by this long.
-    #[arg(long, value_name = "MS", help_heading = "Faults")]
-    pub(crate) delay_ms: Option<u64>,
+    /// Delay every request no other fault took by this long (800ms, 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Faults")]
+    pub(crate) delay: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
 }
 
-/// A duration: `500ms`, `30s`, `2m`, or a number of seconds.
+/// A duration, the one syntax of every duration flag: a number and its unit, `ms`, `s`, `m`
+/// or `h` (`500ms`, `10s`, `1.5s`, `2m`, `1h`); `0` alone is zero. A bare number is refused
+/// rather than guessed: some flags used to take milliseconds, others seconds.
 pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(at) => text.split_at(at),
-        None => (text, "s"),
+        None if text == "0" => return Ok(std::time::Duration::ZERO),
+        None => {
+            return Err(format!(
+                "{text:?} has no unit: write it as {text}s, {text}ms or {text}m"
+            ));
+        }
     };
     let value: f64 = number
         .parse()
@@ -370,12 +417,24 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// A duration in the syntax of [`parse_duration`] that is a whole number of seconds, as the
+/// seconds of a `Retry-After` header.
+#[cfg(feature = "mock-siem")]
+pub(crate) fn parse_whole_seconds(text: &str) -> Result<u64, String> {
+    let duration = parse_duration(text)?;
+    if duration.subsec_nanos() != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds"));
+    }
+    Ok(duration.as_secs())
+}
+
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Events per second fed to the sender (all tenants together).
     #[arg(long, default_value_t = 200)]
     pub(crate) rate: u32,
-    /// How long to feed events; the SIEM fails during the middle third.
+    /// How long to feed events (30s, 2m); the SIEM fails during the middle third.
     #[arg(long, value_parser = parse_duration, default_value = "20s")]
     pub(crate) duration: std::time::Duration,
     /// Seed of the event generator.
@@ -384,8 +443,11 @@ pub(crate) struct DemoArgs {
     /// Leave the sender and the mock SIEM running at the end and print how to use them.
     #[arg(long)]
     pub(crate) keep: bool,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
 }
 
+#[cfg(feature = "workload")]
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
     /// Events to write (all tenants together).
@@ -408,14 +470,23 @@ pub(crate) struct GenerateArgs {
     pub(crate) start: Option<String>,
 }
 
+#[cfg(feature = "workload")]
 #[derive(Debug, Args)]
 pub(crate) struct LoadArgs {
     /// The sender's base URL.
     #[arg(long)]
     pub(crate) url: String,
     /// Environment variable holding the ingest bearer token.
-    #[arg(long, value_name = "VAR")]
-    pub(crate) token_env: String,
+    #[arg(
+        long,
+        value_name = "VAR",
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
+    pub(crate) token_env: Option<String>,
+    /// Or the file holding it; one trailing newline is ignored.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) token_file: Option<PathBuf>,
     /// The tenant whose ingest endpoint is driven.
     #[arg(long, default_value = "acme")]
     pub(crate) tenant: String,
@@ -431,22 +502,43 @@ pub(crate) struct LoadArgs {
     /// Most requests in flight.
     #[arg(long, default_value_t = 8)]
     pub(crate) concurrency: usize,
-    /// Time for one request.
+    /// Time for one request (500ms, 10s).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub(crate) timeout: std::time::Duration,
     /// Seed of the event generator.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
-    /// `table` or `json`.
-    #[arg(long, default_value = "table")]
-    pub(crate) format: String,
+    /// How the report is printed.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub(crate) format: OutputFormat,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct SenderArgs {
-    /// The TOML configuration file.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: PathBuf,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+}
+
+/// How a long-running command logs (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line of text per event, for people.
+    Text,
+    /// One JSON object per line with the event's fields and those of its spans (a request's
+    /// `request_id`, say), for a log pipeline.
+    Json,
+}
+
+/// The logging flags of every long-running command; `RUST_LOG` filters, as usual.
+#[derive(Debug, Args)]
+pub(crate) struct LogArgs {
+    /// The log lines' format.
+    #[arg(long, value_enum, env = "EVO_SIEM_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
 }
 
 /// Where secrets come from: never the command line, where other users and shell history see it.
@@ -483,18 +575,170 @@ pub(crate) struct VerifyArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::*;
+    use clap::Parser;
     use std::time::Duration;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("evo-siem").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
 
     #[test]
     fn durations_read_like_people_write_them() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("45").unwrap_err().contains("no unit"));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    /// Every duration flag of every command takes the one syntax, and refuses a bare number.
+    #[test]
+    fn every_duration_flag_takes_the_same_syntax() {
+        let mut flags: Vec<(Vec<&str>, &str)> = vec![(
+            vec!["send-test", "--url", "https://x.example", "--timeout"],
+            "timeout",
+        )];
+        if cfg!(feature = "demo") {
+            flags.push((vec!["demo", "--duration"], "duration"));
+        }
+        if cfg!(feature = "workload") {
+            let load = vec!["load", "--url", "u", "--token-env", "T", "--rate", "1"];
+            let mut timeout = load.clone();
+            timeout.extend(["--duration", "1s", "--timeout"]);
+            let mut duration = load.clone();
+            duration.push("--duration");
+            flags.push((timeout, "timeout"));
+            flags.push((duration, "duration"));
+        }
+        if cfg!(feature = "conformance") {
+            flags.push((vec!["conformance", "sender", "--lease-ttl"], "lease-ttl"));
+        }
+        if cfg!(feature = "mock-siem") {
+            flags.push((vec!["mock-siem", "--delay"], "delay"));
+            flags.push((vec!["mock-siem", "--retry-after"], "retry-after"));
+        }
+        for (args, name) in flags {
+            for (value, ok) in [
+                ("2s", true),
+                ("1m", true),
+                ("2", false),
+                ("2 parsecs", false),
+            ] {
+                let mut args = args.clone();
+                args.push(value);
+                let parsed = parse(&args);
+                assert_eq!(parsed.is_ok(), ok, "--{name} {value}: {parsed:?}");
+            }
+        }
+    }
+
+    #[cfg(feature = "mock-siem")]
+    #[test]
+    fn a_retry_after_is_whole_seconds() {
+        assert_eq!(parse_whole_seconds("2s"), Ok(2));
+        assert_eq!(parse_whole_seconds("1m"), Ok(60));
+        assert!(parse_whole_seconds("1500ms").is_err());
+    }
+
+    #[cfg(feature = "conformance")]
+    #[test]
+    fn the_lease_ttl_reaches_the_suite_as_given() {
+        match parse(&["conformance", "sender", "--lease-ttl", "750ms"]).unwrap() {
+            Command::Conformance(ConformanceCommand::Sender(args)) => {
+                assert_eq!(args.lease_ttl, Duration::from_millis(750));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `-c` and `--config` name the sender's configuration for every command that reads it.
+    #[test]
+    fn every_command_reading_the_configuration_takes_dash_c() {
+        let commands: &[&[&str]] = &[
+            &["sender"],
+            &["admin", "token", "list"],
+            &["admin", "token", "revoke", "--id", "x"],
+            &[
+                "admin",
+                "token",
+                "create",
+                "--tenant",
+                "acme",
+                "--permission",
+                "p",
+            ],
+            &["admin", "rekey", "--new-key-env", "K"],
+            #[cfg(feature = "relay")]
+            &["relay"],
+        ];
+        for command in commands {
+            for flag in ["-c", "--config"] {
+                let mut args = command.to_vec();
+                args.extend([flag, "sender.toml"]);
+                let config = match parse(&args).unwrap() {
+                    Command::Sender(args) => args.config,
+                    #[cfg(feature = "relay")]
+                    Command::Relay(args) => args.config,
+                    Command::Admin(AdminCommand::Rekey(args)) => args.config,
+                    Command::Admin(AdminCommand::Token(TokenCommand::List(args))) => args.config,
+                    Command::Admin(AdminCommand::Token(TokenCommand::Revoke(args))) => args.config,
+                    Command::Admin(AdminCommand::Token(TokenCommand::Create(args))) => args.config,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(config.path, PathBuf::from("sender.toml"), "{args:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn formats_are_named_values() {
+        let send_test = ["send-test", "--url", "https://x.example", "--format"];
+        let parsed = parse(&[&send_test[..], &["json"]].concat()).unwrap();
+        assert!(matches!(
+            parsed,
+            Command::SendTest(SendTestArgs {
+                format: OutputFormat::Json,
+                ..
+            })
+        ));
+        let err = parse(&[&send_test[..], &["yaml"]].concat()).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(err.to_string().contains("table, json"), "{err}");
+        let sender = parse(&["sender", "-c", "f", "--log-format", "json"]).unwrap();
+        assert!(matches!(
+            sender,
+            Command::Sender(SenderArgs {
+                log: LogArgs {
+                    log_format: LogFormat::Json
+                },
+                ..
+            })
+        ));
+        let err = parse(&["sender", "-c", "f", "--log-format", "xml"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+    }
+
+    /// The receiver suite sends one byte over the SDK's own default limit, so that a receiver
+    /// built with the defaults is checked at its edge.
+    #[cfg(feature = "conformance")]
+    #[test]
+    fn the_receiver_suite_defaults_to_the_sdks_body_limit() {
+        let args = parse(&["conformance", "receiver", "--url", "u", "--secret-env", "S"]).unwrap();
+        let Command::Conformance(ConformanceCommand::Receiver(args)) = args else {
+            panic!("{args:?}");
+        };
+        let receiver = evo_siem_receiver::Receiver::builder()
+            .secret("a secret of the receiver suite's test")
+            .build()
+            .unwrap();
+        assert_eq!(args.max_body, receiver.max_body_bytes());
     }
 }

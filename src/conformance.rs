@@ -1,9 +1,9 @@
 //! `evo-siem conformance receiver` (the receiver suite against any URL) and `evo-siem
 //! conformance sender` (the sender suite against mock SIEMs).
 
-use crate::cli::{ReceiverSuiteArgs, SenderProcess, SenderSuiteArgs};
+use crate::cli::{OutputFormat, ReceiverSuiteArgs, SenderProcess, SenderSuiteArgs};
 use crate::secret_source;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use evo_siem_conformance::receiver::{self, ReceiverTarget, Verdict};
 use evo_siem_conformance::sender::{self, ChildProcess, Cluster, InProcess, SuiteOptions};
 use std::process::ExitCode;
@@ -19,10 +19,9 @@ pub(crate) fn receiver(args: &ReceiverSuiteArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let results = runtime.block_on(receiver::run(&target))?;
-    match args.format.as_str() {
-        "table" => print!("{}", receiver::table(&results)),
-        "json" => println!("{}", serde_json::to_string_pretty(&results)?),
-        other => bail!("unknown --format {other:?}: use table or json"),
+    match args.format {
+        OutputFormat::Table => print!("{}", receiver::table(&results)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&results)?),
     }
     let count = |v| results.iter().filter(|r| r.verdict == v).count();
     let (passed, warned, failed) = (
@@ -39,9 +38,7 @@ pub(crate) fn receiver(args: &ReceiverSuiteArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn sender(args: &SenderSuiteArgs) -> anyhow::Result<ExitCode> {
-    if !matches!(args.format.as_str(), "table" | "json") {
-        bail!("unknown --format {:?}: use table or json", args.format);
-    }
+    crate::logging::init(args.log.log_format, "warn");
     let options = SuiteOptions {
         cases: args.cases,
         seed: args.seed,
@@ -57,16 +54,12 @@ pub(crate) fn sender(args: &SenderSuiteArgs) -> anyhow::Result<ExitCode> {
         }
         SenderProcess::Cluster => {
             let bin = std::env::current_exe().context("cannot find this binary")?;
-            let cluster = Cluster::new(
-                bin,
-                args.instances,
-                Duration::from_millis(args.lease_ttl_ms),
-            )
-            .context("cannot create a temporary directory")?;
+            let cluster = Cluster::new(bin, args.instances, args.lease_ttl)
+                .context("cannot create a temporary directory")?;
             sender::run(&options, move || cluster)
         }
     };
-    if args.format == "json" {
+    if args.format == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", sender::table(&report));

@@ -6,7 +6,7 @@ use evo_siem_demo::DemoOptions;
 use std::process::ExitCode;
 
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init("error");
+    crate::logging::init(args.log.log_format, "error");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let verdict = runtime.block_on(evo_siem_demo::run(&DemoOptions {
         rate: args.rate,

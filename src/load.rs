@@ -1,23 +1,18 @@
 //! `evo-siem load`: a paced load on a running sender's ingest API.
 
-use crate::cli::LoadArgs;
-use anyhow::{Context, bail};
+use crate::cli::{LoadArgs, OutputFormat};
+use crate::secret_source;
+use anyhow::Context;
 use evo_siem_workload::load::{self, LoadOptions, LoadReport};
 use std::process::ExitCode;
 
 pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
-    if !matches!(args.format.as_str(), "table" | "json") {
-        bail!("unknown --format {:?}: use table or json", args.format);
-    }
-    let token = std::env::var(&args.token_env)
-        .ok()
-        .filter(|t| !t.is_empty())
-        .with_context(|| {
-            format!(
-                "environment variable {} (the ingest token) is not set",
-                args.token_env
-            )
-        })?;
+    crate::logging::init(args.log.log_format, "warn");
+    let token = secret_source::one(
+        args.token_env.as_deref(),
+        args.token_file.as_deref(),
+        "the ingest token",
+    )?;
     let options = LoadOptions {
         url: args.url.clone(),
         tenant: args.tenant.clone(),
@@ -31,7 +26,7 @@ pub(crate) fn run(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(load::run(&options))?;
-    if args.format == "json" {
+    if args.format == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", table(&options, &report));

@@ -1,6 +1,6 @@
-//! `evo-siem mock-siem`: runs the mock SIEM until Ctrl-C.
+//! `evo-siem mock-siem`: runs the mock SIEM until SIGTERM or Ctrl-C, then exits 0.
 
-use crate::cli::{MockSiemArgs, SecretArgs};
+use crate::cli::MockSiemArgs;
 use crate::secret_source;
 use anyhow::Context;
 use evo_siem_mock::faults::{Action, Rule, When};
@@ -8,22 +8,22 @@ use evo_siem_mock::{MockSiem, MockSiemConfig};
 use std::process::ExitCode;
 
 pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init("info,evo_siem_receiver=debug");
-    let config = if args.secret_env.is_empty() {
+    crate::logging::init(args.log.log_format, "info,evo_siem_receiver=debug");
+    let secrets = secret_source::load_any(&args.secrets)?;
+    let config = if secrets.is_empty() {
         MockSiemConfig::unsigned()
     } else {
-        let sources = SecretArgs {
-            env: args.secret_env.clone(),
-            file: Vec::new(),
-        };
-        MockSiemConfig::signed(secret_source::load(&sources)?)
+        MockSiemConfig::signed(secrets)
     };
+    #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     let mut config = config.path(args.path.clone()).seed(args.seed);
-    if let Some(var) = &args.redis_url_env {
-        let url = std::env::var(var)
-            .ok()
-            .filter(|u| !u.is_empty())
-            .with_context(|| format!("environment variable {var} (the Redis URL) is not set"))?;
+    #[cfg(feature = "redis")]
+    if args.redis_url_env.is_some() || args.redis_url_file.is_some() {
+        let url = secret_source::one(
+            args.redis_url_env.as_deref(),
+            args.redis_url_file.as_deref(),
+            "the Redis URL",
+        )?;
         let store = evo_siem_dedup_redis::RedisDedup::new(
             evo_siem_dedup_redis::RedisDedupConfig::new(url),
         )?;
@@ -32,6 +32,8 @@ pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
     let rules = rules(args)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Listening for SIGTERM before saying we listen: a stop that comes at once is not lost.
+        let stop = stop_signal()?;
         let siem = MockSiem::start(args.listen, config)
             .await
             .context("cannot start the mock SIEM")?;
@@ -45,12 +47,28 @@ pub(crate) fn run(args: &MockSiemArgs) -> anyhow::Result<ExitCode> {
             siem.addr()
         );
         eprintln!("inspect: curl -s http://{}/_mock/stats", siem.addr());
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
+        stop.await;
+        tracing::info!("mock SIEM stopping");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A future that resolves on SIGTERM (what a service manager or `docker stop` sends) or Ctrl-C.
+/// SIGTERM is caught from this call on, so call it before anyone may send it.
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot catch SIGTERM")?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// The fault rules of the command line: the file's first, then the flags, most specific first
@@ -87,7 +105,8 @@ fn rules(args: &MockSiemArgs) -> anyhow::Result<Vec<Rule>> {
             action: fail,
         });
     }
-    if let Some(ms) = args.delay_ms {
+    if let Some(delay) = args.delay {
+        let ms = u64::try_from(delay.as_millis()).context("--delay is too long")?;
         rules.push(Rule {
             when: When::Always,
             action: Action::DelayMs(ms),
@@ -115,8 +134,8 @@ mod tests {
     #[test]
     fn flags_become_rules_in_a_fixed_order() {
         let args = parse(&[
-            "--delay-ms",
-            "50",
+            "--delay",
+            "50ms",
             "--fail-rate",
             "0.1",
             "--drop-rate",
@@ -126,7 +145,7 @@ mod tests {
             "--fail-status",
             "429",
             "--retry-after",
-            "2",
+            "2s",
         ]);
         let fail = Action::Status {
             status: 429,

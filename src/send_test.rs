@@ -1,17 +1,14 @@
 //! `evo-siem send-test`: "Test Saved Webhook" from the command line.
 
-use crate::cli::SendTestArgs;
+use crate::cli::{OutputFormat, SendTestArgs};
 use crate::secret_source;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use evo_siem_sender::Integration;
 use evo_siem_sender::api::admin::webhook_test::{Diagnosis, diagnose};
 use evo_siem_sender::dispatch::{DispatchSettings, Dispatcher, FailureKind};
 use std::process::ExitCode;
 
 pub(crate) fn run(args: &SendTestArgs) -> anyhow::Result<ExitCode> {
-    if !matches!(args.format.as_str(), "table" | "json") {
-        bail!("unknown --format {:?}: use table or json", args.format);
-    }
     let allowed = args
         .allow_private
         .iter()
@@ -58,7 +55,7 @@ pub(crate) fn run(args: &SendTestArgs) -> anyhow::Result<ExitCode> {
             runtime.block_on(diagnose(&dispatcher, &integration, "evo-siem send-test"))
         }
     };
-    if args.format == "json" {
+    if args.format == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(&diagnosis)?);
     } else {
         let verdict = if diagnosis.ok { "OK" } else { "FAILED" };

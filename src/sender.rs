@@ -6,8 +6,8 @@ use evo_siem_sender::service::{self, Config};
 use std::process::ExitCode;
 
 pub(crate) fn run(args: &SenderArgs) -> anyhow::Result<ExitCode> {
-    crate::logging::init("info");
-    let config = Config::load(&args.config)?;
+    crate::logging::init(args.log.log_format, "info");
+    let config = Config::load(&args.config.path)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(service::run(&config))?;
     Ok(ExitCode::SUCCESS)

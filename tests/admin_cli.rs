@@ -87,6 +87,7 @@ fn admin_tokens_are_created_once_listed_without_secrets_and_revoked() {
 /// With a PostgreSQL spool the tokens live in the state the instances share.
 #[test]
 fn admin_tokens_on_a_postgres_spool_are_shared() {
+    evo_siem_test_services::postgres().unwrap_or_else(|e| panic!("{e}"));
     let database = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(evo_siem_sender::spool::scratch::ScratchDatabase::create())
@@ -142,7 +143,8 @@ fn tokens_created_listed_and_revoked(spool: &str) {
     assert!(created.status.success(), "{}", text(&created.stderr));
     let token = text(&created.stdout).trim().to_owned();
     assert!(token.starts_with("evo_adm_"));
-    let list = text(&run(&["admin", "token", "list", "--config", config], &[]).stdout);
+    // -c, and EVO_SIEM_CONFIG when no flag names the file.
+    let list = text(&run(&["admin", "token", "list", "-c", config], &[]).stdout);
     assert!(
         list.contains("acme\tintegrations.siem.manage\talice"),
         "{list}"
@@ -151,13 +153,15 @@ fn tokens_created_listed_and_revoked(spool: &str) {
     let id = list.split('\t').next().unwrap();
     assert!(
         run(
-            &["admin", "token", "revoke", "--config", config, "--id", id],
-            &[]
+            &["admin", "token", "revoke", "--id", id],
+            &[("EVO_SIEM_CONFIG", config)]
         )
         .status
         .success()
     );
-    assert!(text(&run(&["admin", "token", "list", "--config", config], &[]).stdout).is_empty());
+    assert!(
+        text(&run(&["admin", "token", "list"], &[("EVO_SIEM_CONFIG", config)]).stdout).is_empty()
+    );
     let unknown = run(
         &[
             "admin",

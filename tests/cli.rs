@@ -187,3 +187,51 @@ fn secrets_are_not_accepted_on_the_command_line() {
     let out = run(&["sign", "--secret", "hunter2"], &[], b"x");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The subcommands `evo-siem --help` lists: each one compiled in (by the package's features) is
+/// there, each one left out is not, so a production build (`--no-default-features`) holds only
+/// the sender and the admin commands.
+#[test]
+fn help_lists_exactly_the_subcommands_compiled_in() {
+    let out = run(&["--help"], &[], b"");
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    let listed: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("Options:").next())
+        .unwrap_or_else(|| panic!("no command list in\n{help}"))
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    let mut expected = vec!["sender", "send-test", "admin", "sign", "verify"];
+    let optional = [
+        ("demo", cfg!(feature = "demo")),
+        ("generate", cfg!(feature = "workload")),
+        ("load", cfg!(feature = "workload")),
+        ("mock-siem", cfg!(feature = "mock-siem")),
+        ("relay", cfg!(feature = "relay")),
+        ("conformance", cfg!(feature = "conformance")),
+    ];
+    expected.extend(optional.iter().filter(|(_, on)| *on).map(|(name, _)| *name));
+    let (mut listed, mut expected) = (listed, expected);
+    listed.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "{help}");
+    for (name, on) in optional {
+        if !on {
+            let out = run(&[name, "--help"], &[], b"");
+            assert_eq!(out.status.code(), Some(2), "{name} is compiled in");
+        }
+    }
+    let mock = run(&["mock-siem", "--help"], &[], b"");
+    if cfg!(feature = "mock-siem") {
+        let help = text(&mock.stdout);
+        assert_eq!(
+            help.contains("--redis-url"),
+            cfg!(feature = "redis"),
+            "{help}"
+        );
+    }
+}

@@ -142,6 +142,10 @@ async fn wait_arrived(arrived: &Arrived, want: &HashSet<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_other_instance_takes_over_when_the_holder_is_killed() {
+    tokio::task::spawn_blocking(evo_siem_test_services::postgres)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}"));
     let db = ScratchDatabase::create().await.unwrap();
     let (siem, arrived) = sink().await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -162,11 +166,20 @@ async fn the_other_instance_takes_over_when_the_holder_is_killed() {
     }
     wait_arrived(&arrived, &acknowledged).await;
 
-    // One instance delivered all of it (one holder per integration), the other nothing.
-    let before = [
-        delivered_by(&client, &instances[0].base).await,
-        delivered_by(&client, &instances[1].base).await,
-    ];
+    // One instance delivered all of it (one holder per integration), the other nothing. The
+    // sink has the events a moment before the holder's counters do (it counts once the 2xx is
+    // back), so the counts are read until they add up.
+    let counted = Instant::now();
+    let before = loop {
+        let before = [
+            delivered_by(&client, &instances[0].base).await,
+            delivered_by(&client, &instances[1].base).await,
+        ];
+        if before[0] + before[1] >= 40 || counted.elapsed() > Duration::from_secs(10) {
+            break before;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let holder = usize::from(before[1] > 0);
     assert_eq!(before[holder], 40, "{before:?}");
     assert_eq!(before[1 - holder], 0, "{before:?}");
@@ -182,7 +195,13 @@ async fn the_other_instance_takes_over_when_the_holder_is_killed() {
     }
     wait_arrived(&arrived, &acknowledged).await;
     // The survivor delivered them: a takeover, not a resurrection.
-    assert_eq!(delivered_by(&client, &survivor.base).await, 40);
+    let counted = Instant::now();
+    let mut delivered = delivered_by(&client, &survivor.base).await;
+    while delivered < 40 && counted.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        delivered = delivered_by(&client, &survivor.base).await;
+    }
+    assert_eq!(delivered, 40);
     println!(
         "takeover and 40 events delivered {} ms after the SIGKILL",
         took_over.elapsed().as_millis()

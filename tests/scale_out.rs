@@ -6,11 +6,7 @@ use std::process::Command;
 
 #[test]
 fn three_instances_on_one_postgres_spool_keep_every_guarantee() {
-    let services = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh"))
-        .status()
-        .unwrap();
-    assert!(services.success(), "scripts/services.sh failed");
+    evo_siem_test_services::postgres().unwrap_or_else(|e| panic!("{e}"));
     let output = Command::new(env!("CARGO_BIN_EXE_evo-siem"))
         .args([
             "conformance",

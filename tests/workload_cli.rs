@@ -144,8 +144,13 @@ fn load_drives_a_real_sender_and_reports() {
     assert!(report["excluded"].as_u64().unwrap() > 0);
     assert_eq!(report["latency"]["count"], 40);
 
-    // A wrong token: every request refused, nothing acknowledged, exit 1, errors by status.
-    let output = run(&args, &[("EVO_TEST_TOKEN", "not-the-token")]);
+    // A wrong token, from a file: every request refused, nothing acknowledged, exit 1, errors
+    // by status.
+    std::fs::write(dir.path().join("wrong-token"), "not-the-token\n").unwrap();
+    let wrong = dir.path().join("wrong-token");
+    let mut from_file = args.to_vec();
+    from_file.splice(3..5, ["--token-file", wrong.to_str().unwrap()]);
+    let output = run(&from_file, &[]);
     assert_eq!(output.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["errors"]["status 401"], 40);

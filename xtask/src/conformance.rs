@@ -17,9 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The receiver SDK's and the mock SIEM's default body limit.
-const MAX_BODY: usize = 4 * 1024 * 1024;
-
 struct Options {
     cases: u32,
     seed: u64,
@@ -244,7 +241,6 @@ fn receiver_suite(
         .args(["conformance", "receiver", "--format", "json"])
         .args(["--url", &format!("http://{addr}/webhook")])
         .args(["--secret-env", "EVO_SIEM_CONFORMANCE_SECRET"])
-        .args(["--max-body", &MAX_BODY.to_string()])
         .env("EVO_SIEM_CONFORMANCE_SECRET", &secret)
         .stderr(Stdio::null())
         .output()

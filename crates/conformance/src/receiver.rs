@@ -21,7 +21,9 @@ pub struct ReceiverTarget {
     pub url: String,
     /// The secret the receiver verifies with.
     pub secret: Secret,
-    /// The receiver's body limit; the suite sends one byte more than this. Default 8 MiB.
+    /// The receiver's body limit; the suite sends one byte more than this. The receiver SDK's
+    /// default is `evo_siem_protocol::DEFAULT_MAX_BODY_BYTES` (4 MiB), which
+    /// `evo-siem conformance receiver` uses unless `--max-body` says otherwise.
     pub max_body: usize,
     /// Time for each request. Default 10 s.
     pub timeout: Duration,

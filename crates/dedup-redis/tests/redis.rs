@@ -1,5 +1,5 @@
-//! The Redis store on a real server (`scripts/services.sh` starts one on 127.0.0.1:6379;
-//! `EVO_SIEM_REDIS_URL` points elsewhere). Each test uses keys of its own prefix.
+//! The Redis store on a real server (127.0.0.1:6379, started through `scripts/services.sh` when
+//! it is down; `EVO_SIEM_REDIS_URL` points elsewhere). Each test uses keys of its own prefix.
 
 use bytes::Bytes;
 use evo_siem_dedup_redis::{RedisDedup, RedisDedupConfig};
@@ -8,7 +8,9 @@ use evo_siem_receiver::dedup::{ClaimOutcome, ClaimToken, DedupStore};
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
+/// The server's URL, once it answers.
 fn url() -> String {
+    evo_siem_test_services::redis().unwrap_or_else(|e| panic!("Redis for the tests: {e}"));
     std::env::var("EVO_SIEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 

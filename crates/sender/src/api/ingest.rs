@@ -16,13 +16,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        axum::Json(json!({ "error": code, "message": message.into() })),
-    )
-        .into_response()
-}
+use super::errors::response as error;
 
 /// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
 fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {

@@ -10,13 +10,11 @@
 //! an average of at least `body_min_bytes_per_sec`, or the request ends with
 //! `408 {"error": "body_timeout"}` and the connection is closed.
 
-use axum::Json;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::response::Response;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -50,7 +48,7 @@ impl BodyLimit {
 }
 
 fn refusal(status: StatusCode, error: &str, message: &str) -> Response {
-    let mut response = (status, Json(json!({"error": error, "message": message}))).into_response();
+    let mut response = super::errors::response(status, error, message);
     // What is left of the body is not read: the connection cannot carry another request.
     response
         .headers_mut()

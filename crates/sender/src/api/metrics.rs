@@ -75,11 +75,11 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
     if !bool::from(presented.ct_eq(app.ingest_token.as_bytes())) {
-        return (
+        return super::errors::response(
             StatusCode::UNAUTHORIZED,
-            "the platform's bearer token is required\n",
-        )
-            .into_response();
+            "unauthorized",
+            "the platform's bearer token is required",
+        );
     }
     let tenants = app.registry.tenants();
     // Every counter ever created, removed integrations included, so that the totals never go
@@ -97,16 +97,24 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> 
             Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
             Err(err) => {
                 tracing::error!(error = %err, "cannot encode /metrics");
-                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                super::errors::response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the metrics could not be encoded; see the sender's log",
+                )
             }
         },
         Err(err) => {
             tracing::warn!(error = %err, "spool unreadable for /metrics");
-            (
+            let mut response = super::errors::response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the spool could not be read; try again\n",
-            )
-                .into_response()
+                "storage",
+                "the spool could not be read; try again",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(5));
+            response
         }
     }
 }

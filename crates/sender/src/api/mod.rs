@@ -1,15 +1,18 @@
 //! The HTTP API on the sender's listener: ingest (`ingest.rs`), the tenant admin API
 //! ([`admin`]), `/metrics` (`metrics.rs`), `/healthz` and the OpenAPI document, each route with
-//! a body limit fitting its job ([`limits`]).
+//! a body limit fitting its job ([`limits`]). Every request gets an id ([`request_id`]), and
+//! every error answer, the router's own included, has one JSON shape (`errors.rs`).
 //!
 //! The handlers share one `App`: the integration store, the spool, the scheduler they tell of
 //! new work, the delivery counters. They sit above everything else: nothing below this module
 //! knows it exists.
 
 pub mod admin;
+mod errors;
 mod ingest;
 pub mod limits;
 pub(crate) mod metrics;
+pub mod request_id;
 
 pub use metrics::{MetricsConfig, WAITING_ATTENTION};
 
@@ -116,8 +119,14 @@ pub(crate) fn router(app: Arc<App>, pace: BodyPace) -> Router {
             limited(get(admin::openapi), MAX_SMALL_BYTES),
         )
         .route("/healthz", limited(get(|| async { "ok" }), MAX_SMALL_BYTES))
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
         // The guard has buffered the body by then; the extractors' own limit (2 MB by
         // default) must not cut an ingest below its 16 MiB.
         .layer(DefaultBodyLimit::max(MAX_INGEST_BYTES))
+        // Whatever error answer is left in text (an extractor's rejection) becomes JSON.
+        .layer(axum::middleware::from_fn(errors::json_errors))
+        // Outermost, so that everything above runs inside the request's span.
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(app)
 }

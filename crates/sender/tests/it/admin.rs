@@ -3,12 +3,12 @@
 
 use evo_siem_sender::service::{Config, Sender};
 use evo_siem_sender::store::{Permission, TokenRow, TokenStore};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const INGEST_TOKEN: &str = "ingest-token-for-admin-tests";
+pub(crate) const INGEST_TOKEN: &str = "ingest-token-for-admin-tests";
 /// Secrets the tests set; none may appear in a response or a log line.
 const SECRETS: [&str; 3] = [
     "signing-secret-one-0123456789",
@@ -16,42 +16,17 @@ const SECRETS: [&str; 3] = [
     "Splunk hec-token-0123456789",
 ];
 
-/// Every log line of this test binary, at every level.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || Capture(writer.clone()))
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buffer
-    })
-}
+use crate::common::logs;
 
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Fixture {
-    sender: Sender,
-    siem: MockServer,
-    base: String,
-    manage: String,
-    view: String,
-    other_tenant: String,
+pub(crate) struct Fixture {
+    pub(crate) sender: Sender,
+    pub(crate) siem: MockServer,
+    pub(crate) base: String,
+    pub(crate) manage: String,
+    pub(crate) view: String,
+    pub(crate) other_tenant: String,
     _dir: tempfile::TempDir,
-    _db: Option<crate::common::ScratchDatabase>,
+    pub(crate) db: Option<crate::common::ScratchDatabase>,
 }
 
 async fn fixture() -> Fixture {
@@ -66,6 +41,15 @@ async fn fixture_with(extra: &str) -> Fixture {
 
 /// As [`fixture_with`], with the spool on a PostgreSQL database of its own when `postgres`.
 async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
+    fixture_tuned(extra, postgres, |_| {}).await
+}
+
+/// As [`fixture_on`], with the configuration changed by `tune` before the sender starts.
+pub(crate) async fn fixture_tuned(
+    extra: &str,
+    postgres: bool,
+    tune: impl FnOnce(&mut Config),
+) -> Fixture {
     logs();
     let siem = MockServer::start().await;
     Mock::given(method("POST"))
@@ -89,7 +73,7 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
         }
         None => String::new(),
     };
-    let config: Config = toml::from_str(&format!(
+    let mut config: Config = toml::from_str(&format!(
         r#"
         listen = "127.0.0.1:0"
         data_dir = "{dir}"
@@ -112,6 +96,7 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
         secrets = crate::common::secrets_table(dir.path()),
     ))
     .unwrap();
+    tune(&mut config);
     let sender = Sender::start(&config).await.unwrap();
     let tokens = TokenStore::open(dir.path()).unwrap();
     // On a PostgreSQL spool the shared state is the reference for tokens (the local store is a
@@ -146,7 +131,7 @@ async fn fixture_on(extra: &str, postgres: bool) -> Fixture {
         view,
         other_tenant,
         _dir: dir,
-        _db: db,
+        db,
     }
 }
 
@@ -443,7 +428,7 @@ async fn settings_change_without_a_restart_secrets_stay_write_only_and_changes_a
     }
 }
 
-fn ingest_body(actions: &[&str]) -> (Vec<String>, String) {
+pub(crate) fn ingest_body(actions: &[&str]) -> (Vec<String>, String) {
     let mut uuids = Vec::new();
     let lines: Vec<String> = actions
         .iter()
@@ -931,85 +916,6 @@ async fn a_test_to_a_blocked_or_unresolvable_host_says_so() {
         assert_eq!(serde_json::to_value(&d).unwrap()["failure"], kind, "{d:?}");
         assert!(!d.ok);
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openapi_document_is_true() {
-    let f = fixture().await;
-    let (status, served) = call("GET", &format!("{}/v1/openapi.json", f.base), None, None).await;
-    assert_eq!(status, 200);
-    let doc: serde_json::Value =
-        serde_json::from_str(evo_siem_sender::api::admin::OPENAPI).unwrap();
-    assert_eq!(served, doc);
-    let mut schemas = boon::Schemas::new();
-    let mut compiler = boon::Compiler::new();
-    compiler.add_resource("openapi.json", doc.clone()).unwrap();
-
-    // Every operation, first without a token, then as it is meant to be called; DELETE last.
-    let mut operations: Vec<(String, String, serde_json::Value)> = Vec::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, operation) in item.as_object().unwrap() {
-            operations.push((method.to_uppercase(), path.clone(), operation.clone()));
-        }
-    }
-    operations.sort_by_key(|(method, _, _)| method == "DELETE");
-    assert_eq!(operations.len(), 12);
-    let (_, event) = ingest_body(&["User logout"]);
-    for (method, path, operation) in &operations {
-        let url = format!("{}{}", f.base, path.replace("{tenant}", "acme"));
-        let security = operation["security"].to_string();
-        let token = if security.contains("adminToken") {
-            Some(f.manage.as_str())
-        } else if security.contains("platformToken") {
-            Some(INGEST_TOKEN)
-        } else {
-            None
-        };
-        let body = match (method.as_str(), path.as_str()) {
-            ("POST", "/v1/tenants/{tenant}/audit-events") => Some(event.as_str()),
-            ("PUT", _) => Some(r#"{"excluded_actions": ["User login"]}"#),
-            _ => None,
-        };
-        for token in [None, token] {
-            let response = {
-                let client = reqwest::Client::new();
-                let mut request = client.request(method.parse().unwrap(), &url);
-                if let Some(token) = token {
-                    request = request.bearer_auth(token);
-                }
-                if let Some(body) = body {
-                    request = request.body(body.to_owned());
-                }
-                request.send().await.unwrap()
-            };
-            let status = response.status().as_u16().to_string();
-            let text = response.text().await.unwrap();
-            let documented = &operation["responses"][&status];
-            assert!(
-                !documented.is_null(),
-                "{method} {path} answered {status}, not documented: {text}"
-            );
-            // Resolve a shared response, then validate the JSON body against its schema.
-            let documented = match documented["$ref"].as_str() {
-                Some(reference) => {
-                    &doc["components"]["responses"][reference.rsplit('/').next().unwrap()]
-                }
-                None => documented,
-            };
-            if let Some(schema) = documented["content"]["application/json"]["schema"].as_object() {
-                let location = match schema.get("$ref").and_then(|r| r.as_str()) {
-                    Some(reference) => format!("openapi.json{reference}"),
-                    None => continue,
-                };
-                let index = compiler.compile(&location, &mut schemas).unwrap();
-                let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-                if let Err(err) = schemas.validate(&value, index) {
-                    panic!("{method} {path} ({status}) does not match {location}: {err}\n{text}");
-                }
-            }
-        }
-    }
-    f.sender.shutdown().await;
 }
 
 /// A wiremock answer recording each request's path-free details: 503 with `Retry-After: 1`.

@@ -1,5 +1,39 @@
 //! Helpers shared by the test modules.
 
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Every log line of this test binary, at every level, as text (spans with their fields).
+pub(crate) fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || Capture(writer.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+}
+
+/// What [`logs`] has captured so far.
+pub(crate) fn logged() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A realistic audit event; `n` is kept in `data.seq` and in the actor's name so that tests can
 /// tell events apart and check their order.
 pub(crate) fn event_json(n: usize, action: &str) -> serde_json::Value {
@@ -25,7 +59,12 @@ pub(crate) struct ScratchDatabase {
 }
 
 impl ScratchDatabase {
+    /// On the local server, started first if it is down (`evo_siem_test_services`).
     pub(crate) async fn new() -> Self {
+        tokio::task::spawn_blocking(evo_siem_test_services::postgres)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}"));
         let inner = evo_siem_sender::spool::scratch::ScratchDatabase::create()
             .await
             .unwrap_or_else(|e| panic!("{e}"));

@@ -10,6 +10,8 @@ mod hardening;
 mod layers;
 mod lease;
 mod metrics;
+mod openapi;
+mod requests;
 mod schedule;
 mod secrets;
 mod service;

@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
+use tracing::Instrument;
 
 /// Most dead letters one page of the listing returns (`?limit=` at most).
 pub const MAX_LISTED: usize = 1000;
@@ -269,14 +270,18 @@ pub(crate) async fn replay(
             // (it would be harmless, each page being committed, but surprising).
             let task = {
                 let (app, tenant) = (app.clone(), tenant.clone());
-                tokio::spawn(async move {
-                    replay_all(&*app.spool, &tenant, REPLAY_PAGE, |so_far| {
-                        // The worker starts on the first page while the rest follow.
-                        app.scheduler.mark(&tenant);
-                        tracing::debug!(tenant, so_far, "dead letters replayed so far");
-                    })
-                    .await
-                })
+                // In the request's span, so that its log lines carry the request id.
+                tokio::spawn(
+                    async move {
+                        replay_all(&*app.spool, &tenant, REPLAY_PAGE, |so_far| {
+                            // The worker starts on the first page while the rest follow.
+                            app.scheduler.mark(&tenant);
+                            tracing::debug!(tenant, so_far, "dead letters replayed so far");
+                        })
+                        .await
+                    }
+                    .in_current_span(),
+                )
             };
             task.await
                 .map_err(|_| ApiError::Internal)?
