@@ -6,18 +6,29 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use std::path::Path;
 
-pub(crate) fn run(harness_args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    // `--receiver`: only the receiver's benches (verify, accept, dedup) and their summary.
+    let receiver_only = args.iter().any(|a| a == "--receiver");
+    let harness_args: Vec<&String> = args.iter().filter(|a| *a != "--receiver").collect();
     let root = project_root();
-    let status = cargo()
+    // Captured (and printed) so that the lines the benches print themselves, the interleaved
+    // ratios and the memory figures, can be repeated in the summary.
+    let micro = cargo()
         .current_dir(&root)
         .args([
             "bench", "--bench", "verify", "--bench", "accept", "--bench", "dedup", "--",
         ])
         .args(harness_args)
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .context("cannot run cargo bench")?;
-    if !status.success() {
-        bail!("cargo bench failed: {status}");
+    let micro_out = String::from_utf8_lossy(&micro.stdout).into_owned();
+    print!("{micro_out}");
+    if !micro.status.success() {
+        bail!("cargo bench failed: {}", micro.status);
+    }
+    if receiver_only {
+        return summarize(&root.join("target/criterion"), &micro_out, receiver_only);
     }
     // The whole-pipeline figures are runs, not criterion samples; scale_out needs PostgreSQL.
     let services = std::process::Command::new("bash")
@@ -48,7 +59,7 @@ pub(crate) fn run(harness_args: &[String]) -> anyhow::Result<()> {
     if !tenants.status.success() {
         bail!("cargo bench --bench tenants failed: {}", tenants.status);
     }
-    summarize(&root.join("target/criterion"))?;
+    summarize(&root.join("target/criterion"), &micro_out, receiver_only)?;
     println!("\n== the sender at many integrations (--bench tenants) ==");
     for line in tenants_table
         .lines()
@@ -75,7 +86,7 @@ fn throughput(dir: &Path) -> Option<(f64, &'static str)> {
     Some((amount / (mean_ns * 1e-9), unit))
 }
 
-fn summarize(criterion: &Path) -> anyhow::Result<()> {
+fn summarize(criterion: &Path, bench_output: &str, receiver_only: bool) -> anyhow::Result<()> {
     println!("\n== summary (mean of the latest run) ==");
     for size in ["1KiB", "64KiB", "1MiB"] {
         let raw = throughput(&criterion.join("verify/raw_hmac").join(size));
@@ -89,15 +100,50 @@ fn summarize(criterion: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    for (name, target) in [
-        ("parse", None),
-        ("verify_and_parse", None),
-        ("full_accept", Some(1_000_000.0)),
+    let accept = |name: &str| throughput(&criterion.join("accept").join(name)).map(|t| t.0);
+    for (name, what) in [
+        ("parse", "typed parse alone"),
+        (
+            "verify_and_parse",
+            "verify + typed parse (Verifier::verify)",
+        ),
+        (
+            "verify_and_validate",
+            "verify + validate (Verifier::verify_indexed)",
+        ),
     ] {
-        if let Some((rate, _)) = throughput(&criterion.join("accept").join(name)) {
-            let goal = target.map_or(String::new(), |t: f64| format!(" (target >= {t:.0})"));
-            println!("accept {name:>16}: {rate:10.0} events/s{goal}");
+        if let Some(rate) = accept(name) {
+            println!("accept {name:>19}: {rate:10.0} events/s ({what}, 1 MiB)");
         }
+    }
+    let (full, peers) = (accept("full_accept_1MiB"), accept("peers_1MiB"));
+    if let (Some(full), Some(peers)) = (full, peers) {
+        println!(
+            "accept full, 1 MiB, store full: {full:10.0} events/s (target >= 1,000,000, stretch 1,500,000); \
+             peers {peers:.0} events/s: {:.2}x (target >= 2.0, stretch 2.5)",
+            full / peers
+        );
+    }
+    if let (Some(typed), Some(peers)) = (accept("full_accept_typed_1MiB"), peers) {
+        println!(
+            "accept full with typed events, 1 MiB: {typed:10.0} events/s, {:.2}x the peers",
+            typed / peers
+        );
+    }
+    if let (Some(small), Some(full)) = (accept("full_accept_64KiB"), full) {
+        println!(
+            "accept full, 64 KiB: {small:10.0} events/s = {:.2} of the 1 MiB rate per event (target >= 0.9)",
+            small / full
+        );
+    }
+    println!(
+        "(criterion means, one after the other; the interleaved rounds below are the ratios that count)"
+    );
+    for line in bench_output
+        .lines()
+        .filter(|l| l.starts_with("accept ratio:") || l.starts_with("dedup memory:"))
+    {
+        println!("{line}");
     }
     for (name, what) in [
         ("claim_commit_1000", "in memory"),
@@ -114,7 +160,20 @@ fn summarize(criterion: &Path) -> anyhow::Result<()> {
             println!("dedup claim+commit: {rate:10.0} UUIDs/s (batches of 1,000; {what})");
         }
     }
-    println!("dedup bytes per entry: see the `dedup memory:` lines above (target <= 64)");
+    let dedup = |name: &str| throughput(&criterion.join("dedup").join(name)).map(|t| t.0);
+    if let (Some(memory), Some(lru)) = (
+        dedup("memory_full_claim_commit_1000"),
+        dedup("lru_full_get_put_1000"),
+    ) {
+        println!(
+            "dedup, both full at 1 M: MemoryDedup claim+commit {memory:.0} UUIDs/s, lru get+put {lru:.0} UUIDs/s ({:.2}x)",
+            memory / lru
+        );
+    }
+    println!("http: `cargo xtask bench-http` (server and client pinned to their own cores)");
+    if receiver_only {
+        return Ok(());
+    }
     println!("sender end to end: see the `sender e2e:` line above (target >= 100,000 events/s)");
     println!("scaling out: see the `scale out:` lines above (SQLite vs PostgreSQL, 1-3 instances)");
     println!("spool: see the `spool:` line above (target RSS <= 256 MiB with 10 M queued)");

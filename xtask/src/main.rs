@@ -1,11 +1,15 @@
 //! Project chores, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
 //!
-//! - `bench [ARGS...]`: run the criterion benchmarks and print each figure next to its target;
-//!   ARGS go to the benchmark harness (for example `--quick`, or a filter such as `accept`).
+//! - `bench [--receiver] [ARGS...]`: run the criterion benchmarks and print each figure next to
+//!   its target; ARGS go to the benchmark harness (for example `--quick`, or a filter such as
+//!   `accept`); `--receiver` runs only the receiver's (verify, accept, dedup).
 //! - `conformance [--cases N] [--seed S] [--release]`: the sender suite (in process, then as a
 //!   child process restarted with SIGKILL, then as three instances on one PostgreSQL spool) and
 //!   the receiver suite (against the SDK's example and the mock SIEM), one summary table;
 //!   non-zero exit on any failure.
+//! - `bench-http [--rounds N] [--secs S] [--conns C]`: the receiver SDK's axum extractor
+//!   against a bare axum handler over loopback HTTP, with a load generator that signs fresh
+//!   batches, server and client each pinned to its own core (`taskset`).
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
@@ -13,6 +17,7 @@
 
 mod bench;
 mod conformance;
+mod http_bench;
 #[cfg(test)]
 mod tidy;
 
@@ -22,14 +27,19 @@ const HELP: &str = "\
 cargo xtask <task>
 
 tasks:
-  bench [ARGS...]   run the benchmarks (verify, accept, dedup, sender_e2e, scale_out) and
+  bench [--receiver] [ARGS...]
+                    run the benchmarks (verify, accept, dedup, sender_e2e, scale_out) and
                     summarize them against the targets; ARGS go to the criterion harness,
-                    e.g. `--quick` or `accept`
+                    e.g. `--quick` or `accept`; --receiver: only verify, accept and dedup
   conformance [--cases N] [--seed S] [--release]
                     the sender suite (N cases in process, default 64, and N/2 with the
                     sender as a child process restarted by SIGKILL, N/2 with three
                     instances on one PostgreSQL spool) and the receiver suite
                     (against the SDK's example receiver and the mock SIEM); one summary table
+  bench-http [--rounds N] [--secs S] [--conns C]
+                    the receiver SDK's axum extractor against a bare axum handler over
+                    loopback HTTP (1 KiB and 64 KiB signed batches, fresh UUIDs and
+                    signatures per request), server and client pinned to cores 0 and 1
   help              print this help
 
 The tidy checks run as a test: cargo test -p xtask";
@@ -39,6 +49,11 @@ fn main() -> anyhow::Result<()> {
     match args.next().as_deref() {
         Some("bench") => bench::run(&args.collect::<Vec<_>>()),
         Some("conformance") => conformance::run(&args.collect::<Vec<_>>()),
+        Some("bench-http") => http_bench::run(&args.collect::<Vec<_>>()),
+        // The pieces bench-http runs as pinned child processes.
+        Some("http-server") => http_bench::serve(&args.collect::<Vec<_>>()),
+        Some("http-load") => http_bench::load(&args.collect::<Vec<_>>()),
+        Some("http-inproc") => http_bench::inproc(&args.collect::<Vec<_>>()),
         Some("help" | "--help" | "-h") | None => {
             println!("{HELP}");
             Ok(())

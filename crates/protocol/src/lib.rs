@@ -10,7 +10,9 @@
 //!   secret rotation.
 //! - [`Verifier`]: the whole receiver-side check (size, signature, JSON, schema version, replay
 //!   window, count, UUIDs) with an injected clock, refusing with a typed [`Refusal`] that carries
-//!   its reason code and HTTP status.
+//!   its reason code and HTTP status. [`Verifier::verify_indexed`] makes the same checks with
+//!   the same refusals but validates the batch instead of building typed events
+//!   ([`IndexedBatch`]: each event's byte range and UUID; typed events on demand).
 //! - [`encode_batch`] and [`format_generated_at`]: what a sender writes.
 //!
 //! # Example
@@ -49,6 +51,7 @@
 mod batch;
 mod encode;
 pub mod headers;
+mod index;
 mod parse;
 mod refusal;
 mod secret;
@@ -64,7 +67,7 @@ pub use secret::Secret;
 pub use signature::{SignatureError, TAG_LEN, parse_header, sign, tag, verify_signature};
 pub use timestamp::{format_generated_at, parse_rfc3339};
 pub use verify::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, Verified, Verifier, check_events, check_window,
-    parse_batch,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_TOLERANCE, IndexedBatch, Verified, Verifier, check_events,
+    check_window, parse_batch,
 };
 pub use wire::{Extra, IntoOwned};

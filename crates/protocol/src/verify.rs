@@ -4,9 +4,10 @@
 //! (nothing is parsed before it is authenticated), then JSON, schema version, the replay window,
 //! and the batch's own consistency.
 
-use crate::batch::{Batch, SCHEMA_VERSION};
+use crate::batch::{Batch, Event, SCHEMA_VERSION};
 use crate::parse::WalkError;
 use crate::{Refusal, Secret, parse_rfc3339, verify_signature};
+use std::ops::Range;
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
@@ -29,6 +30,57 @@ pub struct Verified<'a> {
     pub generated_at: SystemTime,
     /// Which configured secret matched (`None` when unsigned batches are allowed).
     pub secret_index: Option<usize>,
+}
+
+/// A batch that passed every check, held as its text and the byte range of each event rather
+/// than as typed events: what [`Verifier::verify_indexed`] returns.
+///
+/// The whole body was validated (every event has every field, with its type), so typed events
+/// can be built at any time, all of them ([`parse`](Self::parse)) or one at a time
+/// ([`event`](Self::event)); an application that forwards each event's JSON as received
+/// ([`event_json`](Self::event_json)) never pays for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IndexedBatch<'a> {
+    /// The body, checked to be UTF-8.
+    pub text: &'a str,
+    /// Each event's JSON text as a byte range of `text`, in event order.
+    pub events: Vec<Range<usize>>,
+    /// Each event's `data.uuid`, parsed, in event order.
+    pub uuids: Vec<Uuid>,
+    /// `generated_at`, parsed.
+    pub generated_at: SystemTime,
+    /// Which configured secret matched (`None` when unsigned batches are allowed).
+    pub secret_index: Option<usize>,
+}
+
+impl<'a> IndexedBatch<'a> {
+    /// The number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether the batch holds no events (never true for a verified batch).
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Event `index`'s JSON exactly as received.
+    pub fn event_json(&self, index: usize) -> Option<&'a str> {
+        self.text.get(self.events.get(index)?.clone())
+    }
+
+    /// Event `index` as a typed [`Event`], built now from its text (which keeps it as
+    /// [`Event::raw_json`]). It cannot fail for a verified batch: the result is a `Result` only
+    /// because the text is parsed again.
+    pub fn event(&self, index: usize) -> Option<Result<Event<'a>, serde_json::Error>> {
+        self.event_json(index).map(Event::from_json)
+    }
+
+    /// The whole batch as a typed [`Batch`], built now (the same parse as [`Verifier::verify`]).
+    pub fn parse(&self) -> Result<Batch<'a>, Refusal> {
+        parse_batch(self.text.as_bytes())
+    }
 }
 
 /// Checks requests against the wire contract: signature, replay window, size and schema.
@@ -144,6 +196,113 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// The same checks as [`verify`](Self::verify), in the same order and with the same
+    /// refusals, but the batch is validated rather than parsed into typed events: the result
+    /// holds each event's byte range and UUID, and typed events are built only when asked for.
+    ///
+    /// This is the receiver's fast path. A one-pass scan validates the whole body against schema
+    /// v1 without allocating per event; whatever it is not sure of (a refusal of any kind, an
+    /// escaped key, a surrogate escape, deep nesting) goes through the typed parser, which
+    /// decides, so every refusal keeps the reason code and message that `verify` gives.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use evo_siem_protocol::{Secret, Verifier, sign};
+    ///
+    /// let body = br#"{"schema_version":"1","count":1,"generated_at":"2024-01-15T10:30:05.123Z","events":[
+    ///   {"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z","data":{
+    ///     "uuid":"0b9e3a4c-6d0f-4a53-9a43-0c1b2c3d4e5f","action":"User login","status":"Success",
+    ///     "actor":{"kind":"User","name":"user@example.com"},
+    ///     "origin":{"hostname":"DESKTOP-ABC","ipaddr":"192.168.1.100"},
+    ///     "target":{"kind":"User","name":"user@example.com"},
+    ///     "ts":1706000000000000000,"created_at":1706000000000000000,"geo":"PT"}}]}"#;
+    /// let secret = Secret::new("It's a Secret to Everybody");
+    /// let header = sign(&secret, body);
+    /// let now = UNIX_EPOCH + Duration::from_millis(1_705_314_606_000);
+    ///
+    /// let batch = Verifier::new([secret]).verify_indexed(body, Some(header.as_bytes()), now)?;
+    /// assert_eq!(batch.uuids[0].to_string(), "0b9e3a4c-6d0f-4a53-9a43-0c1b2c3d4e5f");
+    /// assert!(batch.event_json(0).unwrap().ends_with(r#""geo":"PT"}}"#));
+    /// let event = batch.event(0).unwrap().unwrap(); // typed, on demand
+    /// assert_eq!(event.data.action, "User login");
+    /// # Ok::<(), evo_siem_protocol::Refusal>(())
+    /// ```
+    pub fn verify_indexed<'a>(
+        &self,
+        body: &'a [u8],
+        signature: Option<&[u8]>,
+        now: SystemTime,
+    ) -> Result<IndexedBatch<'a>, Refusal> {
+        if body.len() > self.max_body_bytes {
+            return Err(Refusal::BodyTooLarge {
+                limit: self.max_body_bytes,
+            });
+        }
+        let secret_index = match &self.secrets {
+            Some(secrets) => Some(verify_signature(signature, body, secrets)?),
+            None => None,
+        };
+        let indexed = std::str::from_utf8(body)
+            .ok()
+            .and_then(|text| Some((text, crate::index::scan(text)?)));
+        let Some((text, scan)) = indexed else {
+            return self.index_typed(body, now, secret_index);
+        };
+        // The whole body is a valid v1 batch: the typed path would now check, in this order,
+        // generated_at, the replay window, emptiness, count and the UUIDs. So do we.
+        let generated_at =
+            parse_rfc3339(&text[scan.generated_at.clone()]).ok_or(Refusal::InvalidGeneratedAt)?;
+        check_window(generated_at, now, self.tolerance)?;
+        check_counts(scan.count, scan.events.len())?;
+        if let Some(index) = scan.bad_uuid {
+            return Err(Refusal::InvalidEventUuid { index });
+        }
+        Ok(IndexedBatch {
+            text,
+            events: scan.events,
+            uuids: scan.uuids,
+            generated_at,
+            secret_index,
+        })
+    }
+
+    /// The typed path, for whatever the scan was not sure of: it refuses with the exact reason,
+    /// or accepts, and then the index is read off the typed events.
+    fn index_typed<'a>(
+        &self,
+        body: &'a [u8],
+        now: SystemTime,
+        secret_index: Option<usize>,
+    ) -> Result<IndexedBatch<'a>, Refusal> {
+        let batch = parse_batch(body)?;
+        let generated_at = parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
+        check_window(generated_at, now, self.tolerance)?;
+        let uuids = check_events(&batch)?;
+        // `parse_batch` succeeded, so the body is UTF-8 and each event's raw text borrows from it.
+        let text = std::str::from_utf8(body).map_err(|e| Refusal::MalformedJson {
+            detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        })?;
+        let base = text.as_ptr().addr();
+        let events = batch
+            .events
+            .iter()
+            .map(|event| {
+                let raw = event.raw_json().unwrap_or_default();
+                let start = raw.as_ptr().addr().wrapping_sub(base);
+                start..start + raw.len()
+            })
+            .collect();
+        Ok(IndexedBatch {
+            text,
+            events,
+            uuids,
+            generated_at,
+            secret_index,
+        })
+    }
+}
+
 /// Parses a body as a v1 batch, telling a syntax error from a shape error and refusing other
 /// schema versions by name even when their shape differs from v1.
 pub fn parse_batch(body: &[u8]) -> Result<Batch<'_>, Refusal> {
@@ -210,15 +369,7 @@ pub fn check_window(
 /// Checks that the batch is non-empty, that `count` matches, and that every `data.uuid` is a
 /// UUID; returns the parsed UUIDs.
 pub fn check_events(batch: &Batch<'_>) -> Result<Vec<Uuid>, Refusal> {
-    if batch.events.is_empty() {
-        return Err(Refusal::EmptyBatch);
-    }
-    if batch.count != batch.events.len() as u64 {
-        return Err(Refusal::CountMismatch {
-            declared: batch.count,
-            actual: batch.events.len(),
-        });
-    }
+    check_counts(batch.count, batch.events.len())?;
     batch
         .events
         .iter()
@@ -227,4 +378,17 @@ pub fn check_events(batch: &Batch<'_>) -> Result<Vec<Uuid>, Refusal> {
             Uuid::try_parse(&e.data.uuid).map_err(|_| Refusal::InvalidEventUuid { index })
         })
         .collect()
+}
+
+fn check_counts(count: u64, events: usize) -> Result<(), Refusal> {
+    if events == 0 {
+        return Err(Refusal::EmptyBatch);
+    }
+    if count != events as u64 {
+        return Err(Refusal::CountMismatch {
+            declared: count,
+            actual: events,
+        });
+    }
+    Ok(())
 }

@@ -16,15 +16,15 @@ use std::io::Write;
 async fn webhook(batch: VerifiedBatch) -> Result<Delivered, Rejection> {
     {
         let mut out = std::io::stdout().lock();
-        for event in batch.events() {
+        for event in batch.raw_events() {
             // The raw JSON keeps every field, including ones this SDK version does not know.
-            let _ = writeln!(out, "{}", event.raw_json().unwrap_or_default());
+            let _ = writeln!(out, "{}", event.raw_json());
         }
     }
     tracing::info!(
         delivery = ?batch.delivery_id(),
         attempt = ?batch.attempt(),
-        fresh = batch.events().len(),
+        fresh = batch.raw_events().len(),
         duplicates = batch.duplicates(),
         "batch accepted"
     );

@@ -3,8 +3,10 @@
 //!
 //! - **Verify before parsing**, in constant time, against one or several secrets (rotation).
 //! - **Replay window**: the signed `generated_at` must be within the tolerance (default 5 min).
-//! - **Typed parsing that keeps unknown fields** and each event's raw JSON
-//!   ([`evo_siem_protocol::Event`]).
+//! - **The whole batch validated, typed events built on demand**: each fresh event's JSON as
+//!   received and its UUID ([`VerifiedBatch::raw_events`]) cost no typed parse; typed events that
+//!   keep unknown fields ([`evo_siem_protocol::Event`], [`VerifiedBatch::events`]) are built on
+//!   first use.
 //! - **Deduplication by `data.uuid`** with claim / commit / release ([`dedup`]): an event is
 //!   handed to you only if no other delivery has processed or is processing it, and marked seen
 //!   only once you commit, so a crash in between means a redelivery, not a lost event.
@@ -18,8 +20,8 @@
 //! use evo_siem_receiver::{Delivered, Receiver, Rejection, VerifiedBatch};
 //!
 //! async fn webhook(batch: VerifiedBatch) -> Result<Delivered, Rejection> {
-//!     for event in batch.events() {
-//!         println!("{}", event.raw_json().unwrap_or_default()); // forward to your SIEM
+//!     for event in batch.raw_events() {
+//!         println!("{}", event.raw_json()); // forward to your SIEM, exactly as received
 //!     }
 //!     batch.commit().await // 200 only once the events are handed off
 //! }
@@ -63,4 +65,4 @@ pub use body::read_body;
 pub use evo_siem_protocol as protocol;
 pub use receiver::{BuildError, Receiver, ReceiverBuilder};
 pub use rejection::{REJECTION_TARGET, Rejection};
-pub use verified::{Delivered, VerifiedBatch};
+pub use verified::{Delivered, RawEvent, VerifiedBatch};

@@ -1,12 +1,13 @@
 //! [`Receiver`]: configuration plus the framework-free entry point, [`Receiver::accept`].
 
 use crate::dedup::{ClaimOutcome, ClaimToken, DedupStore, MemoryDedup};
-use crate::verified::{ClaimGuard, Parsed, VerifiedBatch};
+use crate::verified::{ClaimGuard, Indexed, VerifiedBatch};
 use crate::{REJECTION_TARGET, Rejection};
 use bytes::Bytes;
 use evo_siem_protocol::{Secret, Verifier, headers};
 use http::HeaderMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
@@ -100,6 +101,8 @@ impl ReceiverBuilder {
         Ok(Receiver {
             inner: Arc::new(Inner {
                 verifier,
+                token_base: ClaimToken::random().0,
+                next_token: AtomicU64::new(0),
                 dedup: self
                     .dedup
                     .unwrap_or_else(|| Arc::new(MemoryDedup::default())),
@@ -120,6 +123,10 @@ pub struct Receiver {
 #[derive(Debug)]
 struct Inner {
     verifier: Verifier,
+    /// Claim tokens are this random base plus a counter: unique per delivery, also between
+    /// receivers sharing a store, without asking the OS for randomness on every request.
+    token_base: u128,
+    next_token: AtomicU64,
     dedup: Arc<dyn DedupStore>,
 }
 
@@ -172,11 +179,12 @@ impl Receiver {
     ) -> Result<VerifiedBatch, Rejection> {
         let signature = headers.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
         let verifier = &self.inner.verifier;
-        let parsed = Parsed::try_new(body, |body| verifier.verify(body, signature, now))?;
+        let indexed = Indexed::try_new(body, |body| verifier.verify_indexed(body, signature, now))?;
 
         // The store reports a UUID repeated within the batch as seen after its first occurrence.
-        let uuids = &parsed.borrow_dependent().uuids;
-        let token = ClaimToken::random();
+        let uuids = &indexed.borrow_dependent().uuids;
+        let count = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let token = ClaimToken(self.inner.token_base.wrapping_add(u128::from(count)));
         let store = &self.inner.dedup;
         let outcomes = store.claim(uuids, token).await?;
         if outcomes.len() != uuids.len() {
@@ -212,7 +220,7 @@ impl Receiver {
         let fresh = claimed().map(|(i, _)| i).collect();
 
         Ok(VerifiedBatch::new(
-            parsed,
+            indexed,
             fresh,
             guard,
             header_value(headers, headers::DELIVERY_ID).and_then(|v| Uuid::try_parse(v).ok()),

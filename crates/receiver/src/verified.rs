@@ -3,17 +3,27 @@
 use crate::Rejection;
 use crate::dedup::{ClaimToken, DedupStore};
 use bytes::Bytes;
-use evo_siem_protocol::{Batch, Event, Verified};
-use std::sync::Arc;
+use evo_siem_protocol::{Batch, Event, IndexedBatch, parse_batch};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 use uuid::Uuid;
 
 self_cell::self_cell!(
-    /// The body bytes and the batch parsed from them, borrowing them without copies.
-    pub(crate) struct Parsed {
+    /// The body bytes and the verified batch's index into them (event ranges and UUIDs).
+    pub(crate) struct Indexed {
         owner: Bytes,
         #[covariant]
-        dependent: Verified,
+        dependent: IndexedBatch,
+    }
+    impl {Debug}
+);
+
+self_cell::self_cell!(
+    /// The body bytes and the typed batch parsed from them, borrowing them without copies.
+    struct Typed {
+        owner: Bytes,
+        #[covariant]
+        dependent: Batch,
     }
     impl {Debug}
 );
@@ -45,31 +55,71 @@ impl Drop for ClaimGuard {
     }
 }
 
-/// A delivery that passed verification, parsing and deduplication.
+/// A delivery that passed verification, validation and deduplication.
 ///
-/// [`events`](Self::events) are the events no earlier delivery processed: this delivery holds a
-/// claim on each. Process them, then call [`commit`](Self::commit) and answer with the
-/// [`Delivered`] it returns. If you return an error instead, or the request is dropped, the
-/// claims are released when this value is dropped, so the sender's retry processes the events.
+/// [`raw_events`](Self::raw_events) and [`events`](Self::events) are the events no earlier
+/// delivery processed: this delivery holds a claim on each. Process them, then call
+/// [`commit`](Self::commit) and answer with the [`Delivered`] it returns. If you return an error
+/// instead, or the request is dropped, the claims are released when this value is dropped, so
+/// the sender's retry processes the events.
+///
+/// The whole body was validated before anything was claimed, but typed events are built only
+/// when first asked for ([`events`](Self::events), [`batch`](Self::batch)): forwarding each
+/// event's JSON as received ([`raw_events`](Self::raw_events)) never builds them.
 #[derive(Debug)]
 pub struct VerifiedBatch {
-    parsed: Parsed,
+    indexed: Indexed,
+    typed: OnceLock<Typed>,
     fresh: Vec<usize>,
     guard: ClaimGuard,
     delivery_id: Option<Uuid>,
     attempt: Option<u32>,
 }
 
+/// One fresh event of a [`VerifiedBatch`] as received: its JSON text and its UUID, without a
+/// typed parse ([`parse`](Self::parse) builds the typed [`Event`] when you want one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawEvent<'a> {
+    json: &'a str,
+    uuid: Uuid,
+    index: usize,
+}
+
+impl<'a> RawEvent<'a> {
+    /// The event's JSON exactly as received: unknown fields, key order and number spelling
+    /// included. Forward this to the SIEM and nothing is lost.
+    pub fn raw_json(&self) -> &'a str {
+        self.json
+    }
+
+    /// The event's `data.uuid`, parsed: its deduplication key.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// The event's position in the batch (duplicates included).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The typed event, parsed now from [`raw_json`](Self::raw_json), which it keeps. The batch
+    /// was validated as a whole, so this does not fail for an event of a verified batch.
+    pub fn parse(&self) -> Result<Event<'a>, serde_json::Error> {
+        Event::from_json(self.json)
+    }
+}
+
 impl VerifiedBatch {
     pub(crate) fn new(
-        parsed: Parsed,
+        indexed: Indexed,
         fresh: Vec<usize>,
         guard: ClaimGuard,
         delivery_id: Option<Uuid>,
         attempt: Option<u32>,
     ) -> Self {
         Self {
-            parsed,
+            indexed,
+            typed: OnceLock::new(),
             fresh,
             guard,
             delivery_id,
@@ -77,20 +127,55 @@ impl VerifiedBatch {
         }
     }
 
-    /// The events to process: those not seen before, in batch order.
+    /// The events to process, as received (JSON text and UUID): those not seen before, in
+    /// batch order. The cheapest way to forward events: no typed event is built.
+    pub fn raw_events(&self) -> impl ExactSizeIterator<Item = RawEvent<'_>> + '_ {
+        let indexed = self.indexed.borrow_dependent();
+        self.fresh.iter().map(move |&index| RawEvent {
+            json: &indexed.text[indexed.events[index].clone()],
+            uuid: indexed.uuids[index],
+            index,
+        })
+    }
+
+    /// The events to process, typed: those not seen before, in batch order. The first call
+    /// (of this or [`batch`](Self::batch)) parses the batch into typed events.
     pub fn events(&self) -> impl ExactSizeIterator<Item = &Event<'_>> + '_ {
-        let events = &self.parsed.borrow_dependent().batch.events;
+        let events = &self.batch().events;
         self.fresh.iter().map(move |&i| &events[i])
     }
 
-    /// The whole batch as received, duplicates included.
+    /// The whole batch as received, duplicates included, typed (parsed on the first call).
+    ///
+    /// # Panics
+    ///
+    /// Never for a batch this crate verified: the body was validated as a whole against schema
+    /// v1 before it was accepted, and property tests check that the typed parser accepts every
+    /// body that validation accepts. Should that ever fail, a panic drops the request, which
+    /// releases the claims, so the sender retries and no event is lost.
     pub fn batch(&self) -> &Batch<'_> {
-        &self.parsed.borrow_dependent().batch
+        self.typed
+            .get_or_init(|| {
+                Typed::new(self.indexed.borrow_owner().clone(), |body| {
+                    parse_batch(body).expect("a verified body parses into a typed batch")
+                })
+            })
+            .borrow_dependent()
+    }
+
+    /// The number of events in the batch, duplicates included.
+    pub fn len(&self) -> usize {
+        self.indexed.borrow_dependent().len()
+    }
+
+    /// Whether the batch holds no event (never true: an empty batch is refused).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// How many events of the batch were duplicates (seen before, or repeated in the batch).
     pub fn duplicates(&self) -> usize {
-        self.batch().events.len() - self.fresh.len()
+        self.len() - self.fresh.len()
     }
 
     /// `X-Evo-Delivery-Id`, when present and a UUID.
@@ -105,12 +190,12 @@ impl VerifiedBatch {
 
     /// The batch's signed `generated_at`.
     pub fn generated_at(&self) -> SystemTime {
-        self.parsed.borrow_dependent().generated_at
+        self.indexed.borrow_dependent().generated_at
     }
 
     /// The exact body bytes that were verified.
     pub fn body(&self) -> &Bytes {
-        self.parsed.borrow_owner()
+        self.indexed.borrow_owner()
     }
 
     /// Marks the fresh events as processed. Call it only after the application has handed them

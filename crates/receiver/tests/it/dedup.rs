@@ -142,3 +142,47 @@ async fn concurrent_deliveries_of_the_same_events_process_each_once() {
     assert_eq!(processed.load(Ordering::SeqCst), 50);
     assert_eq!(accepted, 50);
 }
+
+/// `raw_events` (no typed parse) and `events` (typed, built on first use) yield the same fresh
+/// events, in the same order, with the same JSON text and UUIDs; the typed batch holds the
+/// duplicates too.
+#[tokio::test]
+async fn raw_and_typed_events_are_the_same_fresh_events() {
+    use crate::common::{body, now, receiver, signed_headers};
+    let receiver = receiver();
+    let ids: Vec<Uuid> = (0..6).map(|_| Uuid::new_v4()).collect();
+    let first = body(&ids[..3], now());
+    let batch = receiver
+        .accept(&signed_headers(&first), first.into(), now())
+        .await
+        .unwrap();
+    assert_eq!(batch.commit().await.unwrap().accepted, 3);
+    // Three seen before, three fresh, one of them twice.
+    let mut mixed: Vec<Uuid> = ids.clone();
+    mixed.push(ids[4]);
+    let second = body(&mixed, now());
+    let batch = receiver
+        .accept(&signed_headers(&second), second.into(), now())
+        .await
+        .unwrap();
+    let raw: Vec<_> = batch.raw_events().collect();
+    assert_eq!(
+        raw.iter().map(|e| e.uuid()).collect::<Vec<_>>(),
+        ids[3..].to_vec()
+    );
+    assert_eq!(
+        raw.iter().map(|e| e.index()).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!((batch.len(), batch.duplicates()), (7, 4));
+    let typed: Vec<_> = batch.events().collect();
+    assert_eq!(typed.len(), raw.len());
+    for (raw, typed) in raw.iter().zip(&typed) {
+        assert_eq!(Some(raw.raw_json()), typed.raw_json());
+        assert_eq!(typed.data.uuid, raw.uuid().to_string());
+        assert_eq!(&raw.parse().unwrap(), *typed);
+        assert!(raw.raw_json().starts_with('{') && raw.raw_json().ends_with('}'));
+    }
+    assert_eq!(batch.batch().events.len(), 7);
+    assert_eq!(batch.commit().await.unwrap().accepted, 3);
+}

@@ -1,0 +1,504 @@
+//! `cargo xtask bench-http`: the receiver SDK's axum extractor against a bare axum handler
+//! (reads the body, answers 200) over loopback HTTP, with the same signing load generator, the
+//! server on one core and the client on the other.
+//!
+//! Every request carries a batch with fresh UUIDs, a fresh `generated_at` and a fresh signature
+//! (the generator signs as it goes), so the SDK's duplicate path is never what is measured. The
+//! client is a raw HTTP/1.1 client on keep-alive connections (one current-thread runtime, no
+//! pipelining): it does little besides signing, so the server is the bottleneck, and its CPU use
+//! is reported so that this can be checked. Each round runs the bare server and then the SDK
+//! server; the ratios are medians over rounds. Also on the server's core, in the same run: the
+//! SDK's in-process accept + commit of the same batches, the figure the 64 KiB HTTP rate is held
+//! against.
+//!
+//! Two figures per comparison: per second of wall time, and per CPU-second of the server (its
+//! main thread's run time from `/proc/PID/schedstat`; the in-process figure likewise). On a
+//! machine whose cores other work shares, the wall-time rates depend on how much of its core
+//! each process got; the per-CPU-second ratios do not.
+//!
+//! Sub-commands used by the orchestrator (built with the bench profile, each pinned with `taskset`):
+//! `http-server bare|sdk` prints its port and serves until killed; `http-load PORT BYTES SECS
+//! CONNS` prints one `load:` line; `http-inproc BYTES SECS` prints one `inproc:` line.
+
+use crate::{cargo, project_root};
+use anyhow::{Context, bail};
+use evo_siem_protocol::{Secret, encode_batch, format_generated_at, sign};
+use evo_siem_receiver::{Delivered, Receiver, Rejection, VerifiedBatch};
+use evo_siem_workload::generate::Generator;
+use serde_json::value::RawValue;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "whsec-bench-http-5d1e";
+
+/// `cargo xtask bench-http [--rounds N] [--secs S] [--conns C]`.
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let flag = |name: &str, default: u64| -> anyhow::Result<u64> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => args
+                .get(i + 1)
+                .context("a flag needs a value")?
+                .parse()
+                .with_context(|| format!("{name} takes a number")),
+            None => Ok(default),
+        }
+    };
+    let (rounds, secs, conns) = (
+        flag("--rounds", 3)?,
+        flag("--secs", 4)?,
+        flag("--conns", 32)?,
+    );
+    let root = project_root();
+    let status = cargo()
+        .current_dir(&root)
+        // The bench profile (release settings, in target/release): it shares the benches' artifacts.
+        .args(["build", "--profile", "bench", "-p", "xtask"])
+        .status()
+        .context("cannot build xtask with the bench profile")?;
+    if !status.success() {
+        bail!("cargo build --profile bench -p xtask failed: {status}");
+    }
+    let exe = root.join("target/release/xtask");
+    let pinned = |core: &str| {
+        let mut command = Command::new("taskset");
+        command.args(["-c", core]).arg(&exe);
+        command
+    };
+    let mut results: Vec<Summary> = Vec::new();
+    for bytes in [1024usize, 64 * 1024] {
+        let (mut bare, mut sdk, mut inproc) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            for mode in ["bare", "sdk"] {
+                let mut server = Server::start(pinned("0").args(["http-server", mode]))?;
+                let output = pinned("1")
+                    .args(["http-load", &server.port.to_string()])
+                    .args([bytes.to_string(), secs.to_string(), conns.to_string()])
+                    .arg(server.child.id().to_string())
+                    .output()
+                    .context("cannot run the load generator")?;
+                server.stop();
+                let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+                if !output.status.success() {
+                    bail!(
+                        "the load generator failed: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                println!("round {round} {bytes} B {mode}: {line}");
+                let figures = (
+                    field(&line, "requests/s")?,
+                    field(&line, "events/s")?,
+                    field(&line, "requests/server-cpu-s")?,
+                    field(&line, "events/server-cpu-s")?,
+                );
+                if mode == "bare" {
+                    bare.push(figures);
+                } else {
+                    sdk.push(figures);
+                }
+            }
+            let output = pinned("0")
+                .args(["http-inproc", &bytes.to_string(), &secs.to_string()])
+                .output()
+                .context("cannot run the in-process accept")?;
+            let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            println!("round {round} {bytes} B in process: {line}");
+            inproc.push((field(&line, "events/s")?, field(&line, "events/cpu-s")?));
+        }
+        results.push(Summary {
+            bytes,
+            requests: bare.iter().zip(&sdk).map(|(b, s)| s.0 / b.0).collect(),
+            requests_per_cpu: bare.iter().zip(&sdk).map(|(b, s)| s.2 / b.2).collect(),
+            sdk_events: sdk.iter().map(|s| s.1).collect(),
+            inproc: sdk.iter().zip(&inproc).map(|(s, i)| s.1 / i.0).collect(),
+            inproc_per_cpu: sdk.iter().zip(&inproc).map(|(s, i)| s.3 / i.1).collect(),
+        });
+    }
+    println!(
+        "\n== HTTP, server on core 0, signing load generator on core 1 (medians of {rounds} rounds) =="
+    );
+    for r in results {
+        let label = if r.bytes == 1024 { "1 KiB" } else { "64 KiB" };
+        println!(
+            "http {label:>6}: SDK extractor at {:.2} of the bare axum handler's requests/s, {:.2} per server CPU-second \
+             (target >= 0.8 at 1 KiB); {:.0} events/s, {:.2} of in-process accept on the same core, {:.2} per server \
+             CPU-second (target >= 0.8 at 64 KiB)",
+            median(r.requests),
+            median(r.requests_per_cpu),
+            median(r.sdk_events),
+            median(r.inproc),
+            median(r.inproc_per_cpu),
+        );
+    }
+    Ok(())
+}
+
+/// One batch size's ratios, one value per round.
+struct Summary {
+    bytes: usize,
+    requests: Vec<f64>,
+    requests_per_cpu: Vec<f64>,
+    sdk_events: Vec<f64>,
+    inproc: Vec<f64>,
+    inproc_per_cpu: Vec<f64>,
+}
+
+fn field(line: &str, name: &str) -> anyhow::Result<f64> {
+    line.split(", ")
+        .find_map(|part| part.strip_suffix(name))
+        .and_then(|value| value.split_whitespace().last()?.parse().ok())
+        .with_context(|| format!("no {name} in {line:?}"))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A server child process; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(command: &mut Command) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start the server")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("no server stdout")?)
+            .read_line(&mut line)
+            .context("no port from the server")?;
+        let port = line.trim().parse().context("the server printed no port")?;
+        Ok(Self { child, port })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `http-server bare|sdk`: serves `POST /webhook` on an ephemeral loopback port until killed.
+pub(crate) fn serve(args: &[String]) -> anyhow::Result<()> {
+    use axum::{Router, routing::post};
+    let app = match args.first().map(String::as_str) {
+        Some("bare") => Router::new().route(
+            "/webhook",
+            post(|body: axum::body::Bytes| async move {
+                std::hint::black_box(body.len());
+                http::StatusCode::OK
+            }),
+        ),
+        Some("sdk") => {
+            async fn webhook(batch: VerifiedBatch) -> Result<Delivered, Rejection> {
+                for event in batch.raw_events() {
+                    std::hint::black_box(event.raw_json()); // hand off, as received
+                }
+                batch.commit().await
+            }
+            let receiver = Receiver::builder().secret(SECRET).build()?;
+            Router::new()
+                .route("/webhook", post(webhook))
+                .with_state(receiver)
+        }
+        other => bail!("http-server bare|sdk, not {other:?}"),
+    };
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?.port());
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+/// Batches of about `bytes` bytes with fresh UUIDs, a fresh `generated_at` and a fresh
+/// signature each: a template re-encoded once a second, UUIDs rewritten in place.
+struct Batches {
+    secret: Secret,
+    rng: u64,
+    template: Vec<u8>,
+    uuid_at: Vec<usize>,
+    events: usize,
+    stamped: Instant,
+    generator: Generator,
+    bytes: usize,
+}
+
+impl Batches {
+    fn new(bytes: usize) -> Self {
+        let mut batches = Self {
+            secret: Secret::new(SECRET),
+            rng: 0x2545_F491_4F6C_DD1D ^ bytes as u64,
+            template: Vec::new(),
+            uuid_at: Vec::new(),
+            events: 0,
+            stamped: Instant::now(),
+            generator: Generator::new(7, "acme", SystemTime::now()),
+            bytes,
+        };
+        batches.restamp();
+        batches
+    }
+
+    fn restamp(&mut self) {
+        let mut events = Vec::new();
+        let mut size = 100;
+        while size < self.bytes {
+            let json = self.generator.next_event().json;
+            size += json.len() + 1;
+            events.push(RawValue::from_string(json).expect("the generator writes JSON"));
+        }
+        let refs: Vec<&RawValue> = events.iter().map(|e| &**e).collect();
+        self.template = encode_batch(&refs, SystemTime::now());
+        const KEY: &[u8] = b"\"uuid\":\"";
+        self.uuid_at = self
+            .template
+            .windows(KEY.len())
+            .enumerate()
+            .filter(|(_, w)| *w == KEY)
+            .map(|(i, _)| i + KEY.len())
+            .collect();
+        self.events = refs.len();
+        self.stamped = Instant::now();
+    }
+
+    fn uuid(&mut self) -> uuid::Uuid {
+        let mut next = || {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            self.rng
+        };
+        let bits = (u128::from(next()) << 64) | u128::from(next());
+        uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid()
+    }
+
+    /// The next body (fresh UUIDs) and its signature header value.
+    fn next(&mut self, body: &mut Vec<u8>) -> String {
+        if self.stamped.elapsed() > Duration::from_secs(1) {
+            self.restamp();
+        }
+        body.clear();
+        body.extend_from_slice(&self.template);
+        for i in 0..self.uuid_at.len() {
+            let at = self.uuid_at[i];
+            let uuid = self.uuid();
+            uuid.hyphenated()
+                .encode_lower(&mut body[at..at + uuid::fmt::Hyphenated::LENGTH]);
+        }
+        sign(&self.secret, body)
+    }
+
+    /// One whole HTTP/1.1 request, written into `out`.
+    fn request(&mut self, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+        let signature = self.next(body);
+        let delivery = self.uuid();
+        out.clear();
+        out.extend_from_slice(
+            format!(
+                "POST /webhook HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nx-evo-signature-256: {signature}\r\n\
+                 x-evo-delivery-id: {delivery}\r\nx-evo-delivery-attempt: 1\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(body);
+    }
+}
+
+/// Reads one response; returns its status code.
+async fn read_response(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<u16> {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).context("response head")?;
+            let status: u16 = head
+                .get(9..12)
+                .and_then(|s| s.parse().ok())
+                .context("status line")?;
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    bail!("connection closed mid-response");
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return Ok(status);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// CPU time a process's main thread has run, from /proc (`self` or a pid), in nanoseconds of
+/// precision (`schedstat`); every process here runs on one thread.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).unwrap_or_default();
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+/// `http-load PORT BYTES SECS CONNS SERVER_PID`: one warm-up second, then SECS of measurement;
+/// the server's CPU time over the same window gives requests per server CPU-second, the figure
+/// to compare when other work shares the server's core.
+pub(crate) fn load(args: &[String]) -> anyhow::Result<()> {
+    let arg = |i: usize| -> anyhow::Result<u64> {
+        args.get(i)
+            .context("http-load PORT BYTES SECS CONNS SERVER_PID")?
+            .parse()
+            .context("a number")
+    };
+    let (port, bytes, secs, conns) = (arg(0)? as u16, arg(1)? as usize, arg(2)?, arg(3)?);
+    let server = arg(4)?.to_string();
+    let events_per_batch = Batches::new(bytes).events;
+    runtime()?.block_on(async move {
+        let start = Instant::now() + Duration::from_secs(1);
+        let end = start + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for c in 0..conns {
+            tasks.push(tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                stream.set_nodelay(true)?;
+                let mut batches = Batches::new(bytes);
+                batches.rng ^= c.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let (mut request, mut body, mut response) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut ok, mut failed) = (0u64, 0u64);
+                loop {
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    batches.request(&mut request, &mut body);
+                    stream.write_all(&request).await?;
+                    let status = read_response(&mut stream, &mut response).await?;
+                    if now >= start {
+                        if status == 200 {
+                            ok += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                }
+                anyhow::Ok((ok, failed))
+            }));
+        }
+        tokio::time::sleep_until(start.into()).await;
+        let (cpu_start, server_start) = (cpu_time("self"), cpu_time(&server));
+        let (mut ok, mut failed) = (0, 0);
+        for task in tasks {
+            let (o, f) = task.await??;
+            ok += o;
+            failed += f;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu = (cpu_time("self") - cpu_start).as_secs_f64() / elapsed;
+        let server_cpu = (cpu_time(&server) - server_start).as_secs_f64();
+        if failed > 0 {
+            bail!("{failed} requests were not answered 200");
+        }
+        println!(
+            "load: {:.0} requests/s, {:.0} events/s, {:.0} requests/server-cpu-s, {:.0} events/server-cpu-s, \
+             {} events a batch, server CPU {:.0} %, client CPU {:.0} %, {conns} connections",
+            ok as f64 / elapsed,
+            (ok * events_per_batch as u64) as f64 / elapsed,
+            ok as f64 / server_cpu,
+            (ok * events_per_batch as u64) as f64 / server_cpu,
+            events_per_batch,
+            server_cpu / elapsed * 100.0,
+            cpu * 100.0,
+        );
+        Ok(())
+    })
+}
+
+/// `http-inproc BYTES SECS`: `Receiver::accept` + commit of the same kind of batches in
+/// process, in chunks generated beforehand, for SECS of accepting: events per second of wall
+/// time and per CPU-second (the figure to compare with the server's under contention).
+pub(crate) fn inproc(args: &[String]) -> anyhow::Result<()> {
+    let arg = |i: usize| -> anyhow::Result<u64> {
+        args.get(i)
+            .context("http-inproc BYTES SECS")?
+            .parse()
+            .context("a number")
+    };
+    let (bytes, secs) = (arg(0)? as usize, arg(1)?);
+    let receiver = Receiver::builder().secret(SECRET).build()?;
+    let mut batches = Batches::new(bytes);
+    let runtime = runtime()?;
+    let chunk = (4 << 20) / bytes.max(1);
+    let (mut wall, mut cpu, mut events) = (Duration::ZERO, Duration::ZERO, 0u64);
+    let mut body = Vec::new();
+    while wall < Duration::from_secs(secs) {
+        let mut requests = Vec::with_capacity(chunk);
+        for _ in 0..chunk {
+            let signature = batches.next(&mut body);
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                evo_siem_protocol::headers::SIGNATURE_256,
+                signature.parse()?,
+            );
+            requests.push((headers, bytes::Bytes::from(body.clone())));
+        }
+        let (start, cpu_start) = (Instant::now(), cpu_time("self"));
+        for (headers, body) in requests {
+            let accepted = runtime.block_on(async {
+                let batch = receiver
+                    .accept(&headers, body, SystemTime::now())
+                    .await
+                    .map_err(|r| anyhow::anyhow!("refused: {r}"))?;
+                for event in batch.raw_events() {
+                    std::hint::black_box(event.raw_json());
+                }
+                anyhow::Ok(batch.commit().await.map_err(|r| anyhow::anyhow!("{r}"))?)
+            })?;
+            events += accepted.accepted as u64;
+        }
+        wall += start.elapsed();
+        cpu += cpu_time("self") - cpu_start;
+    }
+    println!(
+        "inproc: {:.0} events/s, {:.0} events/cpu-s, {} events a batch (generated_at {})",
+        events as f64 / wall.as_secs_f64(),
+        events as f64 / cpu.as_secs_f64(),
+        batches.events,
+        format_generated_at(SystemTime::now()),
+    );
+    Ok(())
+}
