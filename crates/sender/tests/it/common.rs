@@ -8,7 +8,10 @@ pub(crate) fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = buffer.clone();
+        // Plain text: a workspace build turns on tracing-subscriber's colours (its `ansi`
+        // feature), which would split `status=200` with escape codes.
         let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
             .with_max_level(tracing::Level::TRACE)
             .with_writer(move || Capture(writer.clone()))
             .finish();
