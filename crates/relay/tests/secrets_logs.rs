@@ -80,6 +80,7 @@ async fn refused_credentials_never_reach_the_logs() {
 
     // A Redis URL with a password that Redis refuses (it has none set here) or that cannot
     // connect: the relay refuses the delivery, and says why without the URL.
+    evo_siem_test_services::redis().expect("Redis for the relay's dedup test");
     let redis =
         std::env::var("EVO_SIEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let redis = redis.replacen("redis://", &format!("redis://:{SECRET}@"), 1);

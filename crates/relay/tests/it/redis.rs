@@ -4,6 +4,7 @@
 use crate::common::{deliver, events, relay_from_toml};
 
 fn redis_url() -> String {
+    evo_siem_test_services::redis().expect("Redis for the relay's dedup tests");
     std::env::var("EVO_SIEM_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
