@@ -71,7 +71,7 @@ async fn the_mock_siem_passes_every_check() {
     .await
     .unwrap();
     let results = run(&target(siem.webhook_url())).await.unwrap();
-    assert_eq!(results.len(), 17);
+    assert_eq!(results.len(), 18);
     // The oversized body may end in a closed connection instead of a readable 413: a warning.
     let not_passed: Vec<_> = results
         .iter()
@@ -283,4 +283,13 @@ async fn a_receiver_that_accepts_schema_2_fails_exactly_there() {
     .await;
     let results = run(&target(url)).await.unwrap();
     assert_eq!(failed(&results), ["schema_version \"2\""]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_takes_uuids_only_fails_exactly_there() {
+    // It would refuse the product page's own example payload ("evt-abc123").
+    let strict =
+        Verifier::new([Secret::new(SECRET)]).event_ids(evo_siem_protocol::EventIds::UuidOnly);
+    let results = run(&target(serve(Some(strict)).await)).await.unwrap();
+    assert_eq!(failed(&results), ["event id that is not a UUID (evt-...)"]);
 }

@@ -6,7 +6,7 @@
 
 use crate::batch::{Batch, Event, SCHEMA_VERSION};
 use crate::parse::WalkError;
-use crate::{Refusal, Secret, parse_rfc3339, verify_signature};
+use crate::{EventIdError, EventIds, Refusal, Secret, event_key, parse_rfc3339, verify_signature};
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
@@ -24,7 +24,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct Verified<'a> {
     /// The parsed batch.
     pub batch: Batch<'a>,
-    /// Each event's `data.uuid`, parsed, in event order.
+    /// Each event's deduplication key, in event order: its `data.uuid` when that is a UUID, a
+    /// 128-bit keyed hash of the id otherwise (see [`event_key`]).
     pub uuids: Vec<Uuid>,
     /// `generated_at`, parsed.
     pub generated_at: SystemTime,
@@ -46,7 +47,8 @@ pub struct IndexedBatch<'a> {
     pub text: &'a str,
     /// Each event's JSON text as a byte range of `text`, in event order.
     pub events: Vec<Range<usize>>,
-    /// Each event's `data.uuid`, parsed, in event order.
+    /// Each event's deduplication key, in event order: its `data.uuid` when that is a UUID, a
+    /// 128-bit keyed hash of the id otherwise (see [`event_key`]).
     pub uuids: Vec<Uuid>,
     /// `generated_at`, parsed.
     pub generated_at: SystemTime,
@@ -113,6 +115,7 @@ pub struct Verifier {
     secrets: Option<Vec<Secret>>,
     tolerance: Duration,
     max_body_bytes: usize,
+    event_ids: EventIds,
 }
 
 impl Verifier {
@@ -125,6 +128,7 @@ impl Verifier {
             secrets: Some(secrets.into_iter().collect()),
             tolerance: DEFAULT_TOLERANCE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            event_ids: EventIds::Any,
         }
     }
 
@@ -149,6 +153,19 @@ impl Verifier {
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
         self
+    }
+
+    /// Sets which event ids are accepted: any printable-ASCII id up to 128 bytes (the default,
+    /// [`EventIds::Any`]) or UUIDs only ([`EventIds::UuidOnly`], the stricter contract).
+    #[must_use]
+    pub fn event_ids(mut self, policy: EventIds) -> Self {
+        self.event_ids = policy;
+        self
+    }
+
+    /// Which event ids are accepted.
+    pub fn event_id_policy(&self) -> EventIds {
+        self.event_ids
     }
 
     /// The body size limit in bytes.
@@ -186,7 +203,7 @@ impl Verifier {
         let batch = parse_batch(body)?;
         let generated_at = parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
-        let uuids = check_events(&batch)?;
+        let uuids = check_events(&batch, self.event_ids)?;
         Ok(Verified {
             batch,
             uuids,
@@ -245,7 +262,7 @@ impl Verifier {
         };
         let indexed = std::str::from_utf8(body)
             .ok()
-            .and_then(|text| Some((text, crate::index::scan(text)?)));
+            .and_then(|text| Some((text, crate::index::scan(text, self.event_ids)?)));
         let Some((text, scan)) = indexed else {
             return self.index_typed(body, now, secret_index);
         };
@@ -255,8 +272,8 @@ impl Verifier {
             parse_rfc3339(&text[scan.generated_at.clone()]).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
         check_counts(scan.count, scan.events.len())?;
-        if let Some(index) = scan.bad_uuid {
-            return Err(Refusal::InvalidEventUuid { index });
+        if let Some((index, why)) = scan.bad_uuid {
+            return Err(id_refusal(index, why));
         }
         Ok(IndexedBatch {
             text,
@@ -278,7 +295,7 @@ impl Verifier {
         let batch = parse_batch(body)?;
         let generated_at = parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
-        let uuids = check_events(&batch)?;
+        let uuids = check_events(&batch, self.event_ids)?;
         // `parse_batch` succeeded, so the body is UTF-8 and each event's raw text borrows from it.
         let text = std::str::from_utf8(body).map_err(|e| Refusal::MalformedJson {
             detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
@@ -366,18 +383,25 @@ pub fn check_window(
     }
 }
 
-/// Checks that the batch is non-empty, that `count` matches, and that every `data.uuid` is a
-/// UUID; returns the parsed UUIDs.
-pub fn check_events(batch: &Batch<'_>) -> Result<Vec<Uuid>, Refusal> {
+/// Checks that the batch is non-empty, that `count` matches, and that every `data.uuid` is an
+/// event id `ids` accepts; returns each event's deduplication key ([`event_key`]).
+pub fn check_events(batch: &Batch<'_>, ids: EventIds) -> Result<Vec<Uuid>, Refusal> {
     check_counts(batch.count, batch.events.len())?;
     batch
         .events
         .iter()
         .enumerate()
         .map(|(index, e)| {
-            Uuid::try_parse(&e.data.uuid).map_err(|_| Refusal::InvalidEventUuid { index })
+            event_key(e.data.uuid.as_bytes(), ids).map_err(|why| id_refusal(index, why))
         })
         .collect()
+}
+
+fn id_refusal(index: usize, why: EventIdError) -> Refusal {
+    match why {
+        EventIdError::NotUuid => Refusal::EventIdNotUuid { index },
+        _ => Refusal::InvalidEventUuid { index },
+    }
 }
 
 fn check_counts(count: u64, events: usize) -> Result<(), Refusal> {
