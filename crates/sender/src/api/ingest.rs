@@ -43,6 +43,56 @@ fn split(body: &[u8]) -> Result<Vec<&str>, (usize, String)> {
         .collect())
 }
 
+/// Why an ingest body was refused: the index of the first bad event (0 when the body as a whole
+/// is not readable) and a message saying why. The handler answers it as 400 `invalid_event`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEvent {
+    /// The index of the first event refused, or 0 when the body itself is not readable.
+    pub index: usize,
+    /// Why, for the platform's log.
+    pub message: String,
+}
+
+/// Parses an ingest body as `POST /v1/tenants/{tenant}/audit-events` does, without the request
+/// around it: a JSON array of events or NDJSON (one event a line, blank lines skipped). Returns
+/// each event's JSON text exactly as received, which is what gets stored and sent, with its typed
+/// parse; the first event that is not a valid v1 event with an event id refuses the whole body.
+/// An empty list is returned for a body with no events (the handler refuses it with
+/// `no_events`).
+///
+/// ```
+/// use evo_siem_sender::api::parse_ingest_body;
+/// let event = r#"{"event_type":"create","table":"events","timestamp":"2024-01-15T10:30:00.000Z",
+///   "data":{"uuid":"evt-1","action":"User login","status":"Success",
+///   "actor":{"kind":"User","name":"ana@example.com"},"origin":{"hostname":"h","ipaddr":"192.0.2.1"},
+///   "target":{"kind":"User","name":"ana@example.com"},"ts":1,"created_at":1}}"#.replace('\n', "");
+/// let array = parse_ingest_body(format!("[{event}]").as_bytes()).unwrap();
+/// let ndjson = parse_ingest_body(format!("{event}\n").as_bytes()).unwrap();
+/// assert_eq!(array[0].0, ndjson[0].0);
+/// assert_eq!(array[0].1.data.action, "User login");
+/// assert_eq!(parse_ingest_body(b"[{}]").unwrap_err().index, 0);
+/// ```
+pub fn parse_ingest_body(body: &[u8]) -> Result<Vec<(&str, Event<'_>)>, InvalidEvent> {
+    let invalid = |index, message| InvalidEvent { index, message };
+    let raws = split(body).map_err(|(index, message)| invalid(index, message))?;
+    raws.into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            // One typed parse checks the whole text; the text itself is what gets stored and sent.
+            match serde_json::from_str::<Event<'_>>(raw) {
+                Ok(event) if evo_siem_protocol::is_valid_event_id(event.data.uuid.as_bytes()) => {
+                    Ok((raw, event))
+                }
+                Ok(_) => Err(invalid(
+                    index,
+                    "data.uuid is not an event id (1 to 128 bytes of printable ASCII)".into(),
+                )),
+                Err(e) => Err(invalid(index, e.to_string())),
+            }
+        })
+        .collect()
+}
+
 pub(super) async fn ingest(
     State(app): State<Arc<App>>,
     Path(tenant): Path<String>,
@@ -63,42 +113,29 @@ pub(super) async fn ingest(
             "this tenant has no SIEM integration",
         );
     };
-    let raws = match split(&body) {
-        Ok(raws) if raws.is_empty() => {
+    let events = match parse_ingest_body(&body) {
+        Ok(events) if events.is_empty() => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "no_events",
                 "the body holds no events",
             );
         }
-        Ok(raws) => raws,
-        Err((index, message)) => {
+        Ok(events) => events,
+        Err(InvalidEvent { index, message }) => {
             let body = json!({ "error": "invalid_event", "index": index, "message": message });
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
-    let mut accepted = Vec::with_capacity(raws.len());
+    let mut accepted = Vec::with_capacity(events.len());
     let mut excluded = 0;
-    for (index, raw) in raws.iter().enumerate() {
-        // One typed parse checks the whole text; the text itself is what gets stored and sent.
-        let event = match serde_json::from_str::<Event<'_>>(raw) {
-            Ok(event) if evo_siem_protocol::is_valid_event_id(event.data.uuid.as_bytes()) => event,
-            Ok(_) => {
-                let body = json!({ "error": "invalid_event", "index": index, "message": "data.uuid is not an event id (1 to 128 bytes of printable ASCII)" });
-                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-            }
-            Err(e) => {
-                let body =
-                    json!({ "error": "invalid_event", "index": index, "message": e.to_string() });
-                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-            }
-        };
+    for (raw, event) in events {
         if integration.exclusions().excludes(&event.data.action) {
             excluded += 1;
         } else {
             accepted.push(NewEvent {
                 action: event.data.action.into_owned(),
-                json: (*raw).to_owned(),
+                json: raw.to_owned(),
             });
         }
     }

@@ -1,4 +1,5 @@
-//! The HTTP API on the sender's listener: ingest (`ingest.rs`), the tenant admin API
+//! The HTTP API on the sender's listener: ingest (`ingest.rs`; its body parser is
+//! [`parse_ingest_body`], public for the fuzz target), the tenant admin API
 //! ([`admin`]), `/metrics` (`metrics.rs`), `/healthz` and the OpenAPI document, each route with
 //! a body limit fitting its job ([`limits`]). Every request gets an id ([`request_id`]), and
 //! every error answer, the router's own included, has one JSON shape (`errors.rs`).
@@ -14,6 +15,7 @@ pub mod limits;
 pub(crate) mod metrics;
 pub mod request_id;
 
+pub use ingest::{InvalidEvent, parse_ingest_body};
 pub use metrics::{MetricsConfig, WAITING_ATTENTION};
 
 use crate::DeliveryStats;
