@@ -88,9 +88,17 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML or has unknown or mistyped keys.
-    #[error("{0}")]
-    Parse(#[from] toml::de::Error),
+    /// The file is not valid TOML or has unknown or mistyped keys. The message says what and
+    /// where, but never quotes the line: a header value on it may be a credential.
+    #[error("{message} (line {line}, column {column})")]
+    Parse {
+        /// What is wrong (the TOML parser's message, without the quoted line).
+        message: String,
+        /// The line (1-based) where it was found.
+        line: usize,
+        /// The column (1-based, in characters) where it was found.
+        column: usize,
+    },
     /// An environment variable the file names is unset or empty.
     #[error("environment variable {var} ({what}) is not set")]
     MissingEnv {
@@ -550,6 +558,25 @@ fn read_secret(path: &Path) -> Result<String, ConfigError> {
     Ok(secret.to_owned())
 }
 
+/// A parse error without the line the TOML parser quotes (`toml::de::Error`'s `Display` shows
+/// it, header values included): its message, and where.
+fn parse_error(text: &str, error: &toml::de::Error) -> ConfigError {
+    let offset = error.span().map_or(0, |span| span.start);
+    let line_start = text
+        .get(..offset)
+        .and_then(|before| before.rfind('\n'))
+        .map_or(0, |at| at + 1);
+    let column = text
+        .get(line_start..offset)
+        .map_or(0, |before| before.chars().count())
+        + 1;
+    ConfigError::Parse {
+        message: error.message().trim_end().to_owned(),
+        line: line_of(text, offset),
+        column,
+    }
+}
+
 /// The line (1-based) of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
@@ -597,7 +624,7 @@ impl Config {
     /// Parses the text of a configuration file. Beyond what serde checks, a tenant named by two
     /// `[[integration]]` tables is refused with both line numbers.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text)?;
+        let config: Self = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
         if let Some((tenant, first, second)) = duplicate_tenant_lines(text) {
             return Err(ConfigError::DuplicateTenant {
                 tenant,

@@ -6,6 +6,7 @@ mod bounds;
 mod common;
 mod dead_letters;
 mod deliver;
+mod fuzz;
 mod hardening;
 mod layers;
 mod lease;
