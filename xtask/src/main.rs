@@ -10,6 +10,8 @@
 //! - `bench-http [--rounds N] [--secs S] [--conns C]`: the receiver SDK's axum extractor
 //!   against a bare axum handler over loopback HTTP, with a load generator that signs fresh
 //!   batches, server and client each pinned to its own core (`taskset`).
+//! - `fuzz [--minutes N] [--target NAME] [--setup]`: the AFL++ fuzz targets of `fuzz/`, each
+//!   N minutes (default 10), one at a time; installs cargo-afl first when it is missing.
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
@@ -17,6 +19,7 @@
 
 mod bench;
 mod conformance;
+mod fuzz;
 mod http_bench;
 #[cfg(test)]
 mod tidy;
@@ -40,6 +43,11 @@ tasks:
                     the receiver SDK's axum extractor against a bare axum handler over
                     loopback HTTP (1 KiB and 64 KiB signed batches, fresh UUIDs and
                     signatures per request), server and client pinned to cores 0 and 1
+  fuzz [--minutes N] [--target NAME] [--setup]
+                    the fuzz targets of fuzz/ (signature_header, verify, ingest,
+                    retry_after, config) under AFL++, each N minutes (default 10), one
+                    at a time, niced; installs cargo-afl when missing; --setup only
+                    installs and builds; crashing inputs go to fixtures/fuzz/<target>/
   help              print this help
 
 The tidy checks run as a test: cargo test -p xtask";
@@ -49,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     match args.next().as_deref() {
         Some("bench") => bench::run(&args.collect::<Vec<_>>()),
         Some("conformance") => conformance::run(&args.collect::<Vec<_>>()),
+        Some("fuzz") => fuzz::run(&args.collect::<Vec<_>>()),
         Some("bench-http") => http_bench::run(&args.collect::<Vec<_>>()),
         // The pieces bench-http runs as pinned child processes.
         Some("http-server") => http_bench::serve(&args.collect::<Vec<_>>()),

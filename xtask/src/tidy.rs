@@ -24,7 +24,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn all_rust_files() -> Vec<PathBuf> {
     let root = project_root();
     let mut files = Vec::new();
-    for dir in ["crates", "src", "benches", "xtask", "tests"] {
+    for dir in ["crates", "src", "benches", "xtask", "tests", "fuzz"] {
         rust_files(&root.join(dir), &mut files);
     }
     assert!(files.len() > 10, "found only {} Rust files", files.len());
