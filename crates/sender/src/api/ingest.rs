@@ -66,8 +66,9 @@ pub struct InvalidEvent {
 ///   "data":{"uuid":"evt-1","action":"User login","status":"Success",
 ///   "actor":{"kind":"User","name":"ana@example.com"},"origin":{"hostname":"h","ipaddr":"192.0.2.1"},
 ///   "target":{"kind":"User","name":"ana@example.com"},"ts":1,"created_at":1}}"#.replace('\n', "");
-/// let array = parse_ingest_body(format!("[{event}]").as_bytes()).unwrap();
-/// let ndjson = parse_ingest_body(format!("{event}\n").as_bytes()).unwrap();
+/// let (array, ndjson) = (format!("[{event}]"), format!("{event}\n"));
+/// let array = parse_ingest_body(array.as_bytes()).unwrap();
+/// let ndjson = parse_ingest_body(ndjson.as_bytes()).unwrap();
 /// assert_eq!(array[0].0, ndjson[0].0);
 /// assert_eq!(array[0].1.data.action, "User login");
 /// assert_eq!(parse_ingest_body(b"[{}]").unwrap_err().index, 0);
