@@ -10,6 +10,9 @@
 //! - `bench-http [--rounds N] [--secs S] [--conns C]`: the receiver SDK's axum extractor
 //!   against a bare axum handler over loopback HTTP, with a load generator that signs fresh
 //!   batches, server and client each pinned to its own core (`taskset`).
+//! - `mutants [--package NAME] [--jobs N] [--list] [-- ARGS]`: cargo-mutants on the files that
+//!   carry the guarantees (signatures, verification, deduplication, filter, batching, retries,
+//!   guard, spool writes), with the share of viable mutants that survive.
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
@@ -18,6 +21,7 @@
 mod bench;
 mod conformance;
 mod http_bench;
+mod mutants;
 #[cfg(test)]
 mod tidy;
 
@@ -40,6 +44,11 @@ tasks:
                     the receiver SDK's axum extractor against a bare axum handler over
                     loopback HTTP (1 KiB and 64 KiB signed batches, fresh UUIDs and
                     signatures per request), server and client pinned to cores 0 and 1
+  mutants [--package NAME] [--jobs N] [--list] [-- ARGS]
+                    cargo-mutants (installed when missing) on the files that carry the
+                    guarantees, per crate (evo-siem-protocol, evo-siem-receiver,
+                    evo-siem-sender); prints caught / missed and the share of viable mutants
+                    that survive (target at most 5 %); ARGS go to cargo test
   help              print this help
 
 The tidy checks run as a test: cargo test -p xtask";
@@ -50,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&args.collect::<Vec<_>>()),
         Some("conformance") => conformance::run(&args.collect::<Vec<_>>()),
         Some("bench-http") => http_bench::run(&args.collect::<Vec<_>>()),
+        Some("mutants") => mutants::run(&args.collect::<Vec<_>>()),
         // The pieces bench-http runs as pinned child processes.
         Some("http-server") => http_bench::serve(&args.collect::<Vec<_>>()),
         Some("http-load") => http_bench::load(&args.collect::<Vec<_>>()),
