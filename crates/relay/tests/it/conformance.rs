@@ -18,6 +18,7 @@ async fn the_relay_passes_the_receiver_suite() {
         secret: Secret::new(SECRET),
         max_body: 4 * 1024 * 1024,
         timeout: Duration::from_secs(10),
+        scheme: evo_siem_protocol::SignatureScheme::Evo,
     })
     .await
     .unwrap();
