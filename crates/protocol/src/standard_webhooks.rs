@@ -340,7 +340,7 @@ mod tests {
             verify(Some(ID), Some(b"1"), Some(good.as_bytes()), body, &[]),
             Err(E::NoSecrets)
         );
-        let many = vec![good.as_str(); MAX_SIGNATURES + 1].join(" ");
+        let many = [good.as_str(); MAX_SIGNATURES + 1].join(" ");
         assert_eq!(
             check(Some(ID), Some(b"1"), Some(&many)),
             Err(E::MalformedSignature)
