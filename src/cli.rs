@@ -189,9 +189,14 @@ pub(crate) struct SendTestArgs {
     pub(crate) url: String,
     #[command(flatten)]
     pub(crate) secrets: SecretArgs,
-    /// A header to send, `Name: value` (repeatable); for example an Authorization header.
+    /// A header to send, `Name: value` (repeatable). Its value shows in the process list: give
+    /// a secret one (an Authorization header) with --header-file instead.
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub(crate) headers: Vec<String>,
+    /// A file of headers to send, one `Name: value` per line (repeatable; blank lines and lines
+    /// starting with `#` are skipped): how a secret header stays out of the process list.
+    #[arg(long = "header-file", value_name = "PATH")]
+    pub(crate) header_files: Vec<std::path::PathBuf>,
     /// A private network the outbound guard lets through (local testing only; repeatable).
     #[arg(long = "allow-private", value_name = "CIDR")]
     pub(crate) allow_private: Vec<String>,

@@ -44,6 +44,11 @@ pub(crate) fn run(args: &SendTestArgs) -> anyhow::Result<ExitCode> {
                     .with_header(name.trim(), value.trim())
                     .with_context(|| format!("--header {:?}", name.trim()))?;
             }
+            for (path, name, value) in header_files(&args.header_files)? {
+                integration = integration
+                    .with_header(&name, &value)
+                    .with_context(|| format!("{}: header {name:?}", path.display()))?;
+            }
             let settings = DispatchSettings {
                 timeout: args.timeout,
                 allowed,
@@ -79,4 +84,31 @@ pub(crate) fn run(args: &SendTestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The headers of every `--header-file`: one `Name: value` per line. Errors name the file and the
+/// line number, never the line, which may hold the secret.
+fn header_files(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<(&std::path::Path, String, String)>> {
+    let mut headers = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --header-file {}", path.display()))?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, value) = line.split_once(':').with_context(|| {
+                format!("{} line {}: not `Name: value`", path.display(), number + 1)
+            })?;
+            headers.push((
+                path.as_path(),
+                name.trim().to_owned(),
+                value.trim().to_owned(),
+            ));
+        }
+    }
+    Ok(headers)
 }

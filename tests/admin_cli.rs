@@ -179,3 +179,58 @@ fn tokens_created_listed_and_revoked(spool: &str) {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(text(&unknown.stderr).contains("unknown permission"));
 }
+
+/// A secret header from a file: it arrives, and it is in neither the arguments nor the output.
+#[test]
+fn send_test_reads_headers_from_a_file() {
+    use evo_siem_mock::{MockSiem, MockSiemConfig};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let siem = runtime
+        .block_on(MockSiem::start(
+            "127.0.0.1:0".parse().unwrap(),
+            MockSiemConfig::unsigned(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("headers");
+    std::fs::write(
+        &file,
+        "# the SIEM's token\nAuthorization: Splunk hdr-s3cret-0123\r\n\nX-Intake: audit\n",
+    )
+    .unwrap();
+    let url = siem.webhook_url();
+    let file = file.to_str().unwrap();
+    let base = [
+        "send-test",
+        "--url",
+        &url,
+        "--allow-private",
+        "127.0.0.1/32",
+    ];
+    let ok = run(&[&base[..], &["--header-file", file]].concat(), &[]);
+    assert!(ok.status.success(), "{}", text(&ok.stdout));
+    let delivery = &siem.deliveries()[0];
+    let header = |name: &str| {
+        delivery
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("x-intake").as_deref(), Some("audit"));
+    assert!(header("authorization").is_some(), "{:?}", delivery.headers);
+    assert!(!text(&ok.stdout).contains("hdr-s3cret"));
+
+    // A reserved header or a line without a colon is refused, naming the file and line only.
+    std::fs::write(dir.path().join("bad"), "Authorization hdr-s3cret-0123\n").unwrap();
+    let bad = dir.path().join("bad");
+    let refused = run(
+        &[&base[..], &["--header-file", bad.to_str().unwrap()]].concat(),
+        &[],
+    );
+    assert!(!refused.status.success());
+    let err = text(&refused.stderr);
+    assert!(err.contains("line 1"), "{err}");
+    assert!(!err.contains("hdr-s3cret"), "{err}");
+    assert_eq!(siem.stats().deliveries, 1);
+}

@@ -248,6 +248,16 @@ fn battery(target: &ReceiverTarget) -> Vec<Case> {
             Expect::Accept,
         )
     });
+    // Event ids as the platform writes them: the product page's example is "evt-abc123".
+    let vendor_id = format!("evt-{}", uuid::Uuid::new_v4().simple());
+    cases.push(Case {
+        counts: Counts::New,
+        ..signed(
+            "event id that is not a UUID (evt-...)",
+            encode_batch(&[&*event(&vendor_id)], now),
+            Expect::Accept,
+        )
+    });
 
     let body = fresh_body(now);
     cases.push(Case {

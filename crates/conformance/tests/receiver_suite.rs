@@ -72,7 +72,7 @@ async fn the_mock_siem_passes_every_check() {
     .await
     .unwrap();
     let results = run(&target(siem.webhook_url())).await.unwrap();
-    assert_eq!(results.len(), 17);
+    assert_eq!(results.len(), 18);
     // The oversized body may end in a closed connection instead of a readable 413: a warning.
     let not_passed: Vec<_> = results
         .iter()
@@ -305,7 +305,7 @@ async fn an_sdk_receiver_for_standard_webhooks_passes_every_check() {
     let results = run(&standard_webhooks_target(serve_sdk(receiver).await))
         .await
         .unwrap();
-    assert_eq!(results.len(), 20);
+    assert_eq!(results.len(), 21);
     let not_passed: Vec<_> = results
         .iter()
         .filter(|r| r.verdict != Verdict::Pass && r.name != "body over the limit")
@@ -365,4 +365,13 @@ async fn a_standard_webhooks_receiver_without_its_replay_window_fails_exactly_th
             "webhook-timestamp 10 minutes ahead"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_takes_uuids_only_fails_exactly_there() {
+    // It would refuse the product page's own example payload ("evt-abc123").
+    let strict =
+        Verifier::new([Secret::new(SECRET)]).event_ids(evo_siem_protocol::EventIds::UuidOnly);
+    let results = run(&target(serve(Some(strict)).await)).await.unwrap();
+    assert_eq!(failed(&results), ["event id that is not a UUID (evt-...)"]);
 }

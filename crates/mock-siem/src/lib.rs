@@ -104,8 +104,15 @@ struct Records {
     stats: Stats,
     deliveries: Vec<Delivery>,
     events: Vec<ReceivedEvent>,
-    /// Each distinct event's UUID and its index in `events`.
-    seen: HashMap<String, usize>,
+    /// Each distinct event's deduplication key ([`event_key`]) and its index in `events`: an id
+    /// in capitals and in lower case is one event, as for a receiver.
+    seen: HashMap<uuid::Uuid, usize>,
+}
+
+/// The key the mock counts an event id by: the same as the receiver SDK's.
+fn event_key(id: &str) -> uuid::Uuid {
+    evo_siem_protocol::event_key(id.as_bytes(), evo_siem_protocol::EventIds::Any)
+        .unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -433,7 +440,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             delivery.events.push(uuid.clone());
             records.stats.events_received += 1;
             if let std::collections::hash_map::Entry::Vacant(entry) =
-                records.seen.entry(uuid.clone())
+                records.seen.entry(event_key(&uuid))
             {
                 entry.insert(records.events.len());
                 records.stats.unique_events += 1;

@@ -159,7 +159,7 @@ async fn delivery(State(shared): State<Arc<Shared>>, Path(number): Path<String>)
             .map(|uuid| {
                 let event = records
                     .seen
-                    .get(uuid)
+                    .get(&crate::event_key(uuid))
                     .and_then(|&i| records.events.get(i))
                     .cloned();
                 (uuid.clone(), event)

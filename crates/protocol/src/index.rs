@@ -9,6 +9,7 @@
 //! the typed parser on valid, damaged and truncated bodies), and every refusal keeps the reason
 //! code and message the typed parser gives. What it accepts needs no allocation but two vectors.
 
+use crate::{EventIdError, EventIds, event_key};
 use std::ops::Range;
 use uuid::Uuid;
 
@@ -21,10 +22,10 @@ const MAX_DEPTH: u32 = 64;
 pub(crate) struct Scan {
     /// Each event's JSON text, as a byte range of the body.
     pub(crate) events: Vec<Range<usize>>,
-    /// Each event's `data.uuid`, parsed; `Uuid::nil()` where it is not a UUID.
+    /// Each event's deduplication key ([`event_key`]); `Uuid::nil()` where its id is refused.
     pub(crate) uuids: Vec<Uuid>,
-    /// The first event whose `data.uuid` is not a UUID.
-    pub(crate) bad_uuid: Option<usize>,
+    /// The first event whose `data.uuid` is refused, and why.
+    pub(crate) bad_uuid: Option<(usize, EventIdError)>,
     /// The `count` field.
     pub(crate) count: u64,
     /// The `generated_at` string's content (without quotes, no escapes in it).
@@ -32,8 +33,8 @@ pub(crate) struct Scan {
 }
 
 /// Validates `text` as a v1 batch whose `schema_version` is `"1"`; `None` when it is not one, or
-/// when the scan is not sure (the typed parser then decides).
-pub(crate) fn scan(text: &str) -> Option<Scan> {
+/// when the scan is not sure (the typed parser then decides). Event ids are judged by `ids`.
+pub(crate) fn scan(text: &str, ids: EventIds) -> Option<Scan> {
     let mut s = Scanner {
         buf: text.as_bytes(),
         pos: 0,
@@ -64,7 +65,7 @@ pub(crate) fn scan(text: &str) -> Option<Scan> {
                 let (range, escaped) = s.string()?;
                 (!escaped && &s.buf[range] == b"1").then_some(())
             }
-            2 => s.events(&mut out),
+            2 => s.events(&mut out, ids),
             4 => {
                 out.count = s.unsigned()?;
                 Some(())
@@ -327,7 +328,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn events(&mut self, out: &mut Scan) -> Option<()> {
+    fn events(&mut self, out: &mut Scan, ids: EventIds) -> Option<()> {
         self.eat(b'[')?;
         if self.peek()? == b']' {
             self.pos += 1;
@@ -338,10 +339,10 @@ impl<'a> Scanner<'a> {
             let start = self.pos;
             let uuid = self.event()?;
             out.events.push(start..self.pos);
-            let uuid = match Uuid::try_parse_ascii(&self.buf[uuid]) {
-                Ok(uuid) => uuid,
-                Err(_) => {
-                    out.bad_uuid.get_or_insert(out.uuids.len());
+            let uuid = match event_key(&self.buf[uuid], ids) {
+                Ok(key) => key,
+                Err(why) => {
+                    out.bad_uuid.get_or_insert((out.uuids.len(), why));
                     Uuid::nil()
                 }
             };
@@ -460,7 +461,9 @@ mod tests {
         let verifier = Verifier::unsigned();
         let typed = verifier.verify(body, None, now());
         let indexed = verifier.verify_indexed(body, None, now());
-        let scanned = std::str::from_utf8(body).ok().and_then(scan);
+        let scanned = std::str::from_utf8(body)
+            .ok()
+            .and_then(|t| scan(t, EventIds::Any));
         if let Some(scan) = &scanned {
             // What the scan accepts, the typed parser accepts, with the same events.
             let batch = crate::parse_batch(body);

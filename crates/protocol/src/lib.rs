@@ -13,10 +13,12 @@
 //!   [`Secret`] ([`Secret::to_whsec`], [`Secret::from_whsec`]). [`SignatureScheme`] names the
 //!   schemes; [`SignatureHeaders`] carries a request's signature headers to the [`Verifier`].
 //! - [`Verifier`]: the whole receiver-side check (size, signature, JSON, schema version, replay
-//!   window, count, UUIDs) with an injected clock, refusing with a typed [`Refusal`] that carries
+//!   window, count, event ids) with an injected clock, refusing with a typed [`Refusal`] that carries
 //!   its reason code and HTTP status. [`Verifier::verify_indexed`] makes the same checks with
 //!   the same refusals but validates the batch instead of building typed events
 //!   ([`IndexedBatch`]: each event's byte range and UUID; typed events on demand).
+//! - [`event_key`]: an event id (`data.uuid`: a UUID, or any printable-ASCII id up to 128
+//!   bytes such as the product page's `"evt-abc123"`) and the 16-byte key it deduplicates by.
 //! - [`encode_batch`] and [`format_generated_at`]: what a sender writes.
 //!
 //! # Example
@@ -54,6 +56,7 @@
 
 mod batch;
 mod encode;
+mod event_id;
 pub mod headers;
 mod index;
 mod parse;
@@ -68,6 +71,7 @@ mod wire;
 
 pub use batch::{Batch, Entity, Event, EventData, Origin, SCHEMA_VERSION};
 pub use encode::{encode_batch, encode_batch_from_text};
+pub use event_id::{EventIdError, EventIds, MAX_EVENT_ID_LEN, event_key, is_valid_event_id};
 pub use refusal::Refusal;
 pub use scheme::{SignatureHeaders, SignatureScheme, UnknownScheme};
 pub use secret::Secret;

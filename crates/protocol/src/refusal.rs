@@ -73,9 +73,22 @@ pub enum Refusal {
     /// The batch holds no events (400).
     #[error("the batch holds no events")]
     EmptyBatch,
-    /// An event's `data.uuid` is not a UUID (400).
-    #[error("event {index} has a data.uuid that is not a UUID")]
+    /// An event's `data.uuid` is not an event id: empty, longer than 128 bytes, or holding a
+    /// byte outside printable ASCII (400).
+    #[error(
+        "event {index} has a data.uuid that is not an event id (1 to 128 bytes of printable ASCII)"
+    )]
     InvalidEventUuid {
+        /// The event's index in the batch.
+        index: usize,
+    },
+    /// An event's `data.uuid` is a valid id but not a UUID, and the verifier accepts UUIDs only
+    /// ([`EventIds::UuidOnly`](crate::EventIds::UuidOnly)); same reason code as
+    /// [`InvalidEventUuid`](Self::InvalidEventUuid) (400).
+    #[error(
+        "event {index} has a data.uuid that is not a UUID, and this receiver accepts UUIDs only"
+    )]
+    EventIdNotUuid {
         /// The event's index in the batch.
         index: usize,
     },
@@ -98,7 +111,7 @@ impl Refusal {
             Self::UnsupportedSchemaVersion { .. } => "unsupported_schema_version",
             Self::CountMismatch { .. } => "count_mismatch",
             Self::EmptyBatch => "empty_batch",
-            Self::InvalidEventUuid { .. } => "invalid_event_uuid",
+            Self::InvalidEventUuid { .. } | Self::EventIdNotUuid { .. } => "invalid_event_uuid",
             Self::InvalidGeneratedAt => "invalid_generated_at",
         }
     }
@@ -120,6 +133,7 @@ impl Refusal {
             | Self::CountMismatch { .. }
             | Self::EmptyBatch
             | Self::InvalidEventUuid { .. }
+            | Self::EventIdNotUuid { .. }
             | Self::InvalidGeneratedAt => 400,
         }
     }

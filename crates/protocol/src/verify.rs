@@ -9,8 +9,8 @@ use crate::batch::{Batch, Event, SCHEMA_VERSION};
 use crate::parse::WalkError;
 use crate::standard_webhooks::{self, StandardWebhooksError};
 use crate::{
-    Refusal, Secret, SignatureError, SignatureHeaders, SignatureScheme, parse_rfc3339,
-    verify_signature,
+    EventIdError, EventIds, Refusal, Secret, SignatureError, SignatureHeaders, SignatureScheme,
+    event_key, parse_rfc3339, verify_signature,
 };
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
@@ -29,7 +29,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct Verified<'a> {
     /// The parsed batch.
     pub batch: Batch<'a>,
-    /// Each event's `data.uuid`, parsed, in event order.
+    /// Each event's deduplication key, in event order: its `data.uuid` when that is a UUID, a
+    /// 128-bit keyed hash of the id otherwise (see [`event_key`]).
     pub uuids: Vec<Uuid>,
     /// `generated_at`, parsed.
     pub generated_at: SystemTime,
@@ -51,7 +52,8 @@ pub struct IndexedBatch<'a> {
     pub text: &'a str,
     /// Each event's JSON text as a byte range of `text`, in event order.
     pub events: Vec<Range<usize>>,
-    /// Each event's `data.uuid`, parsed, in event order.
+    /// Each event's deduplication key, in event order: its `data.uuid` when that is a UUID, a
+    /// 128-bit keyed hash of the id otherwise (see [`event_key`]).
     pub uuids: Vec<Uuid>,
     /// `generated_at`, parsed.
     pub generated_at: SystemTime,
@@ -128,6 +130,7 @@ pub struct Verifier {
     tolerance: Duration,
     max_body_bytes: usize,
     schemes: Vec<SignatureScheme>,
+    event_ids: EventIds,
 }
 
 impl Verifier {
@@ -141,6 +144,7 @@ impl Verifier {
             tolerance: DEFAULT_TOLERANCE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             schemes: SignatureScheme::ALL.to_vec(),
+            event_ids: EventIds::Any,
         }
     }
 
@@ -179,6 +183,19 @@ impl Verifier {
     /// Whether signatures of `scheme` are accepted.
     pub fn accepts(&self, scheme: SignatureScheme) -> bool {
         self.schemes.contains(&scheme)
+    }
+
+    /// Sets which event ids are accepted: any printable-ASCII id up to 128 bytes (the default,
+    /// [`EventIds::Any`]) or UUIDs only ([`EventIds::UuidOnly`], the stricter contract).
+    #[must_use]
+    pub fn event_ids(mut self, policy: EventIds) -> Self {
+        self.event_ids = policy;
+        self
+    }
+
+    /// Which event ids are accepted.
+    pub fn event_id_policy(&self) -> EventIds {
+        self.event_ids
     }
 
     /// The body size limit in bytes.
@@ -250,7 +267,7 @@ impl Verifier {
         let batch = parse_batch(body)?;
         let generated_at = parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
-        let uuids = check_events(&batch)?;
+        let uuids = check_events(&batch, self.event_ids)?;
         Ok(Verified {
             batch,
             uuids,
@@ -317,7 +334,7 @@ impl Verifier {
         let secret_index = self.authenticate(body, headers, now)?;
         let indexed = std::str::from_utf8(body)
             .ok()
-            .and_then(|text| Some((text, crate::index::scan(text)?)));
+            .and_then(|text| Some((text, crate::index::scan(text, self.event_ids)?)));
         let Some((text, scan)) = indexed else {
             return self.index_typed(body, now, secret_index);
         };
@@ -327,8 +344,8 @@ impl Verifier {
             parse_rfc3339(&text[scan.generated_at.clone()]).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
         check_counts(scan.count, scan.events.len())?;
-        if let Some(index) = scan.bad_uuid {
-            return Err(Refusal::InvalidEventUuid { index });
+        if let Some((index, why)) = scan.bad_uuid {
+            return Err(id_refusal(index, why));
         }
         Ok(IndexedBatch {
             text,
@@ -393,7 +410,7 @@ impl Verifier {
         let batch = parse_batch(body)?;
         let generated_at = parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
-        let uuids = check_events(&batch)?;
+        let uuids = check_events(&batch, self.event_ids)?;
         // `parse_batch` succeeded, so the body is UTF-8 and each event's raw text borrows from it.
         let text = std::str::from_utf8(body).map_err(|e| Refusal::MalformedJson {
             detail: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
@@ -481,18 +498,25 @@ pub fn check_window(
     }
 }
 
-/// Checks that the batch is non-empty, that `count` matches, and that every `data.uuid` is a
-/// UUID; returns the parsed UUIDs.
-pub fn check_events(batch: &Batch<'_>) -> Result<Vec<Uuid>, Refusal> {
+/// Checks that the batch is non-empty, that `count` matches, and that every `data.uuid` is an
+/// event id `ids` accepts; returns each event's deduplication key ([`event_key`]).
+pub fn check_events(batch: &Batch<'_>, ids: EventIds) -> Result<Vec<Uuid>, Refusal> {
     check_counts(batch.count, batch.events.len())?;
     batch
         .events
         .iter()
         .enumerate()
         .map(|(index, e)| {
-            Uuid::try_parse(&e.data.uuid).map_err(|_| Refusal::InvalidEventUuid { index })
+            event_key(e.data.uuid.as_bytes(), ids).map_err(|why| id_refusal(index, why))
         })
         .collect()
+}
+
+fn id_refusal(index: usize, why: EventIdError) -> Refusal {
+    match why {
+        EventIdError::NotUuid => Refusal::EventIdNotUuid { index },
+        _ => Refusal::InvalidEventUuid { index },
+    }
 }
 
 fn check_counts(count: u64, events: usize) -> Result<(), Refusal> {

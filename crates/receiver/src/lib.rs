@@ -4,12 +4,15 @@
 //! - **Verify before parsing**, in constant time, against one or several secrets (rotation).
 //! - **Replay window**: the signed `generated_at` must be within the tolerance (default 5 min).
 //! - **The whole batch validated, typed events built on demand**: each fresh event's JSON as
-//!   received and its UUID ([`VerifiedBatch::raw_events`]) cost no typed parse; typed events that
+//!   received and its deduplication key ([`VerifiedBatch::raw_events`]) cost no typed parse; typed events that
 //!   keep unknown fields ([`evo_siem_protocol::Event`], [`VerifiedBatch::events`]) are built on
 //!   first use.
 //! - **Deduplication by `data.uuid`** with claim / commit / release ([`dedup`]): an event is
 //!   handed to you only if no other delivery has processed or is processing it, and marked seen
-//!   only once you commit, so a crash in between means a redelivery, not a lost event.
+//!   only once you commit, so a crash in between means a redelivery, not a lost event. Event ids
+//!   are UUIDs (compared as 16 bytes) or, as the platform also writes them (`"evt-abc123"`), any
+//!   id of 1 to 128 bytes of printable ASCII (compared by a 128-bit hash of the exact text);
+//!   [`ReceiverBuilder::event_ids`] can require UUIDs.
 //! - **Correct statuses by themselves**: 401 / 400 / 413 / 503 with a JSON reason code
 //!   ([`Rejection`]); 200 only from [`VerifiedBatch::commit`].
 //!

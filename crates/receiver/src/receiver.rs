@@ -5,7 +5,7 @@ use crate::verified::{ClaimGuard, Indexed, VerifiedBatch};
 use crate::{REJECTION_TARGET, Rejection};
 use bytes::Bytes;
 use evo_siem_protocol::standard_webhooks::WhsecError;
-use evo_siem_protocol::{Secret, SignatureHeaders, SignatureScheme, Verifier, headers};
+use evo_siem_protocol::{EventIds, Secret, SignatureHeaders, SignatureScheme, Verifier, headers};
 use http::HeaderMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,7 @@ pub struct ReceiverBuilder {
     unsigned: bool,
     tolerance: Option<Duration>,
     max_body_bytes: Option<usize>,
+    event_ids: EventIds,
     dedup: Option<Arc<dyn DedupStore>>,
 }
 
@@ -101,6 +102,17 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Which event ids (`data.uuid`) are accepted. Default: [`EventIds::Any`], any id of 1 to 128
+    /// bytes of printable ASCII, as the platform writes them (the product page's example is
+    /// `"evt-abc123"`); UUIDs deduplicate by their 16 bytes, other ids by a 128-bit hash of their
+    /// exact text ([`evo_siem_protocol::event_key`]). [`EventIds::UuidOnly`] refuses every other
+    /// id with 400 `invalid_event_uuid`.
+    #[must_use]
+    pub fn event_ids(mut self, policy: EventIds) -> Self {
+        self.event_ids = policy;
+        self
+    }
+
     /// The deduplication store. Default: a [`MemoryDedup`] with default settings.
     #[must_use]
     pub fn dedup(mut self, store: impl DedupStore) -> Self {
@@ -141,6 +153,7 @@ impl ReceiverBuilder {
         if let Some(schemes) = self.schemes {
             verifier = verifier.schemes(schemes);
         }
+        verifier = verifier.event_ids(self.event_ids);
         Ok(Receiver {
             inner: Arc::new(Inner {
                 verifier,

@@ -92,7 +92,9 @@ impl<'a> RawEvent<'a> {
         self.json
     }
 
-    /// The event's `data.uuid`, parsed: its deduplication key.
+    /// The event's deduplication key: its `data.uuid` when that is a UUID (in any letter case),
+    /// else a 128-bit hash of the exact id ([`evo_siem_protocol::event_key`]), so the same id
+    /// always gives the same key, in every receiver and every store.
     pub fn uuid(&self) -> Uuid {
         self.uuid
     }

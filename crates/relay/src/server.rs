@@ -24,7 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use evo_siem_protocol::Event;
+use evo_siem_protocol::{Event, EventIds, event_key};
 use evo_siem_receiver::dedup::{MemoryDedup, MemoryDedupConfig};
 use evo_siem_receiver::{Receiver, Rejection, read_body};
 use std::borrow::Cow;
@@ -540,10 +540,11 @@ fn records<'a>(
 /// Sends `events` to every output at once, waits for all of them (until `deadline`), and
 /// writes the events refused for good to the dead-letter file.
 async fn forward(relay: &Inner, events: &[&Event<'_>], deadline: Instant) -> Forwarded {
-    // The SDK checked every UUID, so none falls back to nil here.
+    // The SDK checked every id, so none falls back to nil here; whatever policy it applied, an
+    // id it let through has this key.
     let uuids: Vec<Uuid> = events
         .iter()
-        .map(|e| Uuid::try_parse(&e.data.uuid).unwrap_or_default())
+        .map(|e| event_key(e.data.uuid.as_bytes(), EventIds::Any).unwrap_or_default())
         .collect();
     let raw: Vec<Cow<'_, str>> = events
         .iter()

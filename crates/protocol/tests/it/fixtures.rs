@@ -1,7 +1,9 @@
 //! The crate agrees with every fixture: signature vectors, valid payloads and invalid payloads.
 
 use crate::{fixtures_dir, payloads};
-use evo_siem_protocol::{Batch, Secret, Verifier, parse_rfc3339, sign, verify_signature};
+use evo_siem_protocol::{
+    Batch, EventIds, Secret, Verifier, event_key, parse_rfc3339, sign, verify_signature,
+};
 use serde_json::Value;
 use std::time::SystemTime;
 
@@ -147,6 +149,9 @@ fn invalid_payloads_get_their_documented_refusal() {
         if let Some(limit) = expected.get("max_body_bytes").and_then(Value::as_u64) {
             verifier = verifier.max_body_bytes(limit as usize);
         }
+        if expected.get("event_ids").and_then(Value::as_str) == Some("uuid") {
+            verifier = verifier.event_ids(EventIds::UuidOnly);
+        }
         let now = expected
             .get("now")
             .and_then(|n| parse_rfc3339(n.as_str()?))
@@ -235,4 +240,50 @@ fn standard_webhooks_verification_cases_give_the_documented_outcome() {
         };
         assert_eq!(got, case["expected"], "{}", case["name"]);
     }
+}
+
+#[test]
+fn event_ids_as_the_platform_writes_them() {
+    let (_, body, _) = payloads("valid")
+        .into_iter()
+        .find(|(n, _, _)| n == "event-ids.json")
+        .unwrap();
+    let secret = Secret::new(TEST_SECRET);
+    let header = sign(&secret, &body);
+    let verifier = Verifier::new([secret]);
+    let typed = verifier
+        .verify(&body, Some(header.as_bytes()), own_time(&body))
+        .unwrap();
+    let indexed = verifier
+        .verify_indexed(&body, Some(header.as_bytes()), own_time(&body))
+        .unwrap();
+    assert_eq!(
+        typed.uuids, indexed.uuids,
+        "both paths derive the same keys"
+    );
+    let ids: Vec<&str> = typed.batch.events.iter().map(|e| &*e.data.uuid).collect();
+    // A UUID in capitals deduplicates with its lowercase spelling: by its 16 bytes.
+    assert_eq!(
+        typed.uuids[0].to_string(),
+        ids[0].to_ascii_lowercase(),
+        "{ids:?}"
+    );
+    // The others by a hash of their exact text, each its own key.
+    for (id, key) in ids.iter().zip(&typed.uuids) {
+        assert_eq!(event_key(id.as_bytes(), EventIds::Any).as_ref(), Ok(key));
+    }
+    let mut distinct = typed.uuids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ids.len());
+    // A receiver that wants UUIDs only refuses the second event, the product page's "evt-abc123".
+    let strict = verifier.event_ids(EventIds::UuidOnly);
+    let refusal = strict
+        .verify_indexed(&body, Some(header.as_bytes()), own_time(&body))
+        .unwrap_err();
+    assert_eq!(
+        refusal,
+        evo_siem_protocol::Refusal::EventIdNotUuid { index: 1 }
+    );
+    assert_eq!(refusal.reason_code(), "invalid_event_uuid");
 }

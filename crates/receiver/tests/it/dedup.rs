@@ -186,3 +186,62 @@ async fn raw_and_typed_events_are_the_same_fresh_events() {
     assert_eq!(batch.batch().events.len(), 7);
     assert_eq!(batch.commit().await.unwrap().accepted, 3);
 }
+
+/// Event ids as the platform writes them (the product page's example is `"evt-abc123"`): any
+/// printable-ASCII id is accepted and deduplicated by its exact text, a UUID by its 16 bytes
+/// whatever its letter case; a receiver built for UUIDs only refuses the others.
+#[tokio::test]
+async fn ids_that_are_not_uuids_are_accepted_and_deduplicated() {
+    use crate::common::{now, receiver, signed_headers};
+    use evo_siem_protocol::{EventIds, encode_batch};
+    let uuid = Uuid::new_v4();
+    let with_ids = |ids: &[&str]| {
+        let events: Vec<Box<serde_json::value::RawValue>> = ids
+            .iter()
+            .map(|id| {
+                let mut event: serde_json::Value =
+                    serde_json::from_str(common::event(uuid, "User login").get()).unwrap();
+                event["data"]["uuid"] = (*id).into();
+                serde_json::value::to_raw_value(&event).unwrap()
+            })
+            .collect();
+        let refs: Vec<&serde_json::value::RawValue> = events.iter().map(|e| &**e).collect();
+        encode_batch(&refs, now())
+    };
+    let upper = uuid.to_string().to_uppercase();
+    let lower = uuid.to_string();
+    let receiver = receiver();
+
+    let first = with_ids(&["evt-abc123", "EVT-ABC123", &upper]);
+    let batch = receiver
+        .accept(&signed_headers(&first), first.into(), now())
+        .await
+        .unwrap();
+    assert_eq!((batch.len(), batch.duplicates()), (3, 0));
+    assert_eq!(batch.raw_events().nth(2).unwrap().uuid(), uuid);
+    assert_eq!(batch.commit().await.unwrap().accepted, 3);
+
+    // A redelivery: the same ids, the UUID now in lower case, beside one new id.
+    let second = with_ids(&["evt-abc123", &lower, "evt-abc124"]);
+    let batch = receiver
+        .accept(&signed_headers(&second), second.clone().into(), now())
+        .await
+        .unwrap();
+    let fresh: Vec<usize> = batch.raw_events().map(|e| e.index()).collect();
+    assert_eq!((fresh, batch.duplicates()), (vec![2], 2));
+    assert_eq!(batch.commit().await.unwrap().accepted, 1);
+
+    let strict = Receiver::builder()
+        .secret(common::SECRET)
+        .event_ids(EventIds::UuidOnly)
+        .build()
+        .unwrap();
+    let refused = strict
+        .accept(&signed_headers(&second), second.into(), now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.status().as_u16(), refused.reason_code()),
+        (400, "invalid_event_uuid")
+    );
+}

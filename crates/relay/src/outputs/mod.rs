@@ -42,7 +42,8 @@ pub type OutputFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, OutputError
 pub struct Record<'a> {
     /// The parsed event (for metadata such as its time, type and status).
     pub event: &'a Event<'a>,
-    /// `data.uuid`, parsed: the event's identity (Elasticsearch's `_id`).
+    /// The event's identity (Elasticsearch's `_id`): its `data.uuid` when that is a UUID, else a
+    /// 128-bit hash of the id ([`evo_siem_protocol::event_key`]), stable across deliveries.
     pub uuid: Uuid,
     /// The event in the output's [`Format`], as one line of JSON: the received text (its line
     /// breaks, which JSON only allows as whitespace, turned into spaces), or its OCSF mapping.

@@ -82,9 +82,9 @@ pub(super) async fn ingest(
     for (index, raw) in raws.iter().enumerate() {
         // One typed parse checks the whole text; the text itself is what gets stored and sent.
         let event = match serde_json::from_str::<Event<'_>>(raw) {
-            Ok(event) if uuid::Uuid::try_parse(&event.data.uuid).is_ok() => event,
+            Ok(event) if evo_siem_protocol::is_valid_event_id(event.data.uuid.as_bytes()) => event,
             Ok(_) => {
-                let body = json!({ "error": "invalid_event", "index": index, "message": "data.uuid is not a UUID" });
+                let body = json!({ "error": "invalid_event", "index": index, "message": "data.uuid is not an event id (1 to 128 bytes of printable ASCII)" });
                 return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
             }
             Err(e) => {

@@ -104,7 +104,21 @@ async fn ingested_events_reach_the_siem_and_bad_requests_are_refused() {
         (status, body),
         (202, serde_json::json!({"accepted": 2, "excluded": 1}))
     );
-    let ndjson = format!("{}\n{}\n", event(5, "User logout"), event(6, "User logout"));
+    // Event ids as the platform writes them: any printable ASCII up to 128 bytes, such as the
+    // product page's "evt-abc123", but not an empty one, nor a longer one.
+    for bad_id in ["", &"e".repeat(129), "evt-\u{7}"] {
+        let mut bad = event(7, "User logout");
+        bad["data"]["uuid"] = bad_id.into();
+        let (status, body) = post(&sender, "acme", Some(TOKEN), format!("[{bad}]")).await;
+        assert_eq!(
+            (status, body["error"].as_str(), body["index"].as_u64()),
+            (400, Some("invalid_event"), Some(0)),
+            "{bad_id:?}"
+        );
+    }
+    let mut seed_id = event(6, "User logout");
+    seed_id["data"]["uuid"] = "evt-abc123".into();
+    let ndjson = format!("{}\n{}\n", event(5, "User logout"), seed_id);
     let (status, body) = post(&sender, "acme", Some(TOKEN), ndjson).await;
     assert_eq!(
         (status, body),
