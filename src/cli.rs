@@ -20,6 +20,24 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
+/// How the receiver suite signs its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SchemeArg {
+    /// `X-Evo-Signature-256`, with `X-Evo-Delivery-Id` and `X-Evo-Delivery-Attempt`.
+    Evo,
+    /// Standard Webhooks alone: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks,
+}
+
+impl From<SchemeArg> for evo_siem_protocol::SignatureScheme {
+    fn from(arg: SchemeArg) -> Self {
+        match arg {
+            SchemeArg::Evo => Self::Evo,
+            SchemeArg::StandardWebhooks => Self::StandardWebhooks,
+        }
+    }
+}
+
 /// The configuration file, for every command that reads one (the sender's, or the relay's).
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
@@ -331,6 +349,10 @@ pub(crate) struct ReceiverSuiteArgs {
     /// SDK's (`evo_siem_protocol::DEFAULT_MAX_BODY_BYTES`, 4 MiB).
     #[arg(long, default_value_t = evo_siem_protocol::DEFAULT_MAX_BODY_BYTES)]
     pub(crate) max_body: usize,
+    /// How requests are signed: the receiver under test verifies this scheme. The secret is
+    /// given as for Evo signatures; a Standard Webhooks receiver takes its `whsec_` form.
+    #[arg(long, value_enum, default_value_t = SchemeArg::Evo)]
+    pub(crate) signature_scheme: SchemeArg,
     /// How the results are printed.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub(crate) format: OutputFormat,
