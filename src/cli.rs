@@ -20,6 +20,24 @@ pub(crate) enum OutputFormat {
     Json,
 }
 
+/// How the receiver suite signs its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SchemeArg {
+    /// `X-Evo-Signature-256`, with `X-Evo-Delivery-Id` and `X-Evo-Delivery-Attempt`.
+    Evo,
+    /// Standard Webhooks alone: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks,
+}
+
+impl From<SchemeArg> for evo_siem_protocol::SignatureScheme {
+    fn from(arg: SchemeArg) -> Self {
+        match arg {
+            SchemeArg::Evo => Self::Evo,
+            SchemeArg::StandardWebhooks => Self::StandardWebhooks,
+        }
+    }
+}
+
 /// The configuration file, for every command that reads one (the sender's, or the relay's).
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArg {
@@ -71,22 +89,40 @@ Example:\n  EVO_SIEM_INGEST_TOKEN=local-token evo-siem load --url http://127.0.0
     )]
     #[cfg(feature = "workload")]
     Load(LoadArgs),
-    /// Print the X-Evo-Signature-256 value of a body.
+    /// Print the signature headers of a body (X-Evo-Signature-256, or Standard Webhooks').
     #[command(
         long_about = "Print the X-Evo-Signature-256 value (sha256=<hex>) of the exact bytes of \
-FILE, or of standard input when FILE is - or absent.\n\n\
-Example:\n  EVO_SIEM_SECRET=change-me evo-siem sign --secret-env EVO_SIEM_SECRET body.json"
+FILE, or of standard input when FILE is - or absent. With --scheme standard-webhooks, print the \
+three Standard Webhooks headers instead (webhook-id, webhook-timestamp and webhook-signature, \
+`v1,` + base64 of the HMAC-SHA256 of `id.timestamp.body`), for --webhook-id (default: a new \
+UUID) at --webhook-timestamp (default: now).\n\n\
+Examples:\n  EVO_SIEM_SECRET=change-me evo-siem sign --secret-env EVO_SIEM_SECRET body.json\n  \
+evo-siem sign --scheme standard-webhooks --secret-env EVO_SIEM_SECRET body.json"
     )]
     Sign(SignArgs),
-    /// Check an X-Evo-Signature-256 value against a body.
+    /// Check a signature against a body (X-Evo-Signature-256, or Standard Webhooks').
     #[command(
         long_about = "Check an X-Evo-Signature-256 value against the exact bytes of FILE (or \
 standard input). Exits 0 and prints `valid` when the signature matches one of the secrets, 1 with \
 the reason when it does not, 2 on usage or I/O errors. Give --secret-env or --secret-file several \
-times during a secret rotation: any one may match.\n\n\
-Example:\n  evo-siem verify --secret-env EVO_SIEM_SECRET --signature \"sha256=…\" body.json"
+times during a secret rotation: any one may match. With --scheme standard-webhooks, --signature \
+is the webhook-signature value and --webhook-id and --webhook-timestamp are required (the replay \
+window is not applied: this checks the signature only).\n\n\
+Examples:\n  evo-siem verify --secret-env EVO_SIEM_SECRET --signature \"sha256=…\" body.json\n  \
+evo-siem verify --scheme standard-webhooks --secret-env EVO_SIEM_SECRET --webhook-id ID \\\n    \
+--webhook-timestamp 1706000000 --signature \"v1,…\" body.json"
     )]
     Verify(VerifyArgs),
+    /// Print a signing secret in the `whsec_` form Standard Webhooks libraries take.
+    #[command(
+        long_about = "Print each secret read (--secret-env, --secret-file) as `whsec_` + the \
+base64 of its bytes: the form the Standard Webhooks libraries (Python, JavaScript, Go, ...) \
+take for an integration whose signature_schemes include \"standard-webhooks\". It is the same \
+key; the sender needs nothing else. The output is the secret: send it only where the secret \
+goes.\n\n\
+Example:\n  evo-siem whsec --secret-file /run/secrets/evo-siem-signing"
+    )]
+    Whsec(SecretArgs),
     /// Run the sender: ingest API, spool, delivery to each integration's SIEM.
     #[command(
         long_about = "Run the sender: the ingest API (POST /v1/tenants/{tenant}/audit-events), \
@@ -331,6 +367,10 @@ pub(crate) struct ReceiverSuiteArgs {
     /// SDK's (`evo_siem_protocol::DEFAULT_MAX_BODY_BYTES`, 4 MiB).
     #[arg(long, default_value_t = evo_siem_protocol::DEFAULT_MAX_BODY_BYTES)]
     pub(crate) max_body: usize,
+    /// How requests are signed: the receiver under test verifies this scheme. The secret is
+    /// given as for Evo signatures; a Standard Webhooks receiver takes its `whsec_` form.
+    #[arg(long, value_enum, default_value_t = SchemeArg::Evo)]
+    pub(crate) signature_scheme: SchemeArg,
     /// How the results are printed.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub(crate) format: OutputFormat,
@@ -557,10 +597,26 @@ pub(crate) struct SecretArgs {
     pub(crate) file: Vec<PathBuf>,
 }
 
+/// Which signature `sign` and `verify` deal with, and Standard Webhooks' signed headers.
+#[derive(Debug, Args)]
+pub(crate) struct SchemeArgs {
+    /// The signature scheme.
+    #[arg(long, value_enum, default_value_t = SchemeArg::Evo)]
+    pub(crate) scheme: SchemeArg,
+    /// Standard Webhooks: the webhook-id (the delivery id). `sign` makes a new UUID without it.
+    #[arg(long, value_name = "ID")]
+    pub(crate) webhook_id: Option<String>,
+    /// Standard Webhooks: the webhook-timestamp, Unix seconds. `sign` uses now without it.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) webhook_timestamp: Option<u64>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct SignArgs {
     #[command(flatten)]
     pub(crate) secrets: SecretArgs,
+    #[command(flatten)]
+    pub(crate) scheme: SchemeArgs,
     /// The body to sign; `-` or absent for standard input.
     #[arg(value_name = "FILE")]
     pub(crate) input: Option<PathBuf>,
@@ -570,7 +626,10 @@ pub(crate) struct SignArgs {
 pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub(crate) secrets: SecretArgs,
-    /// The X-Evo-Signature-256 value received, `sha256=<hex>`.
+    #[command(flatten)]
+    pub(crate) scheme: SchemeArgs,
+    /// The signature received: the X-Evo-Signature-256 value (`sha256=<hex>`), or with
+    /// --scheme standard-webhooks the webhook-signature value (`v1,<base64>`).
     #[arg(long, value_name = "VALUE")]
     pub(crate) signature: String,
     /// The body received; `-` or absent for standard input.

@@ -16,6 +16,7 @@ pub(crate) fn receiver(args: &ReceiverSuiteArgs) -> anyhow::Result<ExitCode> {
         secret,
         max_body: args.max_body,
         timeout: Duration::from_secs(10),
+        scheme: args.signature_scheme.into(),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let results = runtime.block_on(receiver::run(&target))?;

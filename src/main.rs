@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         cli::Command::Load(args) => load::run(&args),
         cli::Command::Sign(args) => sign::sign(&args),
         cli::Command::Verify(args) => sign::verify(&args),
+        cli::Command::Whsec(args) => sign::whsec(&args),
         cli::Command::Sender(args) => sender::run(&args),
         #[cfg(feature = "mock-siem")]
         cli::Command::MockSiem(args) => mock_siem::run(&args),

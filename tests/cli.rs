@@ -205,7 +205,7 @@ fn help_lists_exactly_the_subcommands_compiled_in() {
         .filter_map(|line| line.split_whitespace().next())
         .filter(|name| *name != "help")
         .collect();
-    let mut expected = vec!["sender", "send-test", "admin", "sign", "verify"];
+    let mut expected = vec!["sender", "send-test", "admin", "sign", "verify", "whsec"];
     let optional = [
         ("demo", cfg!(feature = "demo")),
         ("generate", cfg!(feature = "workload")),
@@ -234,4 +234,92 @@ fn help_lists_exactly_the_subcommands_compiled_in() {
             "{help}"
         );
     }
+}
+
+/// Standard Webhooks with the fixtures' vector for the GitHub secret in `whsec_` form: `whsec`
+/// prints that form, `sign --scheme standard-webhooks` the three headers, `verify` checks them.
+#[test]
+fn standard_webhooks_sign_verify_and_the_whsec_form() {
+    let vectors: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/signatures.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let vector = &vectors["standard_webhooks"]["vectors"][1];
+    let (id, timestamp, body, expected) = (
+        vector["id"].as_str().unwrap(),
+        vector["timestamp"].as_u64().unwrap().to_string(),
+        vector["body"].as_str().unwrap().as_bytes(),
+        vector["expected"].as_str().unwrap(),
+    );
+    let env = [("EVO_TEST_SECRET", GITHUB_SECRET)];
+
+    let out = run(&["whsec", "--secret-env", "EVO_TEST_SECRET"], &[], b"");
+    assert_eq!(out.status.code(), Some(2), "no secret given: a usage error");
+    let whsec = Command::new(env!("CARGO_BIN_EXE_evo-siem"))
+        .args(["whsec", "--secret-env", "EVO_TEST_SECRET"])
+        .env("EVO_TEST_SECRET", GITHUB_SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&whsec.stdout),
+        format!("{}\n", vector["secret"].as_str().unwrap())
+    );
+
+    let sw = ["--scheme", "standard-webhooks", "--webhook-id", id];
+    let signed = run(
+        &[
+            &["sign", "--secret-env", "EVO_TEST_SECRET"][..],
+            &sw,
+            &["--webhook-timestamp", &timestamp],
+        ]
+        .concat(),
+        &env,
+        body,
+    );
+    assert_eq!(
+        (signed.status.code(), text(&signed.stdout)),
+        (
+            Some(0),
+            format!(
+                "webhook-id: {id}\nwebhook-timestamp: {timestamp}\nwebhook-signature: {expected}\n"
+            )
+        )
+    );
+
+    let verify = |signature: &str, timestamp: &str| {
+        run(
+            &[
+                &[
+                    "verify",
+                    "--secret-env",
+                    "EVO_TEST_SECRET",
+                    "--signature",
+                    signature,
+                ][..],
+                &sw,
+                &["--webhook-timestamp", timestamp],
+            ]
+            .concat(),
+            &env,
+            body,
+        )
+    };
+    let ok = verify(expected, &timestamp);
+    assert_eq!(
+        (ok.status.code(), text(&ok.stdout)),
+        (Some(0), "valid\n".into())
+    );
+    // The timestamp is signed: another second is another signature.
+    let later = (vector["timestamp"].as_u64().unwrap() + 1).to_string();
+    let moved = verify(expected, &later);
+    assert_eq!(moved.status.code(), Some(1));
+    assert!(
+        text(&moved.stderr).contains("signature_mismatch"),
+        "{}",
+        text(&moved.stderr)
+    );
 }

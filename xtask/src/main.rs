@@ -12,6 +12,9 @@
 //!   batches, server and client each pinned to its own core (`taskset`).
 //! - `fuzz [--minutes N] [--target NAME] [--setup]`: the AFL++ fuzz targets of `fuzz/`, each
 //!   N minutes (default 10), one at a time; installs cargo-afl first when it is missing.
+//! - `mutants [--package NAME] [--jobs N] [--list] [-- ARGS]`: cargo-mutants on the files that
+//!   carry the guarantees (signatures, verification, deduplication, filter, batching, retries,
+//!   guard, spool writes), with the share of viable mutants that survive.
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
@@ -21,6 +24,7 @@ mod bench;
 mod conformance;
 mod fuzz;
 mod http_bench;
+mod mutants;
 #[cfg(test)]
 mod tidy;
 
@@ -48,6 +52,11 @@ tasks:
                     retry_after, config) under AFL++, each N minutes (default 10), one
                     at a time, niced; installs cargo-afl when missing; --setup only
                     installs and builds; crashing inputs go to fixtures/fuzz/<target>/
+  mutants [--package NAME] [--jobs N] [--list] [-- ARGS]
+                    cargo-mutants (installed when missing) on the files that carry the
+                    guarantees, per crate (evo-siem-protocol, evo-siem-receiver,
+                    evo-siem-sender); prints caught / missed and the share of viable mutants
+                    that survive (target at most 5 %); ARGS go to cargo test
   help              print this help
 
 The tidy checks run as a test: cargo test -p xtask";
@@ -59,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Some("conformance") => conformance::run(&args.collect::<Vec<_>>()),
         Some("fuzz") => fuzz::run(&args.collect::<Vec<_>>()),
         Some("bench-http") => http_bench::run(&args.collect::<Vec<_>>()),
+        Some("mutants") => mutants::run(&args.collect::<Vec<_>>()),
         // The pieces bench-http runs as pinned child processes.
         Some("http-server") => http_bench::serve(&args.collect::<Vec<_>>()),
         Some("http-load") => http_bench::load(&args.collect::<Vec<_>>()),

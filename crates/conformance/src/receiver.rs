@@ -9,7 +9,9 @@
 //! accepted (handed over) twice. A receiver whose 2xx carries no such counts gets a warning on
 //! those checks: the suite cannot tell from outside whether it deduplicates.
 
-use evo_siem_protocol::{Secret, encode_batch, format_generated_at, headers, sign};
+use evo_siem_protocol::{
+    Secret, SignatureScheme, encode_batch, format_generated_at, headers, sign, standard_webhooks,
+};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::time::{Duration, SystemTime};
@@ -27,6 +29,11 @@ pub struct ReceiverTarget {
     pub max_body: usize,
     /// Time for each request. Default 10 s.
     pub timeout: Duration,
+    /// How the suite signs its requests: `X-Evo-Signature-256` with the `X-Evo-Delivery-*`
+    /// headers ([`SignatureScheme::Evo`]), or Standard Webhooks alone (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`, no `X-Evo-*` header), which adds checks of
+    /// its own (a stale `webhook-timestamp`, a changed `webhook-id`).
+    pub scheme: SignatureScheme,
 }
 
 /// The expected answer of one check.
@@ -132,15 +139,61 @@ fn fresh_body(at: SystemTime) -> Vec<u8> {
     encode_batch(&[&*e], at)
 }
 
-/// One request of the battery: body, signature header (if any) and expectation.
+/// How a case is signed; the signature itself is made when the request is sent, in the
+/// target's scheme, over the case's body, delivery id and signing time.
+enum Signature {
+    /// No signature header.
+    None,
+    /// A correct signature by this secret.
+    By(Secret),
+    /// A signature by this secret, then changed.
+    Mangled(Secret, fn(&mut String)),
+    /// This header value as it is.
+    Literal(&'static str),
+}
+
+/// One request of the battery: body, signature and expectation.
 struct Case {
     name: &'static str,
     body: Vec<u8>,
-    signature: Option<String>,
+    signature: Signature,
+    /// The `webhook-timestamp` (Standard Webhooks only).
+    signed_at: SystemTime,
+    /// The `webhook-id` sent, when not the one signed (Standard Webhooks only).
+    sent_id: Option<String>,
+    /// Changes the body after it was signed.
+    tamper: bool,
     expect: Expect,
     counts: Counts,
     delivery_id: String,
     attempt: u32,
+}
+
+impl Case {
+    /// The signature header's value, in `scheme`, before tampering.
+    fn signature(&self, scheme: SignatureScheme) -> Option<String> {
+        let sign_with = |secret: &Secret| match scheme {
+            SignatureScheme::StandardWebhooks => {
+                standard_webhooks::sign(secret, &self.delivery_id, unix(self.signed_at), &self.body)
+            }
+            _ => sign(secret, &self.body),
+        };
+        match &self.signature {
+            Signature::None => None,
+            Signature::By(secret) => Some(sign_with(secret)),
+            Signature::Mangled(secret, mangle) => {
+                let mut value = sign_with(secret);
+                mangle(&mut value);
+                Some(value)
+            }
+            Signature::Literal(value) => Some((*value).to_owned()),
+        }
+    }
+}
+
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn battery(target: &ReceiverTarget) -> Vec<Case> {
@@ -148,7 +201,10 @@ fn battery(target: &ReceiverTarget) -> Vec<Case> {
     let secret = &target.secret;
     let signed = |name, body: Vec<u8>, expect| Case {
         name,
-        signature: Some(sign(secret, &body)),
+        signature: Signature::By(secret.clone()),
+        signed_at: now,
+        sent_id: None,
+        tamper: false,
         body,
         expect,
         counts: Counts::Any,
@@ -205,43 +261,73 @@ fn battery(target: &ReceiverTarget) -> Vec<Case> {
 
     let body = fresh_body(now);
     cases.push(Case {
-        signature: None,
+        signature: Signature::None,
         ..signed("missing signature", body, Expect::Refuse(401))
     });
     let body = fresh_body(now);
     cases.push(Case {
-        signature: Some(sign(&Secret::new("not-the-receivers-secret"), &body)),
+        signature: Signature::By(Secret::new("not-the-receivers-secret")),
         ..signed("wrong secret", body, Expect::Refuse(401))
     });
-    let body = fresh_body(now);
-    let mut tampered = signed("tampered body", body, Expect::Refuse(401));
-    let at = tampered.body.len() / 2;
-    tampered.body[at] = if tampered.body[at] == b'a' {
-        b'b'
-    } else {
-        b'a'
-    };
-    cases.push(tampered);
-    let body = fresh_body(now);
-    let mut flipped = signed("bit-flipped signature", body, Expect::Refuse(401));
-    if let Some(sig) = flipped.signature.as_mut() {
-        let last = sig.pop().unwrap_or('0');
-        sig.push(if last == '0' { '1' } else { '0' });
-    }
-    cases.push(flipped);
-    let body = fresh_body(now);
     cases.push(Case {
-        signature: Some("sha1=abc".into()),
-        ..signed("malformed signature header", body, Expect::Refuse(401))
+        tamper: true,
+        ..signed("tampered body", fresh_body(now), Expect::Refuse(401))
     });
-    // The first 16 hex digits of the right signature: a receiver that compares only as many
+    // One bit of the last digit flipped ('0' and '4' are a hex digit and a canonical last
+    // base64 digit both, before the padding).
+    cases.push(Case {
+        signature: Signature::Mangled(secret.clone(), |sig| {
+            let at = sig.trim_end_matches('=').len() - 1;
+            let flipped = if sig.as_bytes()[at] == b'0' { "4" } else { "0" };
+            sig.replace_range(at..=at, flipped);
+        }),
+        ..signed(
+            "bit-flipped signature",
+            fresh_body(now),
+            Expect::Refuse(401),
+        )
+    });
+    cases.push(Case {
+        signature: Signature::Literal("sha1=abc"),
+        ..signed(
+            "malformed signature header",
+            fresh_body(now),
+            Expect::Refuse(401),
+        )
+    });
+    // The first 16 digits of the right signature: a receiver that compares only as many
     // digits as it was given (a prefix) accepts it.
-    let body = fresh_body(now);
-    let mut truncated = signed("truncated signature", body, Expect::Refuse(401));
-    if let Some(sig) = truncated.signature.as_mut() {
-        sig.truncate("sha256=".len() + 16);
+    cases.push(Case {
+        signature: Signature::Mangled(secret.clone(), |sig| {
+            let prefix = sig.find(['=', ',']).map_or(0, |at| at + 1);
+            sig.truncate(prefix + 16);
+        }),
+        ..signed("truncated signature", fresh_body(now), Expect::Refuse(401))
+    });
+    if target.scheme == SignatureScheme::StandardWebhooks {
+        // The signed timestamp is checked too, not only the body's generated_at.
+        cases.push(Case {
+            signed_at: now - Duration::from_secs(600),
+            ..signed(
+                "webhook-timestamp 10 minutes old",
+                fresh_body(now),
+                Expect::Refuse(401),
+            )
+        });
+        cases.push(Case {
+            signed_at: now + Duration::from_secs(600),
+            ..signed(
+                "webhook-timestamp 10 minutes ahead",
+                fresh_body(now),
+                Expect::Refuse(401),
+            )
+        });
+        // The signature covers the id: a receiver that signs the body alone accepts this.
+        cases.push(Case {
+            sent_id: Some(uuid::Uuid::new_v4().to_string()),
+            ..signed("webhook-id changed", fresh_body(now), Expect::Refuse(401))
+        });
     }
-    cases.push(truncated);
     cases.push(signed(
         "generated_at 10 minutes old",
         fresh_body(now - Duration::from_secs(600)),
@@ -303,14 +389,30 @@ pub async fn run(target: &ReceiverTarget) -> Result<Vec<CheckResult>, SuiteError
         .build()
         .map_err(|e| SuiteError(e.to_string()))?;
     let mut results = Vec::new();
-    for case in battery(target) {
+    for mut case in battery(target) {
+        let signature = case.signature(target.scheme);
+        if case.tamper {
+            let at = case.body.len() / 2;
+            case.body[at] = if case.body[at] == b'a' { b'b' } else { b'a' };
+        }
         let mut request = client
             .post(&target.url)
-            .header("content-type", "application/json")
-            .header(headers::DELIVERY_ID, case.delivery_id.as_str())
-            .header(headers::DELIVERY_ATTEMPT, case.attempt.to_string());
-        if let Some(signature) = &case.signature {
-            request = request.header(headers::SIGNATURE_256, signature.as_str());
+            .header("content-type", "application/json");
+        if target.scheme == SignatureScheme::StandardWebhooks {
+            let id = case.sent_id.as_deref().unwrap_or(&case.delivery_id);
+            request = request
+                .header(headers::WEBHOOK_ID, id)
+                .header(headers::WEBHOOK_TIMESTAMP, unix(case.signed_at).to_string());
+            if let Some(signature) = &signature {
+                request = request.header(headers::WEBHOOK_SIGNATURE, signature.as_str());
+            }
+        } else {
+            request = request
+                .header(headers::DELIVERY_ID, case.delivery_id.as_str())
+                .header(headers::DELIVERY_ATTEMPT, case.attempt.to_string());
+            if let Some(signature) = &signature {
+                request = request.header(headers::SIGNATURE_256, signature.as_str());
+            }
         }
         let answer = match request.body(case.body).send().await {
             Ok(response) => {

@@ -18,6 +18,7 @@ fn target(url: String) -> ReceiverTarget {
         secret: Secret::new(SECRET),
         max_body: 4 * 1024 * 1024,
         timeout: Duration::from_secs(10),
+        scheme: evo_siem_protocol::SignatureScheme::Evo,
     }
 }
 
@@ -283,6 +284,87 @@ async fn a_receiver_that_accepts_schema_2_fails_exactly_there() {
     .await;
     let results = run(&target(url)).await.unwrap();
     assert_eq!(failed(&results), ["schema_version \"2\""]);
+}
+
+fn standard_webhooks_target(url: String) -> ReceiverTarget {
+    ReceiverTarget {
+        scheme: evo_siem_protocol::SignatureScheme::StandardWebhooks,
+        ..target(url)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_receiver_for_standard_webhooks_passes_every_check() {
+    use evo_siem_protocol::SignatureScheme;
+    // Configured as a tenant would: the secret in its whsec_ form, Standard Webhooks alone.
+    let receiver = evo_siem_receiver::Receiver::builder()
+        .whsec_secret(&Secret::new(SECRET).to_whsec())
+        .schemes([SignatureScheme::StandardWebhooks])
+        .build()
+        .unwrap();
+    let results = run(&standard_webhooks_target(serve_sdk(receiver).await))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 21);
+    let not_passed: Vec<_> = results
+        .iter()
+        .filter(|r| r.verdict != Verdict::Pass && r.name != "body over the limit")
+        .collect();
+    assert!(not_passed.is_empty(), "{not_passed:#?}");
+    assert!(results.iter().all(|r| r.note.is_none()), "{results:#?}");
+
+    // An Evo-only receiver refuses every signed request of this suite: the suite really signs
+    // the Standard Webhooks way.
+    let evo_only = evo_siem_receiver::Receiver::builder()
+        .secret(SECRET)
+        .schemes([SignatureScheme::Evo])
+        .build()
+        .unwrap();
+    let results = run(&standard_webhooks_target(serve_sdk(evo_only).await))
+        .await
+        .unwrap();
+    assert!(
+        failed(&results).contains(&"valid signed batch"),
+        "{results:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_webhooks_receiver_without_its_replay_window_fails_exactly_there() {
+    use evo_siem_protocol::standard_webhooks;
+    // Checks the signature over id, timestamp and body, but never looks at the time it carries.
+    let app = Router::new().route(
+        "/webhook",
+        post(move |headers: HeaderMap, body: Bytes| async move {
+            let get = |name: &str| headers.get(name).map(|v| v.as_bytes());
+            let signed = standard_webhooks::verify(
+                get(headers::WEBHOOK_ID),
+                get(headers::WEBHOOK_TIMESTAMP),
+                get(headers::WEBHOOK_SIGNATURE),
+                &body,
+                &[Secret::new(SECRET)],
+            );
+            if signed.is_err() {
+                return StatusCode::UNAUTHORIZED;
+            }
+            let body_checks = Verifier::unsigned().verify(&body, None, SystemTime::now());
+            match body_checks {
+                Ok(_) => StatusCode::OK,
+                Err(refusal) => StatusCode::from_u16(refusal.http_status()).unwrap(),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let results = run(&standard_webhooks_target(url)).await.unwrap();
+    assert_eq!(
+        failed(&results),
+        [
+            "webhook-timestamp 10 minutes old",
+            "webhook-timestamp 10 minutes ahead"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,13 +14,24 @@ pub const SIGNATURE_256: &str = "x-evo-signature-256";
 /// The prefix of every [`SIGNATURE_256`] value.
 pub const SIGNATURE_PREFIX: &str = "sha256=";
 
+/// Standard Webhooks (opt-in per integration): the delivery id, the same value as
+/// [`DELIVERY_ID`], stable across retries.
+pub const WEBHOOK_ID: &str = "webhook-id";
+
+/// Standard Webhooks: Unix seconds of this attempt, the instant of the body's `generated_at`.
+pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+
+/// Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256 of id.timestamp.body>` entries
+/// (see [`crate::standard_webhooks`]).
+pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+
 /// The content type of every batch.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// Headers that the sender always sets itself, and hop-by-hop headers, which describe one
 /// connection rather than the request and which an integration setting could use to corrupt the
 /// framing of the request (`Transfer-Encoding`, `Connection`) or to switch protocols (`Upgrade`).
-/// Compared case-insensitively; every `Proxy-*` name and every `X-Evo-*` name is reserved too.
+/// Compared case-insensitively; every `Proxy-*`, `X-Evo-*` and `Webhook-*` name is reserved too.
 const RESERVED: [&str; 9] = [
     "host",
     "content-length",
@@ -33,13 +44,15 @@ const RESERVED: [&str; 9] = [
     "upgrade",
 ];
 
-/// Name prefixes reserved whole: the wire contract's own headers, and the proxy headers
-/// (`Proxy-Authorization`, `Proxy-Connection`, ...), which are hop-by-hop too.
-const RESERVED_PREFIXES: [&str; 2] = ["x-evo-", "proxy-"];
+/// Name prefixes reserved whole: the wire contract's own headers (`X-Evo-*`, and the Standard
+/// Webhooks `webhook-*` ones), and the proxy headers (`Proxy-Authorization`,
+/// `Proxy-Connection`, ...), which are hop-by-hop too.
+const RESERVED_PREFIXES: [&str; 3] = ["x-evo-", "webhook-", "proxy-"];
 
 /// Whether `name` is a header an integration's own authorization headers may not set, in any
-/// letter case: `Host`, `Content-Length`, `Content-Type`, every `X-Evo-*` header (the sender sets
-/// them), and the hop-by-hop headers `Connection`, `Keep-Alive`, `TE`, `Trailer`,
+/// letter case: `Host`, `Content-Length`, `Content-Type`, every `X-Evo-*` and every `Webhook-*`
+/// header (the sender sets them, `webhook-id`, `webhook-timestamp` and `webhook-signature` for
+/// Standard Webhooks), and the hop-by-hop headers `Connection`, `Keep-Alive`, `TE`, `Trailer`,
 /// `Transfer-Encoding`, `Upgrade` and every `Proxy-*` header (they belong to the connection, and
 /// would let a setting change how the request is framed or where it goes).
 ///
@@ -47,6 +60,7 @@ const RESERVED_PREFIXES: [&str; 2] = ["x-evo-", "proxy-"];
 /// use evo_siem_protocol::headers::is_reserved;
 /// assert!(is_reserved("Content-Type"));
 /// assert!(is_reserved("X-EVO-Signature-256"));
+/// assert!(is_reserved("Webhook-Signature"));
 /// assert!(is_reserved("Transfer-Encoding"));
 /// assert!(is_reserved("Proxy-Authorization"));
 /// assert!(!is_reserved("Authorization"));
@@ -71,6 +85,11 @@ mod tests {
             "CONTENT-TYPE",
             "X-Evo-Delivery-Id",
             "x-evo-anything",
+            // Standard Webhooks: set by the sender when the integration chooses it.
+            "webhook-id",
+            "Webhook-Timestamp",
+            "WEBHOOK-SIGNATURE",
+            "webhook-anything",
             // Hop-by-hop: they describe the connection, not the request.
             "Connection",
             "Keep-Alive",
@@ -93,6 +112,8 @@ mod tests {
             "Trailers",
             "Tenant",
             "X-Evo",
+            "Webhook",
+            "X-Webhook-Id",
             "Connections",
         ] {
             assert!(!is_reserved(name), "{name}");

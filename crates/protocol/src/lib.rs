@@ -8,6 +8,10 @@
 //! - [`headers`]: header names and the reserved-header rule.
 //! - [`sign`] and [`verify_signature`]: `X-Evo-Signature-256`, HMAC-SHA256, constant-time, with
 //!   secret rotation.
+//! - [`standard_webhooks`]: the opt-in second scheme, [Standard Webhooks](https://www.standardwebhooks.com/)
+//!   (`webhook-id`, `webhook-timestamp`, `webhook-signature`), and the `whsec_` form of a
+//!   [`Secret`] ([`Secret::to_whsec`], [`Secret::from_whsec`]). [`SignatureScheme`] names the
+//!   schemes; [`SignatureHeaders`] carries a request's signature headers to the [`Verifier`].
 //! - [`Verifier`]: the whole receiver-side check (size, signature, JSON, schema version, replay
 //!   window, count, event ids) with an injected clock, refusing with a typed [`Refusal`] that carries
 //!   its reason code and HTTP status. [`Verifier::verify_indexed`] makes the same checks with
@@ -57,8 +61,10 @@ pub mod headers;
 mod index;
 mod parse;
 mod refusal;
+mod scheme;
 mod secret;
 mod signature;
+pub mod standard_webhooks;
 mod timestamp;
 mod verify;
 mod wire;
@@ -67,6 +73,7 @@ pub use batch::{Batch, Entity, Event, EventData, Origin, SCHEMA_VERSION};
 pub use encode::{encode_batch, encode_batch_from_text};
 pub use event_id::{EventIdError, EventIds, MAX_EVENT_ID_LEN, event_key, is_valid_event_id};
 pub use refusal::Refusal;
+pub use scheme::{SignatureHeaders, SignatureScheme, UnknownScheme};
 pub use secret::Secret;
 pub use signature::{SignatureError, TAG_LEN, parse_header, sign, tag, verify_signature};
 pub use timestamp::{format_generated_at, parse_rfc3339};

@@ -1,6 +1,7 @@
 //! [`Refusal`]: every reason a batch is refused, with its reason code and HTTP status.
 
 use crate::SignatureError;
+use crate::standard_webhooks::StandardWebhooksError;
 
 /// Why a webhook request was refused.
 ///
@@ -19,17 +20,23 @@ pub enum Refusal {
     /// The signature is missing, malformed or wrong (401).
     #[error(transparent)]
     Signature(#[from] SignatureError),
-    /// `generated_at` is further in the past than the tolerance: a possible replay (401).
-    #[error("generated_at is {age_secs} s old, beyond the tolerance of {tolerance_secs} s")]
+    /// The Standard Webhooks headers are missing, malformed or do not match (401).
+    #[error(transparent)]
+    StandardWebhooks(#[from] StandardWebhooksError),
+    /// `generated_at`, or `webhook-timestamp`, is further in the past than the tolerance: a
+    /// possible replay (401).
+    #[error(
+        "generated_at (or webhook-timestamp) is {age_secs} s old, beyond the tolerance of {tolerance_secs} s"
+    )]
     TimestampTooOld {
         /// How old the batch is, in whole seconds.
         age_secs: u64,
         /// The configured tolerance, in whole seconds.
         tolerance_secs: u64,
     },
-    /// `generated_at` is further in the future than the tolerance (401).
+    /// `generated_at`, or `webhook-timestamp`, is further in the future than the tolerance (401).
     #[error(
-        "generated_at is {ahead_secs} s in the future, beyond the tolerance of {tolerance_secs} s"
+        "generated_at (or webhook-timestamp) is {ahead_secs} s in the future, beyond the tolerance of {tolerance_secs} s"
     )]
     TimestampTooNew {
         /// How far ahead the batch is, in whole seconds.
@@ -96,6 +103,7 @@ impl Refusal {
         match self {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::Signature(e) => e.reason_code(),
+            Self::StandardWebhooks(e) => e.reason_code(),
             Self::TimestampTooOld { .. } => "timestamp_too_old",
             Self::TimestampTooNew { .. } => "timestamp_too_new",
             Self::MalformedJson { .. } => "malformed_json",
@@ -113,8 +121,12 @@ impl Refusal {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::BodyTooLarge { .. } => 413,
-            Self::Signature(SignatureError::NoSecrets) => 500,
-            Self::Signature(_) | Self::TimestampTooOld { .. } | Self::TimestampTooNew { .. } => 401,
+            Self::Signature(SignatureError::NoSecrets)
+            | Self::StandardWebhooks(StandardWebhooksError::NoSecrets) => 500,
+            Self::Signature(_)
+            | Self::StandardWebhooks(_)
+            | Self::TimestampTooOld { .. }
+            | Self::TimestampTooNew { .. } => 401,
             Self::MalformedJson { .. }
             | Self::InvalidBatch { .. }
             | Self::UnsupportedSchemaVersion { .. }

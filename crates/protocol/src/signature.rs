@@ -131,7 +131,7 @@ const HEX_VALUES: [u8; 256] = {
 /// Compares two tags in constant time. Folding the XOR of four 64-bit words has no early exit,
 /// and `subtle` keeps the final test from being turned into a branch on the data; comparing
 /// byte by byte with `subtle` costs about 100 ns, a tenth of verifying a 1 KiB body.
-fn tags_equal(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> bool {
+pub(crate) fn tags_equal(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> bool {
     let diff = a
         .chunks_exact(8)
         .zip(b.chunks_exact(8))

@@ -1,12 +1,17 @@
 //! [`Verifier`]: the whole receiver-side check of one request, pure and clock-injected.
 //!
 //! Order matters and is part of the contract: size first, then the signature over the raw bytes
-//! (nothing is parsed before it is authenticated), then JSON, schema version, the replay window,
-//! and the batch's own consistency.
+//! (nothing is parsed before it is authenticated; for Standard Webhooks, then the replay window
+//! on `webhook-timestamp`), then JSON, schema version, the replay window on `generated_at`, and
+//! the batch's own consistency.
 
 use crate::batch::{Batch, Event, SCHEMA_VERSION};
 use crate::parse::WalkError;
-use crate::{EventIdError, EventIds, Refusal, Secret, event_key, parse_rfc3339, verify_signature};
+use crate::standard_webhooks::{self, StandardWebhooksError};
+use crate::{
+    EventIdError, EventIds, Refusal, Secret, SignatureError, SignatureHeaders, SignatureScheme,
+    event_key, parse_rfc3339, verify_signature,
+};
 use std::ops::Range;
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
@@ -90,6 +95,15 @@ impl<'a> IndexedBatch<'a> {
 /// Build one with [`Verifier::new`] (one or several secrets, for rotation) or, for an endpoint
 /// that deliberately accepts unsigned batches, [`Verifier::unsigned`].
 ///
+/// Both [signature schemes](SignatureScheme) are accepted unless [`schemes`](Self::schemes)
+/// narrows them: `X-Evo-Signature-256`, and Standard Webhooks (`webhook-id`,
+/// `webhook-timestamp`, `webhook-signature`). [`verify_with_headers`](Self::verify_with_headers)
+/// takes every signature header of the request ([`SignatureHeaders`]); [`verify`](Self::verify)
+/// takes `X-Evo-Signature-256` alone, as it always did. Every accepted scheme whose signature
+/// header is present must verify (a request signed both ways is checked both ways), at least one
+/// must be present, and a `webhook-timestamp` must be within the same replay window as
+/// `generated_at`.
+///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
 /// use evo_siem_protocol::{Secret, Verifier, sign};
@@ -115,6 +129,7 @@ pub struct Verifier {
     secrets: Option<Vec<Secret>>,
     tolerance: Duration,
     max_body_bytes: usize,
+    schemes: Vec<SignatureScheme>,
     event_ids: EventIds,
 }
 
@@ -128,6 +143,7 @@ impl Verifier {
             secrets: Some(secrets.into_iter().collect()),
             tolerance: DEFAULT_TOLERANCE,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            schemes: SignatureScheme::ALL.to_vec(),
             event_ids: EventIds::Any,
         }
     }
@@ -153,6 +169,20 @@ impl Verifier {
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
         self
+    }
+
+    /// Accepts only these signature schemes (default: both). A signature of another scheme is
+    /// ignored, as if absent; an empty list refuses every signed request as missing its
+    /// signature.
+    #[must_use]
+    pub fn schemes(mut self, schemes: impl IntoIterator<Item = SignatureScheme>) -> Self {
+        self.schemes = schemes.into_iter().collect();
+        self
+    }
+
+    /// Whether signatures of `scheme` are accepted.
+    pub fn accepts(&self, scheme: SignatureScheme) -> bool {
+        self.schemes.contains(&scheme)
     }
 
     /// Sets which event ids are accepted: any printable-ASCII id up to 128 bytes (the default,
@@ -185,10 +215,47 @@ impl Verifier {
 
     /// Checks one request: `body` is the exact bytes received, `signature` the raw
     /// `X-Evo-Signature-256` value if any, `now` the receiver's clock.
+    ///
+    /// This is [`verify_with_headers`](Self::verify_with_headers) with that one header.
     pub fn verify<'a>(
         &self,
         body: &'a [u8],
         signature: Option<&[u8]>,
+        now: SystemTime,
+    ) -> Result<Verified<'a>, Refusal> {
+        self.verify_with_headers(body, &SignatureHeaders::evo(signature), now)
+    }
+
+    /// Checks one request given all its signature headers, in either scheme:
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use evo_siem_protocol::{Secret, SignatureHeaders, Verifier, encode_batch, standard_webhooks};
+    /// # let event = serde_json::value::RawValue::from_string(r#"{"event_type":"create","table":"events",
+    /// #   "timestamp":"2024-01-15T10:30:00.000Z","data":{"uuid":"8f0c1a52-3b7e-4f0e-9c61-2d5e8a9b7c10",
+    /// #   "action":"User login","status":"Success","actor":{"kind":"User","name":"ana@example.com"},
+    /// #   "origin":{"hostname":"DESKTOP-ABC","ipaddr":"192.0.2.10"},"target":{"kind":"User",
+    /// #   "name":"ana@example.com"},"ts":1706000000123456789,"created_at":1706000000123456789}}"#.to_owned())?;
+    /// let now = UNIX_EPOCH + Duration::from_secs(1_705_314_605);
+    /// let body = encode_batch(&[&*event], now);
+    /// let secret = Secret::from_whsec("whsec_YS1zZWNyZXQtb2Ytc2l4dGVlbi1ieXRlcw==")?;
+    /// let signature = standard_webhooks::sign(&secret, "msg_1", 1_705_314_605, &body);
+    /// let request = [
+    ///     ("webhook-id", "msg_1"),
+    ///     ("webhook-timestamp", "1705314605"),
+    ///     ("webhook-signature", signature.as_str()),
+    /// ];
+    /// let headers = SignatureHeaders::from_lookup(|name| {
+    ///     request.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes())
+    /// });
+    /// let verified = Verifier::new([secret]).verify_with_headers(&body, &headers, now)?;
+    /// assert_eq!(verified.batch.count, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_with_headers<'a>(
+        &self,
+        body: &'a [u8],
+        headers: &SignatureHeaders<'_>,
         now: SystemTime,
     ) -> Result<Verified<'a>, Refusal> {
         if body.len() > self.max_body_bytes {
@@ -196,10 +263,7 @@ impl Verifier {
                 limit: self.max_body_bytes,
             });
         }
-        let secret_index = match &self.secrets {
-            Some(secrets) => Some(verify_signature(signature, body, secrets)?),
-            None => None,
-        };
+        let secret_index = self.authenticate(body, headers, now)?;
         let batch = parse_batch(body)?;
         let generated_at = parse_rfc3339(&batch.generated_at).ok_or(Refusal::InvalidGeneratedAt)?;
         check_window(generated_at, now, self.tolerance)?;
@@ -251,15 +315,23 @@ impl Verifier {
         signature: Option<&[u8]>,
         now: SystemTime,
     ) -> Result<IndexedBatch<'a>, Refusal> {
+        self.verify_indexed_with_headers(body, &SignatureHeaders::evo(signature), now)
+    }
+
+    /// [`verify_indexed`](Self::verify_indexed) given all the request's signature headers, in
+    /// either scheme (see [`verify_with_headers`](Self::verify_with_headers)).
+    pub fn verify_indexed_with_headers<'a>(
+        &self,
+        body: &'a [u8],
+        headers: &SignatureHeaders<'_>,
+        now: SystemTime,
+    ) -> Result<IndexedBatch<'a>, Refusal> {
         if body.len() > self.max_body_bytes {
             return Err(Refusal::BodyTooLarge {
                 limit: self.max_body_bytes,
             });
         }
-        let secret_index = match &self.secrets {
-            Some(secrets) => Some(verify_signature(signature, body, secrets)?),
-            None => None,
-        };
+        let secret_index = self.authenticate(body, headers, now)?;
         let indexed = std::str::from_utf8(body)
             .ok()
             .and_then(|text| Some((text, crate::index::scan(text, self.event_ids)?)));
@@ -282,6 +354,49 @@ impl Verifier {
             generated_at,
             secret_index,
         })
+    }
+
+    /// The signature check: every accepted scheme whose signature header is present must verify,
+    /// and at least one must be present. Returns the index of the secret that matched (the
+    /// `X-Evo-Signature-256` one when both are checked), `None` for an unsigned verifier.
+    fn authenticate(
+        &self,
+        body: &[u8],
+        headers: &SignatureHeaders<'_>,
+        now: SystemTime,
+    ) -> Result<Option<usize>, Refusal> {
+        let Some(secrets) = &self.secrets else {
+            return Ok(None);
+        };
+        if secrets.is_empty() {
+            return Err(SignatureError::NoSecrets.into());
+        }
+        let evo = self.accepts(SignatureScheme::Evo) && headers.evo_signature.is_some();
+        let standard =
+            self.accepts(SignatureScheme::StandardWebhooks) && headers.webhook_signature.is_some();
+        let mut matched = None;
+        if evo {
+            matched = Some(verify_signature(headers.evo_signature, body, secrets)?);
+        }
+        if standard {
+            let checked = standard_webhooks::verify(
+                headers.webhook_id,
+                headers.webhook_timestamp,
+                headers.webhook_signature,
+                body,
+                secrets,
+            )?;
+            let signed_at = SystemTime::UNIX_EPOCH
+                .checked_add(Duration::from_secs(checked.timestamp))
+                .ok_or(StandardWebhooksError::InvalidTimestamp)?;
+            check_window(signed_at, now, self.tolerance)?;
+            matched.get_or_insert(checked.secret_index);
+        }
+        match matched {
+            Some(index) => Ok(Some(index)),
+            None if self.accepts(SignatureScheme::Evo) => Err(SignatureError::Missing.into()),
+            None => Err(StandardWebhooksError::MissingSignature.into()),
+        }
     }
 
     /// The typed path, for whatever the scan was not sure of: it refuses with the exact reason,

@@ -13,7 +13,9 @@ use std::time::SystemTime;
 /// The request is rejected, with the JSON error body and status of [`Rejection`], when:
 ///
 /// - `Content-Length` or the body exceeds the receiver's limit: 413, without reading past it;
-/// - the signature is missing, malformed or wrong: 401;
+/// - the signature is missing, malformed or wrong, in either scheme (`X-Evo-Signature-256`, or
+///   Standard Webhooks' `webhook-id`, `webhook-timestamp` and `webhook-signature`): 401;
+/// - `webhook-timestamp` is outside the replay window: 401;
 /// - `generated_at` is outside the replay window: 401;
 /// - the body is not a valid v1 batch (JSON, schema version, count, empty, UUIDs): 400;
 /// - another delivery is processing one of the events, or the dedup store is down: 503 with

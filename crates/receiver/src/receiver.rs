@@ -4,7 +4,8 @@ use crate::dedup::{ClaimOutcome, ClaimToken, DedupStore, MemoryDedup};
 use crate::verified::{ClaimGuard, Indexed, VerifiedBatch};
 use crate::{REJECTION_TARGET, Rejection};
 use bytes::Bytes;
-use evo_siem_protocol::{EventIds, Secret, Verifier, headers};
+use evo_siem_protocol::standard_webhooks::WhsecError;
+use evo_siem_protocol::{EventIds, Secret, SignatureHeaders, SignatureScheme, Verifier, headers};
 use http::HeaderMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,12 +24,20 @@ pub enum BuildError {
     /// A configured secret is empty (an unset environment variable, most likely).
     #[error("a configured signing secret is empty")]
     EmptySecret,
+    /// A secret given to [`ReceiverBuilder::whsec_secret`] is not `whsec_` and base64.
+    #[error("a Standard Webhooks secret is invalid: {0}")]
+    InvalidWhsec(#[from] WhsecError),
+    /// [`ReceiverBuilder::schemes`] was given no scheme: every signed request would be refused.
+    #[error("no signature scheme accepted; give evo, standard-webhooks or both")]
+    NoScheme,
 }
 
 /// Builds a [`Receiver`]. Start from [`Receiver::builder`].
 #[derive(Debug, Default)]
 pub struct ReceiverBuilder {
     secrets: Vec<Secret>,
+    invalid_whsec: Option<WhsecError>,
+    schemes: Option<Vec<SignatureScheme>>,
     unsigned: bool,
     tolerance: Option<Duration>,
     max_body_bytes: Option<usize>,
@@ -42,6 +51,31 @@ impl ReceiverBuilder {
     #[must_use]
     pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
         self.secrets.push(secret.into());
+        self
+    }
+
+    /// Accepts batches signed with a secret given in the Standard Webhooks form, `whsec_` and the
+    /// base64 of the key bytes: the same key a Standard Webhooks library derives from that text,
+    /// and the form the sender shows for an integration's secret. An invalid value makes
+    /// [`build`](Self::build) fail with [`BuildError::InvalidWhsec`]. The key verifies either
+    /// scheme: a secret is a secret, whatever its written form.
+    #[must_use]
+    pub fn whsec_secret(mut self, whsec: &str) -> Self {
+        match Secret::from_whsec(whsec) {
+            Ok(secret) => self.secrets.push(secret),
+            Err(err) => {
+                self.invalid_whsec.get_or_insert(err);
+            }
+        }
+        self
+    }
+
+    /// Accepts only these signature schemes. Default: both, `X-Evo-Signature-256` and Standard
+    /// Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`); a request signed both
+    /// ways must verify both ways. A signature of a scheme left out is ignored, as if absent.
+    #[must_use]
+    pub fn schemes(mut self, schemes: impl IntoIterator<Item = SignatureScheme>) -> Self {
+        self.schemes = Some(schemes.into_iter().collect());
         self
     }
 
@@ -96,8 +130,14 @@ impl ReceiverBuilder {
 
     /// Builds the receiver, refusing a configuration that would accept forged batches by mistake.
     pub fn build(self) -> Result<Receiver, BuildError> {
+        if let Some(err) = self.invalid_whsec {
+            return Err(err.into());
+        }
         if self.secrets.iter().any(Secret::is_empty) {
             return Err(BuildError::EmptySecret);
+        }
+        if self.schemes.as_ref().is_some_and(Vec::is_empty) {
+            return Err(BuildError::NoScheme);
         }
         let mut verifier = match (self.secrets.is_empty(), self.unsigned) {
             (false, _) => Verifier::new(self.secrets),
@@ -109,6 +149,9 @@ impl ReceiverBuilder {
         }
         if let Some(limit) = self.max_body_bytes {
             verifier = verifier.max_body_bytes(limit);
+        }
+        if let Some(schemes) = self.schemes {
+            verifier = verifier.schemes(schemes);
         }
         verifier = verifier.event_ids(self.event_ids);
         Ok(Receiver {
@@ -162,7 +205,9 @@ impl Receiver {
     /// Accepts one delivery: the request headers and the exact body bytes in; a verified batch
     /// holding claims on its fresh events, or a typed [`Rejection`], out.
     ///
-    /// The signature is checked on the raw bytes before any parsing. `now` is the receiver's
+    /// The signature is checked on the raw bytes before any parsing, in either scheme (see
+    /// [`ReceiverBuilder::schemes`]): `X-Evo-Signature-256`, or the Standard Webhooks headers,
+    /// whose `webhook-timestamp` must be within the replay window as `generated_at` must. `now` is the receiver's
     /// clock (pass `SystemTime::now()`; tests pass a fixed time). Process
     /// [`VerifiedBatch::events`] and then call [`VerifiedBatch::commit`]; answer 2xx only after
     /// the commit succeeded.
@@ -190,9 +235,12 @@ impl Receiver {
         body: Bytes,
         now: SystemTime,
     ) -> Result<VerifiedBatch, Rejection> {
-        let signature = headers.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
+        let signatures =
+            SignatureHeaders::from_lookup(|name| headers.get(name).map(|v| v.as_bytes()));
         let verifier = &self.inner.verifier;
-        let indexed = Indexed::try_new(body, |body| verifier.verify_indexed(body, signature, now))?;
+        let indexed = Indexed::try_new(body, |body| {
+            verifier.verify_indexed_with_headers(body, &signatures, now)
+        })?;
 
         // The store reports a UUID repeated within the batch as seen after its first occurrence.
         let uuids = &indexed.borrow_dependent().uuids;
@@ -236,7 +284,10 @@ impl Receiver {
             indexed,
             fresh,
             guard,
-            header_value(headers, headers::DELIVERY_ID).and_then(|v| Uuid::try_parse(v).ok()),
+            // A delivery signed with Standard Webhooks alone names itself in webhook-id.
+            header_value(headers, headers::DELIVERY_ID)
+                .or_else(|| header_value(headers, headers::WEBHOOK_ID))
+                .and_then(|v| Uuid::try_parse(v).ok()),
             header_value(headers, headers::DELIVERY_ATTEMPT).and_then(|v| v.parse().ok()),
         ))
     }

@@ -12,8 +12,9 @@ pub const REJECTION_TARGET: &str = "evo_siem_receiver::rejection";
 ///
 /// | reason | status |
 /// |---|---|
-/// | `missing_signature`, `malformed_signature`, `signature_mismatch` | 401 |
-/// | `timestamp_too_old`, `timestamp_too_new` (replay window) | 401 |
+/// | `missing_signature`, `malformed_signature`, `signature_mismatch` (either scheme) | 401 |
+/// | `missing_webhook_id`, `missing_webhook_timestamp`, `invalid_webhook_timestamp`, `unsupported_signature_version` (Standard Webhooks) | 401 |
+/// | `timestamp_too_old`, `timestamp_too_new` (replay window, on `generated_at` and `webhook-timestamp`) | 401 |
 /// | `malformed_json`, `invalid_batch`, `unsupported_schema_version`, `count_mismatch`, `empty_batch`, `invalid_event_uuid`, `invalid_generated_at`, `body_unreadable` | 400 |
 /// | `body_too_large` | 413 |
 /// | `event_in_flight` (another delivery is processing one of the events; retry) | 503 |

@@ -180,7 +180,7 @@ impl VerifiedBatch {
         self.len() - self.fresh.len()
     }
 
-    /// `X-Evo-Delivery-Id`, when present and a UUID.
+    /// `X-Evo-Delivery-Id` (without it, `webhook-id`), when present and a UUID.
     pub fn delivery_id(&self) -> Option<Uuid> {
         self.delivery_id
     }

@@ -3,7 +3,7 @@
 use crate::Exclusions;
 use crate::batcher::BatchLimits;
 use crate::guard::{self, Blocked};
-use evo_siem_protocol::{Secret, headers::is_reserved};
+use evo_siem_protocol::{Secret, SignatureScheme, headers::is_reserved};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use url::Url;
@@ -36,6 +36,7 @@ pub struct Integration {
     url: Url,
     secret: Option<Secret>,
     headers: HeaderMap,
+    schemes: Vec<SignatureScheme>,
     exclusions: Exclusions,
     limits: BatchLimits,
 }
@@ -47,6 +48,7 @@ impl std::fmt::Debug for Integration {
             .field("url", &guard::redact_url(&self.url))
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("schemes", &self.schemes)
             .field("exclusions", &self.exclusions.len())
             .field("limits", &self.limits)
             .finish()
@@ -66,6 +68,7 @@ impl Integration {
             url: guard::check_url(webhook_url, allowed)?,
             secret: None,
             headers: HeaderMap::new(),
+            schemes: vec![SignatureScheme::Evo],
             exclusions: Exclusions::default(),
             limits: BatchLimits::default(),
         })
@@ -75,6 +78,17 @@ impl Integration {
     #[must_use]
     pub fn with_secret(mut self, secret: Secret) -> Self {
         self.secret = Some(secret);
+        self
+    }
+
+    /// Sets how deliveries are signed (default: [`SignatureScheme::Evo`] alone). An empty list
+    /// keeps the default; [`IntegrationSettings::check`](crate::settings::IntegrationSettings::check)
+    /// refuses one before it gets here.
+    #[must_use]
+    pub fn with_schemes(mut self, schemes: Vec<SignatureScheme>) -> Self {
+        if !schemes.is_empty() {
+            self.schemes = schemes;
+        }
         self
     }
 
@@ -118,6 +132,16 @@ impl Integration {
     /// The signing secret, if any.
     pub fn secret(&self) -> Option<&Secret> {
         self.secret.as_ref()
+    }
+
+    /// The signature schemes deliveries carry, at least one.
+    pub fn schemes(&self) -> &[SignatureScheme] {
+        &self.schemes
+    }
+
+    /// Whether deliveries carry the signature headers of `scheme`.
+    pub fn uses(&self, scheme: SignatureScheme) -> bool {
+        self.schemes.contains(&scheme)
     }
 
     /// The integration's own headers.

@@ -351,6 +351,7 @@ mod tests {
             signing_secret: Some("the-signing-secret-0123".into()),
             next_signing_secret: None,
             headers: BTreeMap::from([("Authorization".into(), "Splunk hec-token".into())]),
+            signature_schemes: crate::settings::default_signature_schemes(),
             excluded_actions: vec![],
             max_batch_events: None,
             max_batch_bytes: None,

@@ -8,7 +8,7 @@
 
 use crate::batcher::BatchLimits;
 use crate::{Exclusions, Integration};
-use evo_siem_protocol::Secret;
+use evo_siem_protocol::{Secret, SignatureScheme};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,6 +30,12 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_BATCH_EVENTS: std::ops::RangeInclusive<usize> = 1..=10_000;
 /// Bounds of `max_batch_bytes`.
 pub const MAX_BATCH_BYTES: std::ops::RangeInclusive<usize> = 4096..=16 * 1024 * 1024;
+/// The signature schemes an integration uses when it names none: `["evo"]`,
+/// `X-Evo-Signature-256` alone.
+pub fn default_signature_schemes() -> Vec<String> {
+    vec![SignatureScheme::Evo.as_str().to_owned()]
+}
+
 /// Bounds of `linger_ms`.
 pub const LINGER_MS: std::ops::RangeInclusive<u64> = 0..=60_000;
 
@@ -89,6 +95,11 @@ pub struct IntegrationSettings {
     /// Authorization headers, sent verbatim.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How deliveries are signed: `"evo"` (`X-Evo-Signature-256`), `"standard-webhooks"`
+    /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`) or both; default `["evo"]`.
+    /// With Standard Webhooks alone, the `X-Evo-*` headers are not sent.
+    #[serde(default = "default_signature_schemes")]
+    pub signature_schemes: Vec<String>,
     /// Audit actions not forwarded (exact match).
     #[serde(default)]
     pub excluded_actions: Vec<String>,
@@ -120,6 +131,7 @@ impl std::fmt::Debug for IntegrationSettings {
                 &self.next_signing_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("signature_schemes", &self.signature_schemes)
             .field("excluded_actions", &self.excluded_actions)
             .finish_non_exhaustive()
     }
@@ -134,6 +146,7 @@ impl IntegrationSettings {
             signing_secret: None,
             next_signing_secret: None,
             headers: BTreeMap::new(),
+            signature_schemes: default_signature_schemes(),
             excluded_actions: Vec::new(),
             max_batch_events: None,
             max_batch_bytes: None,
@@ -176,7 +189,7 @@ impl IntegrationSettings {
             if evo_siem_protocol::headers::is_reserved(name) {
                 invalid(
                     path,
-                    "Host, Content-Length, Content-Type and X-Evo-* are set by the sender, and hop-by-hop headers (Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*) may not be set".into(),
+                    "Host, Content-Length, Content-Type, X-Evo-* and Webhook-* are set by the sender, and hop-by-hop headers (Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*) may not be set".into(),
                 );
             } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 invalid(path, "not a valid header name".into());
@@ -207,6 +220,7 @@ impl IntegrationSettings {
                 );
             }
         }
+        let schemes = check_schemes(&self.signature_schemes, &mut invalid);
         if self.next_signing_secret.is_some() && self.signing_secret.is_none() {
             invalid(
                 "next_signing_secret".into(),
@@ -283,7 +297,8 @@ impl IntegrationSettings {
         .map_err(|e| refused(vec![FieldError::new("settings", e.to_string())]))?;
         integration = integration
             .with_exclusions(Exclusions::new(self.excluded_actions.iter().cloned()))
-            .with_limits(limits);
+            .with_limits(limits)
+            .with_schemes(schemes);
         if let Some(secret) = &self.signing_secret {
             integration = integration.with_secret(Secret::new(secret.clone()));
         }
@@ -297,6 +312,35 @@ impl IntegrationSettings {
         }
         Ok(integration)
     }
+}
+
+/// The schemes named by `names`, reporting each unknown or repeated name (and an empty list)
+/// through `invalid`.
+fn check_schemes(
+    names: &[String],
+    invalid: &mut impl FnMut(String, String),
+) -> Vec<SignatureScheme> {
+    if names.is_empty() {
+        invalid(
+            "signature_schemes".into(),
+            "name at least one scheme: \"evo\", \"standard-webhooks\" or both".into(),
+        );
+    }
+    let mut schemes = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match name.parse::<SignatureScheme>() {
+            Ok(scheme) if schemes.contains(&scheme) => invalid(
+                format!("signature_schemes[{i}]"),
+                format!("{scheme} is named twice"),
+            ),
+            Ok(scheme) => schemes.push(scheme),
+            Err(_) => invalid(
+                format!("signature_schemes[{i}]"),
+                "unknown scheme: expected \"evo\" or \"standard-webhooks\"".into(),
+            ),
+        }
+    }
+    schemes
 }
 
 #[cfg(test)]
@@ -352,6 +396,52 @@ mod tests {
         assert_eq!(integration.headers().len(), 1);
         assert!(integration.exclusions().excludes("User login"));
         assert_eq!(integration.limits().max_events(), 10);
+    }
+
+    #[test]
+    fn signature_schemes_are_named_once_each_and_known() {
+        let mut settings = IntegrationSettings::new("acme", "https://siem.example.com/evo");
+        assert_eq!(
+            settings.check(&[]).unwrap().schemes(),
+            [SignatureScheme::Evo]
+        );
+        settings.signature_schemes = vec!["standard-webhooks".into(), "evo".into()];
+        assert_eq!(
+            settings.check(&[]).unwrap().schemes(),
+            [SignatureScheme::StandardWebhooks, SignatureScheme::Evo]
+        );
+        let refused = |schemes: &[&str]| {
+            let mut settings = settings.clone();
+            settings.signature_schemes = schemes.iter().map(|s| (*s).to_owned()).collect();
+            settings.check(&[]).unwrap_err().fields
+        };
+        assert_eq!(
+            refused(&[]),
+            [FieldError::new(
+                "signature_schemes",
+                "name at least one scheme: \"evo\", \"standard-webhooks\" or both"
+            )]
+        );
+        assert_eq!(
+            refused(&["evo", "standard-webhooks", "evo"]),
+            [FieldError::new(
+                "signature_schemes[2]",
+                "evo is named twice"
+            )]
+        );
+        assert_eq!(
+            refused(&["evo", "Standard-Webhooks", "svix"])
+                .iter()
+                .map(|e| e.field.as_str())
+                .collect::<Vec<_>>(),
+            ["signature_schemes[1]", "signature_schemes[2]"]
+        );
+        // Stored settings from before the field existed get the default.
+        let old: IntegrationSettings = serde_json::from_str(
+            r#"{"tenant":"acme","webhook_url":"https://siem.example.com/evo"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.signature_schemes, ["evo"]);
     }
 
     #[test]

@@ -176,6 +176,73 @@ fn invalid_payloads_get_their_documented_refusal() {
 }
 
 #[test]
+fn standard_webhooks_vectors_match() {
+    use evo_siem_protocol::standard_webhooks;
+    let vectors = signatures()["standard_webhooks"]["vectors"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(vectors.len() >= 5, "only {} vectors", vectors.len());
+    assert_eq!(
+        vectors[0]["name"],
+        "standard-webhooks-specification-example"
+    );
+    for v in vectors {
+        let name = &v["name"];
+        let whsec = v["secret"].as_str().unwrap();
+        let secret = Secret::from_whsec(whsec).unwrap();
+        assert_eq!(secret.to_whsec(), whsec, "{name}");
+        let (id, timestamp) = (v["id"].as_str().unwrap(), v["timestamp"].as_u64().unwrap());
+        let body = v["body"].as_str().unwrap().as_bytes();
+        let expected = v["expected"].as_str().unwrap();
+        assert_eq!(
+            standard_webhooks::sign(&secret, id, timestamp, body),
+            expected,
+            "{name}"
+        );
+        let checked = standard_webhooks::verify(
+            Some(id.as_bytes()),
+            Some(timestamp.to_string().as_bytes()),
+            Some(expected.as_bytes()),
+            body,
+            &[secret],
+        );
+        assert_eq!(checked.map(|c| c.secret_index), Ok(0), "{name}");
+    }
+}
+
+#[test]
+fn standard_webhooks_verification_cases_give_the_documented_outcome() {
+    use evo_siem_protocol::standard_webhooks;
+    let cases = signatures()["standard_webhooks"]["verification"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(cases.len() >= 10, "only {} verification cases", cases.len());
+    for case in cases {
+        let secrets: Vec<Secret> = case["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| Secret::from_whsec(s.as_str().unwrap()).unwrap())
+            .collect();
+        let text = |key: &str| case[key].as_str().map(str::as_bytes);
+        let outcome = standard_webhooks::verify(
+            text("id"),
+            text("timestamp"),
+            text("header"),
+            case["body"].as_str().unwrap().as_bytes(),
+            &secrets,
+        );
+        let got = match outcome {
+            Ok(checked) => serde_json::json!({ "ok": checked.secret_index }),
+            Err(err) => serde_json::json!({ "reason": err.reason_code() }),
+        };
+        assert_eq!(got, case["expected"], "{}", case["name"]);
+    }
+}
+
+#[test]
 fn event_ids_as_the_platform_writes_them() {
     let (_, body, _) = payloads("valid")
         .into_iter()

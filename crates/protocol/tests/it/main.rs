@@ -2,6 +2,7 @@
 
 mod fixtures;
 mod schema;
+mod standard_webhooks;
 
 use std::path::{Path, PathBuf};
 

@@ -229,7 +229,7 @@ async fn ids_that_are_not_uuids_are_accepted_and_deduplicated() {
         .unwrap();
     let fresh: Vec<usize> = batch.raw_events().map(|e| e.index()).collect();
     assert_eq!((fresh, batch.duplicates()), (vec![2], 2));
-    batch.commit().await.unwrap();
+    assert_eq!(batch.commit().await.unwrap().accepted, 1);
 
     let strict = Receiver::builder()
         .secret(common::SECRET)

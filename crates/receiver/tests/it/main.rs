@@ -7,3 +7,4 @@ mod dedup;
 mod fixtures;
 mod http;
 mod robustness;
+mod standard_webhooks;

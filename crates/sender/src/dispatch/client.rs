@@ -3,7 +3,9 @@
 use super::resolver::GuardedResolver;
 use crate::Integration;
 use crate::retry::{AttemptResult, parse_retry_after};
-use evo_siem_protocol::{encode_batch_from_text, headers, sign};
+use evo_siem_protocol::{
+    SignatureScheme, encode_batch_from_text, headers, sign, standard_webhooks,
+};
 use http::{HeaderValue, header};
 use ipnet::IpNet;
 use std::sync::Arc;
@@ -176,6 +178,13 @@ impl Dispatcher {
     /// Sends `events` (JSON objects, as validated at ingest) once to `integration`: a fresh
     /// `generated_at`, signed afresh, with the delivery id (stable across retries) and the
     /// attempt number.
+    ///
+    /// The headers follow the integration's [signature schemes](Integration::schemes):
+    /// `X-Evo-Delivery-Id`, `X-Evo-Delivery-Attempt` and `X-Evo-Signature-256` for
+    /// [`SignatureScheme::Evo`]; `webhook-id` (the delivery id), `webhook-timestamp` (the Unix
+    /// second of `generated_at`) and `webhook-signature` for
+    /// [`SignatureScheme::StandardWebhooks`]. One signature per scheme, by the current secret:
+    /// a `next_signing_secret` signs nothing until the rotation makes it the current one.
     pub async fn attempt(
         &self,
         integration: &Integration,
@@ -183,7 +192,8 @@ impl Dispatcher {
         delivery_id: Uuid,
         attempt: u32,
     ) -> AttemptReport {
-        let body = encode_batch_from_text(events, SystemTime::now());
+        let now = SystemTime::now();
+        let body = encode_batch_from_text(events, now);
         let mut request = self
             .client
             .post(integration.url().clone())
@@ -191,11 +201,30 @@ impl Dispatcher {
             .header(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(headers::CONTENT_TYPE_JSON),
-            )
-            .header(headers::DELIVERY_ID, delivery_id.to_string())
-            .header(headers::DELIVERY_ATTEMPT, attempt.to_string());
-        if let Some(secret) = integration.secret() {
-            request = request.header(headers::SIGNATURE_256, sign(secret, &body));
+            );
+        if integration.uses(SignatureScheme::Evo) {
+            request = request
+                .header(headers::DELIVERY_ID, delivery_id.to_string())
+                .header(headers::DELIVERY_ATTEMPT, attempt.to_string());
+            if let Some(secret) = integration.secret() {
+                request = request.header(headers::SIGNATURE_256, sign(secret, &body));
+            }
+        }
+        if integration.uses(SignatureScheme::StandardWebhooks) {
+            // The same instant as generated_at, which is `now` to the millisecond.
+            let timestamp = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let id = delivery_id.to_string();
+            if let Some(secret) = integration.secret() {
+                request = request.header(
+                    headers::WEBHOOK_SIGNATURE,
+                    standard_webhooks::sign(secret, &id, timestamp, &body),
+                );
+            }
+            request = request
+                .header(headers::WEBHOOK_ID, id)
+                .header(headers::WEBHOOK_TIMESTAMP, timestamp.to_string());
         }
         let started = Instant::now();
         match request.body(body).send().await {

@@ -13,6 +13,7 @@
 //! signing_secret_env = "ACME_SIEM_SECRET"    # optional (or signing_secret_file = "...")
 //! headers = { Authorization = { env = "ACME_SIEM_AUTH" } }  # optional: a value, { env = "VAR" }
 //!                                            # or { file = "/run/secrets/acme-auth" }
+//! signature_schemes = ["evo"]                # optional: "evo", "standard-webhooks" or both
 //! excluded_actions = ["User login"]          # optional
 //! max_batch_events = 500                     # optional
 //! max_batch_bytes = 1048576                  # optional
@@ -459,6 +460,9 @@ pub struct IntegrationConfig {
     /// Authorization headers, sent verbatim: each a value, or where to read it.
     #[serde(default)]
     pub headers: BTreeMap<String, HeaderValueConfig>,
+    /// How deliveries are signed: `"evo"`, `"standard-webhooks"` or both (default `["evo"]`).
+    #[serde(default = "crate::settings::default_signature_schemes")]
+    pub signature_schemes: Vec<String>,
     /// Audit actions not forwarded (exact match).
     #[serde(default)]
     pub excluded_actions: Vec<String>,
@@ -718,6 +722,7 @@ impl IntegrationConfig {
                 .iter()
                 .map(|(name, value)| Ok((name.clone(), value.resolve(&self.tenant, name)?)))
                 .collect::<Result<_, ConfigError>>()?,
+            signature_schemes: self.signature_schemes.clone(),
             excluded_actions: self.excluded_actions.clone(),
             max_batch_events: self.max_batch_events,
             max_batch_bytes: self.max_batch_bytes,

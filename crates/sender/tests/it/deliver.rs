@@ -707,3 +707,200 @@ async fn transport_failures_are_classified_by_their_type() {
     let (failure, detail) = attempt(&dispatcher, "https://internal.example/").await;
     assert_eq!(failure, Some(FailureKind::Blocked), "{detail}");
 }
+
+/// The request's headers as an `http::HeaderMap`, for the `standardwebhooks` crate.
+fn header_map(request: &Request) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in &request.headers {
+        map.append(
+            http::HeaderName::from_bytes(name.as_str().as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+        );
+    }
+    map
+}
+
+/// The Unix second of the body's `generated_at`.
+fn generated_at_secs(request: &Request) -> u64 {
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    evo_siem_protocol::parse_rfc3339(body["generated_at"].as_str().unwrap())
+        .unwrap()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// With both schemes, every attempt carries both signatures: the `standardwebhooks` crate (what
+/// a customer's Standard Webhooks verifier runs) accepts each attempt, keyed with the `whsec_`
+/// form of the secret; `webhook-id` is the delivery id, stable across retries, and
+/// `webhook-timestamp` the second of the attempt's `generated_at`.
+#[tokio::test]
+async fn standard_webhooks_deliveries_verify_with_the_standardwebhooks_crate() {
+    use evo_siem_protocol::SignatureScheme;
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&fx.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&fx.server)
+        .await;
+    ingest(
+        &fx,
+        "acme",
+        vec![event(0, "User login"), event(1, "User login")],
+    )
+    .await;
+    let both = integration(&fx, "acme").with_schemes(vec![
+        SignatureScheme::Evo,
+        SignatureScheme::StandardWebhooks,
+    ]);
+    drain(&mut worker(&fx, both)).await;
+
+    let requests = fx.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 3);
+    let library = standardwebhooks::Webhook::new(&Secret::new(SECRET).to_whsec()).unwrap();
+    let ours = Verifier::new([Secret::new(SECRET)]).schemes([SignatureScheme::StandardWebhooks]);
+    for request in &requests {
+        library
+            .verify(&request.body, &header_map(request))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "attempt {}: {e}",
+                    header(request, headers::DELIVERY_ATTEMPT)
+                )
+            });
+        assert_eq!(
+            header(request, headers::WEBHOOK_ID),
+            header(request, headers::DELIVERY_ID)
+        );
+        assert_eq!(
+            header(request, headers::WEBHOOK_TIMESTAMP),
+            generated_at_secs(request).to_string()
+        );
+        // The Evo signature is still there and still verifies.
+        let evo = header(request, headers::SIGNATURE_256).as_bytes();
+        let verified = Verifier::new([Secret::new(SECRET)]).verify(
+            &request.body,
+            Some(evo),
+            SystemTime::now(),
+        );
+        assert!(verified.is_ok(), "{verified:?}");
+        let standard = evo_siem_protocol::SignatureHeaders::from_lookup(|name| {
+            request.headers.get(name).map(|v| v.as_bytes())
+        });
+        assert!(
+            ours.verify_with_headers(&request.body, &standard, SystemTime::now())
+                .is_ok()
+        );
+    }
+    let ids: Vec<&str> = requests
+        .iter()
+        .map(|r| header(r, headers::WEBHOOK_ID))
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    // A library keyed with another secret refuses it.
+    let other = standardwebhooks::Webhook::new(&Secret::new("another-secret").to_whsec()).unwrap();
+    assert!(
+        other
+            .verify(&requests[0].body, &header_map(&requests[0]))
+            .is_err()
+    );
+}
+
+/// Standard Webhooks alone: no `X-Evo-*` header at all, and the library still verifies.
+#[tokio::test]
+async fn standard_webhooks_alone_sends_no_x_evo_header() {
+    use evo_siem_protocol::SignatureScheme;
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fx.server)
+        .await;
+    ingest(&fx, "acme", vec![event(0, "User login")]).await;
+    let standard = integration(&fx, "acme").with_schemes(vec![SignatureScheme::StandardWebhooks]);
+    drain(&mut worker(&fx, standard)).await;
+    let requests = fx.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let names: Vec<&str> = requests[0].headers.keys().map(|n| n.as_str()).collect();
+    assert!(!names.iter().any(|n| n.starts_with("x-evo-")), "{names:?}");
+    assert!(uuid::Uuid::parse_str(header(&requests[0], headers::WEBHOOK_ID)).is_ok());
+    let library = standardwebhooks::Webhook::new(&Secret::new(SECRET).to_whsec()).unwrap();
+    library
+        .verify(&requests[0].body, &header_map(&requests[0]))
+        .unwrap();
+}
+
+/// Settings in force: the schemes are read at every attempt. A batch first tried with Evo
+/// signatures is retried, after the tenant switches to Standard Webhooks, with Standard Webhooks
+/// headers only, under the same delivery id.
+#[tokio::test]
+async fn a_change_of_signature_schemes_applies_to_the_next_attempt() {
+    use evo_siem_sender::secrets::SecretsKey;
+    use evo_siem_sender::settings::IntegrationSettings;
+    use evo_siem_sender::store::Registry;
+    let fx = fixture().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&fx.server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&fx.server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(
+        Registry::open(
+            dir.path(),
+            allowed(),
+            Some(SecretsKey::from_bytes(&[7; 32])),
+        )
+        .unwrap(),
+    );
+    let mut stored = IntegrationSettings::new("acme", format!("{}/webhook", fx.server.uri()));
+    stored.signing_secret = Some(SECRET.into());
+    stored.linger_ms = Some(0);
+    let integration = registry.put(&stored).unwrap();
+    ingest(&fx, "acme", vec![event(0, "User login")]).await;
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(40)).unwrap();
+    let mut worker = Worker::new(
+        fx.spool.clone(),
+        Dispatcher::new(&settings()).unwrap(),
+        integration,
+        backoff,
+    )
+    .following(registry.clone());
+    // The first attempt (Evo) gets the 503.
+    while fx.server.received_requests().await.unwrap().is_empty() {
+        worker.step().await.unwrap();
+    }
+    stored.signature_schemes = vec!["standard-webhooks".into()];
+    registry.put(&stored).unwrap();
+    drain(&mut worker).await;
+
+    let requests = fx.server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[0].headers.get(headers::SIGNATURE_256).is_some());
+    assert!(
+        requests[0]
+            .headers
+            .get(headers::WEBHOOK_SIGNATURE)
+            .is_none()
+    );
+    assert!(requests[1].headers.get(headers::SIGNATURE_256).is_none());
+    assert_eq!(
+        header(&requests[1], headers::WEBHOOK_ID),
+        header(&requests[0], headers::DELIVERY_ID)
+    );
+    let library = standardwebhooks::Webhook::new(&Secret::new(SECRET).to_whsec()).unwrap();
+    library
+        .verify(&requests[1].body, &header_map(&requests[1]))
+        .unwrap();
+}

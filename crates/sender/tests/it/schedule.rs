@@ -95,6 +95,7 @@ fn settings(tenant: &str, url: &str) -> IntegrationSettings {
         signing_secret: None,
         next_signing_secret: None,
         headers: Default::default(),
+        signature_schemes: evo_siem_sender::settings::default_signature_schemes(),
         excluded_actions: Vec::new(),
         max_batch_events: None,
         max_batch_bytes: None,

@@ -182,6 +182,7 @@ fn plaintext_settings(siem: &str) -> IntegrationSettings {
         signing_secret: Some(SIGNING.into()),
         next_signing_secret: None,
         headers: [("Authorization".to_owned(), AUTH.to_owned())].into(),
+        signature_schemes: evo_siem_sender::settings::default_signature_schemes(),
         excluded_actions: vec![],
         max_batch_events: None,
         max_batch_bytes: None,

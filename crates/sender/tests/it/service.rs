@@ -362,6 +362,7 @@ async fn integrations_change_at_run_time_and_survive_a_restart() {
         signing_secret: Some("globex-signing-secret".into()),
         next_signing_secret: None,
         headers: Default::default(),
+        signature_schemes: evo_siem_sender::settings::default_signature_schemes(),
         excluded_actions: vec![],
         max_batch_events: None,
         max_batch_bytes: None,

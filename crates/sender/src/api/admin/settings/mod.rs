@@ -12,6 +12,11 @@
 //!   keeps signing with the current one until the rotation; "Test Saved Webhook" can try the
 //!   next one), `{"clear": true}` abandons a rotation.
 //!
+//! `signature_schemes` (`["evo"]` by default, `["standard-webhooks"]`, or both) chooses the
+//! signature headers of the deliveries; Standard Webhooks libraries take the signing secret as
+//! `whsec_` and the base64 of its bytes, which the tenant derives from the secret they set (the
+//! API never returns a secret, in any form).
+//!
 //! Every field is validated before anything is stored: a 422 lists each invalid field and
 //! nothing is changed.
 //!

@@ -33,6 +33,7 @@ pub(super) struct SettingsUpdate {
     headers: Option<BTreeMap<String, HeaderUpdate>>,
     signing_secret: Option<SecretOp>,
     next_signing_secret: Option<SecretOp>,
+    signature_schemes: Option<Vec<String>>,
     excluded_actions: Option<Vec<String>>,
     max_batch_events: Option<usize>,
     max_batch_bytes: Option<usize>,
@@ -176,6 +177,9 @@ pub(super) fn apply(
         }
     }
 
+    if let Some(schemes) = update.signature_schemes {
+        next.signature_schemes = schemes;
+    }
     if let Some(actions) = update.excluded_actions {
         next.excluded_actions = actions;
     }
@@ -277,6 +281,9 @@ fn changed_fields(
         if !after.headers.is_empty() {
             fields.push("headers".into());
         }
+        if after.signature_schemes != crate::settings::default_signature_schemes() {
+            fields.push("signature_schemes".into());
+        }
         if !after.excluded_actions.is_empty() {
             fields.push("excluded_actions".into());
         }
@@ -297,6 +304,10 @@ fn changed_fields(
     differs(
         "next_signing_secret",
         before.next_signing_secret != after.next_signing_secret,
+    );
+    differs(
+        "signature_schemes",
+        before.signature_schemes != after.signature_schemes,
     );
     differs(
         "excluded_actions",

@@ -1,0 +1,166 @@
+//! `cargo xtask mutants [--package NAME] [--jobs N] [--list] [-- CARGO-TEST-ARGS]`: mutation
+//! testing, with cargo-mutants, of the files that carry the product's guarantees.
+//!
+//! A mutant is the code with one small change (a `<` made `<=`, a function body replaced by
+//! `Default::default()`, a `&&` made `||`). A mutant that `cargo test` still passes is code whose
+//! behaviour no test pins down. The score is the share of viable mutants (those that build) that
+//! the tests catch; the goal is at most 5 % surviving in these files. Too slow for CI (each
+//! mutant is an incremental build and a test run of its crate): run it by hand, one crate at a
+//! time if need be, and read the survivors in `target/mutants/<crate>/mutants.out/missed.txt`.
+//!
+//! cargo-mutants is installed with `cargo install cargo-mutants --locked` when it is missing.
+
+use crate::{cargo, project_root};
+use anyhow::{Context, bail};
+use std::path::Path;
+
+/// The files that carry the guarantees, per crate: signatures and the receiver's checks (nothing
+/// forged gets in), deduplication (each event handed over once), and the sender's filter,
+/// batching, retries, outbound guard and spool writes (nothing lost, nothing excluded sent).
+const SCOPE: &[(&str, &[&str])] = &[
+    (
+        "evo-siem-protocol",
+        &[
+            "crates/protocol/src/signature.rs",
+            "crates/protocol/src/verify.rs",
+            "crates/protocol/src/parse.rs",
+            "crates/protocol/src/event_id.rs",
+        ],
+    ),
+    (
+        "evo-siem-receiver",
+        &[
+            "crates/receiver/src/dedup/*.rs",
+            "crates/receiver/src/verified.rs",
+            "crates/receiver/src/receiver.rs",
+        ],
+    ),
+    (
+        "evo-siem-sender",
+        &[
+            "crates/sender/src/filter.rs",
+            "crates/sender/src/batcher.rs",
+            "crates/sender/src/retry/*.rs",
+            "crates/sender/src/guard.rs",
+            "crates/sender/src/spool/sqlite/writer.rs",
+            "crates/sender/src/spool/postgres/queue.rs",
+            "crates/sender/src/spool/postgres/dead_letters.rs",
+        ],
+    ),
+];
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let mut packages: Vec<&str> = Vec::new();
+    let mut jobs = "1".to_owned();
+    let mut list = false;
+    let mut test_args: Vec<String> = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--package" | "-p" => {
+                let name = rest.next().context("--package needs a crate name")?;
+                let Some((known, _)) = SCOPE.iter().find(|(p, _)| p == name) else {
+                    let names: Vec<&str> = SCOPE.iter().map(|(p, _)| *p).collect();
+                    bail!("--package {name:?}: one of {names:?}");
+                };
+                packages.push(known);
+            }
+            "--jobs" | "-j" => jobs = rest.next().context("--jobs needs a number")?.clone(),
+            "--list" => list = true,
+            "--" => test_args = rest.by_ref().cloned().collect(),
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    if packages.is_empty() {
+        packages = SCOPE.iter().map(|(p, _)| *p).collect();
+    }
+    ensure_installed()?;
+    let root = project_root();
+    let mut summary = Vec::new();
+    for package in packages {
+        let (_, files) = SCOPE.iter().find(|(p, _)| *p == package).expect("known");
+        let out = root.join("target/mutants").join(package);
+        std::fs::create_dir_all(&out)?;
+        let mut command = cargo();
+        command
+            .current_dir(&root)
+            .args(["mutants", "--package", package, "--jobs", &jobs])
+            .arg("--output")
+            .arg(&out);
+        for file in *files {
+            command.args(["--file", file]);
+        }
+        if list {
+            command.arg("--list");
+        }
+        if !test_args.is_empty() {
+            command.arg("--").args(&test_args);
+        }
+        eprintln!("mutants: {package}: {command:?}");
+        // cargo-mutants exits non-zero when a mutant survives: the summary says how many.
+        let status = command.status().context("cannot run cargo mutants")?;
+        if list {
+            continue;
+        }
+        match score(&out.join("mutants.out")) {
+            Ok(line) => summary.push(format!("{package}: {line}")),
+            Err(err) => summary.push(format!("{package}: no result ({err:#}; exit {status})")),
+        }
+    }
+    for line in &summary {
+        println!("mutants: {line}");
+    }
+    Ok(())
+}
+
+/// Installs cargo-mutants when `cargo mutants --version` does not answer.
+fn ensure_installed() -> anyhow::Result<()> {
+    let present = cargo()
+        .args(["mutants", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("mutants: cargo-mutants is missing; cargo install cargo-mutants --locked");
+    let status = cargo()
+        .args(["install", "cargo-mutants", "--locked"])
+        .status()
+        .context("cannot run cargo install")?;
+    if !status.success() {
+        bail!("cargo install cargo-mutants failed ({status})");
+    }
+    Ok(())
+}
+
+/// The score from cargo-mutants' `outcomes.json`: caught, missed, timeouts and unviable, and
+/// the share of viable mutants that survived.
+fn score(dir: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(dir.join("outcomes.json"))
+        .with_context(|| format!("cannot read {}", dir.join("outcomes.json").display()))?;
+    let outcomes: serde_json::Value = serde_json::from_str(&text)?;
+    let count = |key: &str| {
+        outcomes
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let (caught, missed, timeout, unviable) = (
+        count("caught"),
+        count("missed"),
+        count("timeout"),
+        count("unviable"),
+    );
+    let viable = caught + missed + timeout;
+    let survived = if viable == 0 {
+        0.0
+    } else {
+        100.0 * missed as f64 / viable as f64
+    };
+    Ok(format!(
+        "{caught} caught, {missed} missed, {timeout} timed out, {unviable} unviable: \
+         {survived:.1} % of {viable} viable mutants survived (target at most 5 %); \
+         survivors in {}",
+        dir.join("missed.txt").display()
+    ))
+}
