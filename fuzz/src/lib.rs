@@ -232,7 +232,10 @@ pub fn ingest(data: &[u8]) {
     assert_eq!(from_array, from_ndjson, "JSON array and NDJSON disagree");
     for ((text, event), (expected, original)) in from_array.iter().zip(texts.iter().zip(&events)) {
         assert_eq!(text, expected, "an event's text changed");
-        assert_eq!(event, &original.1, "an event changed");
+        // Unknown fields keep their text, line breaks included: compare where there were none.
+        if text == &original.0 {
+            assert_eq!(event, &original.1, "an event changed");
+        }
     }
     // What the sender accepts, a receiver accepts: the batch it would send verifies.
     let raws: Vec<&str> = events.iter().map(|(raw, _)| *raw).collect();

@@ -1,5 +1,5 @@
 //! Runs a target's body on saved inputs, without AFL++: `replay TARGET FILE...` (a directory
-//! stands for the files in it). A failed property panics, naming the file first.
+//! stands for the files in it, not its subdirectories). A failed property panics, naming the file first.
 
 use std::path::PathBuf;
 
@@ -17,7 +17,9 @@ fn main() {
     for arg in args {
         let path = PathBuf::from(arg);
         match std::fs::read_dir(&path) {
-            Ok(entries) => files.extend(entries.flatten().map(|e| e.path())),
+            Ok(entries) => {
+                files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()))
+            }
             Err(_) => files.push(path),
         }
     }
