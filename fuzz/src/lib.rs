@@ -214,7 +214,10 @@ pub fn ingest(data: &[u8]) {
         // (`1e400`) is valid JSON here although `serde_json::Value` cannot hold it.
         let valid = serde_json::from_str::<serde::de::IgnoredAny>(raw);
         assert!(valid.is_ok(), "event {k} is not JSON: {raw:?}");
-        assert!(raw.starts_with('{'), "event {k} is not a JSON object: {raw:?}");
+        assert!(
+            raw.starts_with('{'),
+            "event {k} is not a JSON object: {raw:?}"
+        );
         assert!(is_valid_event_id(event.data.uuid.as_bytes()), "event {k}");
         let again = evo_siem_protocol::Event::from_json(raw).expect("parses again");
         assert_eq!(&again, event);
