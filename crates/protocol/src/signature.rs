@@ -214,6 +214,34 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_outside_the_hex_digits_is_refused_at_any_position() {
+        // Found by mutation testing: two bad digits side by side, and the bytes next to the
+        // digit ranges (':' after '9', 'g' after 'f', '@' before 'A', '/' before '0').
+        let hex = &sign(&Secret::new("k"), b"x")[7..];
+        for at in [0, 31, 62] {
+            for bad in ["zz", "::", "/0", "0:", "@a", "gA", "`f", "G0"] {
+                let mut digits = hex.to_owned();
+                digits.replace_range(at..at + 2, bad);
+                let header = format!("sha256={digits}");
+                assert_eq!(
+                    parse_header(header.as_bytes()),
+                    Err(SignatureError::BadHex),
+                    "{header}"
+                );
+            }
+        }
+        for byte in 0..=255u8 {
+            let valid = byte.is_ascii_hexdigit();
+            let header = format!("sha256={}{}", char::from(byte), &hex[1..]);
+            assert_eq!(
+                parse_header(header.as_bytes()).is_ok(),
+                valid,
+                "{byte:#04x}"
+            );
+        }
+    }
+
+    #[test]
     fn missing_header_and_no_secrets() {
         assert_eq!(
             verify_signature(None, b"x", &[Secret::new("k")]),
