@@ -2,10 +2,8 @@
 
 use crate::Secret;
 use crate::headers::SIGNATURE_PREFIX;
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 use subtle::ConstantTimeEq;
-
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// Length of an HMAC-SHA256 tag in bytes.
 pub const TAG_LEN: usize = 32;
@@ -48,8 +46,7 @@ impl SignatureError {
 
 /// Computes the raw HMAC-SHA256 tag of `body` under `secret`.
 pub fn tag(secret: &Secret, body: &[u8]) -> [u8; TAG_LEN] {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
+    let mut mac = secret.mac();
     mac.update(body);
     mac.finalize().into_bytes().into()
 }
