@@ -279,6 +279,23 @@ mod tests {
             prop_assert_eq!(verify_signature(Some(header.as_bytes()), &body, &[secret]), Err(SignatureError::Mismatch));
         }
 
+        /// The same change in two of the tag's 8-byte words: a comparison that folded the words'
+        /// differences with XOR instead of OR would see them cancel out (found by mutation
+        /// testing).
+        #[test]
+        fn the_same_flip_in_two_words_fails(body in proptest::collection::vec(any::<u8>(), 0..64), bit in 0usize..64, words in (0usize..4, 1usize..4)) {
+            let secret = Secret::new("s3cr3t");
+            let mut tag = tag(&secret, &body);
+            let (first, second) = (words.0, (words.0 + words.1) % 4);
+            for word in [first, second] {
+                tag[word * 8 + bit / 8] ^= 1 << (bit % 8);
+            }
+            let header: String = std::iter::once("sha256=".to_owned())
+                .chain(tag.iter().map(|b| format!("{b:02x}")))
+                .collect();
+            prop_assert_eq!(verify_signature(Some(header.as_bytes()), &body, &[secret]), Err(SignatureError::Mismatch));
+        }
+
         #[test]
         fn rotation_accepts_old_and_new(body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let (old, new, other) = (Secret::new("old"), Secret::new("new"), Secret::new("other"));

@@ -371,6 +371,40 @@ mod tests {
         );
     }
 
+    /// Found by mutation testing: the bounds of a timestamp, and a signature sent twice.
+    #[test]
+    fn timestamp_bounds_and_a_repeated_entry() {
+        assert_eq!(
+            parse_timestamp(b"1000000000000000000"),
+            Ok(1_000_000_000_000_000_000)
+        ); // 19 digits
+        for bad in [
+            &b""[..],
+            b"10000000000000000000",
+            b"-1",
+            b"+1",
+            b"1 ",
+            b"1.0",
+        ] {
+            assert_eq!(
+                parse_timestamp(bad),
+                Err(StandardWebhooksError::InvalidTimestamp),
+                "{bad:?}"
+            );
+        }
+        // A sender may list the same signature twice: one match is enough, however many.
+        let signature = sign(&secret(), "msg_1", 1_614_265_330, b"{}");
+        let twice = format!("{signature} {signature}");
+        let checked = verify(
+            Some(b"msg_1"),
+            Some(b"1614265330"),
+            Some(twice.as_bytes()),
+            b"{}",
+            &[secret()],
+        );
+        assert_eq!(checked.map(|c| c.secret_index), Ok(0));
+    }
+
     #[test]
     fn whsec_form() {
         assert_eq!(Secret::from_whsec("MfKQ"), Err(WhsecError::MissingPrefix));
