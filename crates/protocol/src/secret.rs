@@ -1,13 +1,21 @@
 //! [`Secret`]: a signing secret that never prints itself.
 
+use hmac::KeyInit;
 use std::fmt;
 use zeroize::Zeroizing;
+
+pub(crate) type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// A webhook signing secret.
 ///
 /// The HMAC key is the secret's UTF-8 bytes, exactly as configured. `Debug` and `Display` print
 /// `Secret(<redacted>)` so the secret cannot leak through logs or error messages, and the bytes
 /// are zeroed when the value is dropped.
+///
+/// It also holds the HMAC-SHA256 state with the key already absorbed (the inner and outer pads
+/// hashed), so that every signature or check clones that state instead of keying from scratch:
+/// two SHA-256 blocks saved a message, which is a tenth of the MAC of a 1 KiB batch. That state
+/// is as secret as the key and is zeroed on drop as well.
 ///
 /// ```
 /// use evo_siem_protocol::Secret;
@@ -16,34 +24,44 @@ use zeroize::Zeroizing;
 /// assert_eq!(secret.to_string(), "<redacted>");
 /// ```
 #[derive(Clone)]
-pub struct Secret(Zeroizing<Vec<u8>>);
+pub struct Secret {
+    key: Zeroizing<Vec<u8>>,
+    keyed: HmacSha256,
+}
 
 impl Secret {
     /// Wraps a secret given as text (its UTF-8 bytes are the HMAC key).
     pub fn new(secret: impl Into<String>) -> Self {
-        Self(Zeroizing::new(secret.into().into_bytes()))
+        Self::from_bytes(secret.into().into_bytes())
     }
 
     /// Wraps a secret given as raw bytes.
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(Zeroizing::new(bytes.into()))
+        let key = Zeroizing::new(bytes.into());
+        let keyed = HmacSha256::new_from_slice(&key).expect("HMAC accepts keys of any length");
+        Self { key, keyed }
+    }
+
+    /// A fresh HMAC-SHA256 with this key, ready for the message.
+    pub(crate) fn mac(&self) -> HmacSha256 {
+        self.keyed.clone()
     }
 
     /// The key bytes. Only the signing code needs them; never log them.
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        &self.key
     }
 
     /// Whether the secret has no bytes (an empty key is legal HMAC, but almost always a mistake).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.key.is_empty()
     }
 }
 
 /// Compared in constant time, so a comparison with a guess leaks nothing about the secret.
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        bool::from(subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]))
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.key[..], &other.key[..]))
     }
 }
 

@@ -2,10 +2,8 @@
 
 use crate::Secret;
 use crate::headers::SIGNATURE_PREFIX;
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 use subtle::ConstantTimeEq;
-
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// Length of an HMAC-SHA256 tag in bytes.
 pub const TAG_LEN: usize = 32;
@@ -48,8 +46,7 @@ impl SignatureError {
 
 /// Computes the raw HMAC-SHA256 tag of `body` under `secret`.
 pub fn tag(secret: &Secret, body: &[u8]) -> [u8; TAG_LEN] {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
+    let mut mac = secret.mac();
     mac.update(body);
     mac.finalize().into_bytes().into()
 }
@@ -214,6 +211,34 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_outside_the_hex_digits_is_refused_at_any_position() {
+        // Found by mutation testing: two bad digits side by side, and the bytes next to the
+        // digit ranges (':' after '9', 'g' after 'f', '@' before 'A', '/' before '0').
+        let hex = &sign(&Secret::new("k"), b"x")[7..];
+        for at in [0, 31, 62] {
+            for bad in ["zz", "::", "/0", "0:", "@a", "gA", "`f", "G0"] {
+                let mut digits = hex.to_owned();
+                digits.replace_range(at..at + 2, bad);
+                let header = format!("sha256={digits}");
+                assert_eq!(
+                    parse_header(header.as_bytes()),
+                    Err(SignatureError::BadHex),
+                    "{header}"
+                );
+            }
+        }
+        for byte in 0..=255u8 {
+            let valid = byte.is_ascii_hexdigit();
+            let header = format!("sha256={}{}", char::from(byte), &hex[1..]);
+            assert_eq!(
+                parse_header(header.as_bytes()).is_ok(),
+                valid,
+                "{byte:#04x}"
+            );
+        }
+    }
+
+    #[test]
     fn missing_header_and_no_secrets() {
         assert_eq!(
             verify_signature(None, b"x", &[Secret::new("k")]),
@@ -248,6 +273,23 @@ mod tests {
             let secret = Secret::new("s3cr3t");
             let mut tag = tag(&secret, &body);
             tag[bit / 8] ^= 1 << (bit % 8);
+            let header: String = std::iter::once("sha256=".to_owned())
+                .chain(tag.iter().map(|b| format!("{b:02x}")))
+                .collect();
+            prop_assert_eq!(verify_signature(Some(header.as_bytes()), &body, &[secret]), Err(SignatureError::Mismatch));
+        }
+
+        /// The same change in two of the tag's 8-byte words: a comparison that folded the words'
+        /// differences with XOR instead of OR would see them cancel out (found by mutation
+        /// testing).
+        #[test]
+        fn the_same_flip_in_two_words_fails(body in proptest::collection::vec(any::<u8>(), 0..64), bit in 0usize..64, words in (0usize..4, 1usize..4)) {
+            let secret = Secret::new("s3cr3t");
+            let mut tag = tag(&secret, &body);
+            let (first, second) = (words.0, (words.0 + words.1) % 4);
+            for word in [first, second] {
+                tag[word * 8 + bit / 8] ^= 1 << (bit % 8);
+            }
             let header: String = std::iter::once("sha256=".to_owned())
                 .chain(tag.iter().map(|b| format!("{b:02x}")))
                 .collect();

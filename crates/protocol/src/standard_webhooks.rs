@@ -33,9 +33,7 @@ use crate::Secret;
 use crate::signature::{TAG_LEN, tags_equal};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{KeyInit, Mac};
-
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use hmac::Mac;
 
 /// The version tag of the signatures this crate makes and checks.
 pub const SIGNATURE_VERSION: &str = "v1";
@@ -157,8 +155,7 @@ impl Secret {
 /// The raw HMAC-SHA256 tag of `{id}.{timestamp}.{body}` under `secret`, without copying the
 /// body.
 fn tag(secret: &Secret, id: &[u8], timestamp: &[u8], body: &[u8]) -> [u8; TAG_LEN] {
-    let mut mac =
-        HmacSha256::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
+    let mut mac = secret.mac();
     mac.update(id);
     mac.update(b".");
     mac.update(timestamp);
@@ -372,6 +369,40 @@ mod tests {
             verify(Some(b"id"), Some(b"5"), Some(both.as_bytes()), body, &[old]),
             Err(StandardWebhooksError::Mismatch)
         );
+    }
+
+    /// Found by mutation testing: the bounds of a timestamp, and a signature sent twice.
+    #[test]
+    fn timestamp_bounds_and_a_repeated_entry() {
+        assert_eq!(
+            parse_timestamp(b"1000000000000000000"),
+            Ok(1_000_000_000_000_000_000)
+        ); // 19 digits
+        for bad in [
+            &b""[..],
+            b"10000000000000000000",
+            b"-1",
+            b"+1",
+            b"1 ",
+            b"1.0",
+        ] {
+            assert_eq!(
+                parse_timestamp(bad),
+                Err(StandardWebhooksError::InvalidTimestamp),
+                "{bad:?}"
+            );
+        }
+        // A sender may list the same signature twice: one match is enough, however many.
+        let signature = sign(&secret(), "msg_1", 1_614_265_330, b"{}");
+        let twice = format!("{signature} {signature}");
+        let checked = verify(
+            Some(b"msg_1"),
+            Some(b"1614265330"),
+            Some(twice.as_bytes()),
+            b"{}",
+            &[secret()],
+        );
+        assert_eq!(checked.map(|c| c.secret_index), Ok(0));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`Receiver`]: configuration plus the framework-free entry point, [`Receiver::accept`].
 
-use crate::dedup::{ClaimOutcome, ClaimToken, DedupStore, MemoryDedup};
-use crate::verified::{ClaimGuard, Indexed, VerifiedBatch};
+use crate::dedup::{ClaimToken, DedupStore, MemoryDedup};
+use crate::verified::{Claims, Indexed, VerifiedBatch};
 use crate::{REJECTION_TARGET, Rejection};
 use bytes::Bytes;
 use evo_siem_protocol::standard_webhooks::WhsecError;
@@ -267,29 +267,23 @@ impl Receiver {
                 answered: outcomes.len(),
             });
         }
-        let claimed = || {
-            outcomes
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| **o == ClaimOutcome::Claimed)
-        };
-        let mut guard = ClaimGuard::new(Arc::clone(store), token);
-        guard.keys = claimed().map(|(i, _)| uuids[i]).collect();
-        if outcomes.contains(&ClaimOutcome::InFlight) {
-            return Err(Rejection::InFlight); // `guard` releases what this delivery claimed.
-        }
-        let fresh = claimed().map(|(i, _)| i).collect();
-
-        Ok(VerifiedBatch::new(
+        let batch = VerifiedBatch::new(
             indexed,
-            fresh,
-            guard,
+            Claims {
+                store: Arc::clone(store),
+                token,
+                outcomes,
+            },
             // A delivery signed with Standard Webhooks alone names itself in webhook-id.
             header_value(headers, headers::DELIVERY_ID)
                 .or_else(|| header_value(headers, headers::WEBHOOK_ID))
                 .and_then(|v| Uuid::try_parse(v).ok()),
             header_value(headers, headers::DELIVERY_ATTEMPT).and_then(|v| v.parse().ok()),
-        ))
+        );
+        if batch.in_flight() {
+            return Err(Rejection::InFlight); // Dropping `batch` releases what it claimed.
+        }
+        Ok(batch)
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`VerifiedBatch`]: an accepted delivery, its fresh events, and the claim that commit settles.
 
 use crate::Rejection;
-use crate::dedup::{ClaimToken, DedupStore};
+use crate::dedup::{ClaimOutcome, ClaimToken, DedupStore};
 use bytes::Bytes;
 use evo_siem_protocol::{Batch, Event, IndexedBatch, parse_batch};
 use std::sync::{Arc, OnceLock};
@@ -28,32 +28,43 @@ self_cell::self_cell!(
     impl {Debug}
 );
 
-/// The claims a delivery holds; released on drop unless committed.
+/// The claims a delivery holds: the store's answer for each event of the batch. Released when
+/// the [`VerifiedBatch`] is dropped, unless committed.
 #[derive(Debug)]
-pub(crate) struct ClaimGuard {
-    store: Arc<dyn DedupStore>,
-    token: ClaimToken,
-    pub(crate) keys: Vec<Uuid>,
+pub(crate) struct Claims {
+    pub(crate) store: Arc<dyn DedupStore>,
+    pub(crate) token: ClaimToken,
+    /// One outcome per event, in batch order; the `Claimed` ones are this delivery's fresh
+    /// events. Kept as the store returned it, so that accepting a batch builds no other list.
+    pub(crate) outcomes: Vec<ClaimOutcome>,
 }
 
-impl ClaimGuard {
-    pub(crate) fn new(store: Arc<dyn DedupStore>, token: ClaimToken) -> Self {
-        Self {
-            store,
-            token,
-            keys: Vec::new(),
+/// The positions of the `Claimed` outcomes, with their count known in advance.
+struct FreshIndices<'b> {
+    outcomes: std::iter::Enumerate<std::slice::Iter<'b, ClaimOutcome>>,
+    left: usize,
+}
+
+impl Iterator for FreshIndices<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.left == 0 {
+            return None;
         }
+        let (index, _) = self
+            .outcomes
+            .find(|(_, outcome)| **outcome == ClaimOutcome::Claimed)?;
+        self.left -= 1;
+        Some(index)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        if !self.keys.is_empty() {
-            self.store
-                .release(std::mem::take(&mut self.keys), self.token);
-        }
-    }
-}
+impl ExactSizeIterator for FreshIndices<'_> {}
 
 /// A delivery that passed verification, validation and deduplication.
 ///
@@ -70,8 +81,11 @@ impl Drop for ClaimGuard {
 pub struct VerifiedBatch {
     indexed: Indexed,
     typed: OnceLock<Typed>,
-    fresh: Vec<usize>,
-    guard: ClaimGuard,
+    claims: Claims,
+    /// How many outcomes are `Claimed`.
+    fresh: usize,
+    /// Whether the claims are still to be released on drop: true until a commit is under way.
+    held: bool,
     delivery_id: Option<Uuid>,
     attempt: Option<u32>,
 }
@@ -114,16 +128,21 @@ impl<'a> RawEvent<'a> {
 impl VerifiedBatch {
     pub(crate) fn new(
         indexed: Indexed,
-        fresh: Vec<usize>,
-        guard: ClaimGuard,
+        claims: Claims,
         delivery_id: Option<Uuid>,
         attempt: Option<u32>,
     ) -> Self {
+        let fresh = claims
+            .outcomes
+            .iter()
+            .filter(|outcome| **outcome == ClaimOutcome::Claimed)
+            .count();
         Self {
             indexed,
             typed: OnceLock::new(),
+            claims,
             fresh,
-            guard,
+            held: true,
             delivery_id,
             attempt,
         }
@@ -133,7 +152,7 @@ impl VerifiedBatch {
     /// batch order. The cheapest way to forward events: no typed event is built.
     pub fn raw_events(&self) -> impl ExactSizeIterator<Item = RawEvent<'_>> + '_ {
         let indexed = self.indexed.borrow_dependent();
-        self.fresh.iter().map(move |&index| RawEvent {
+        self.fresh_indices().map(move |index| RawEvent {
             json: &indexed.text[indexed.events[index].clone()],
             uuid: indexed.uuids[index],
             index,
@@ -144,7 +163,30 @@ impl VerifiedBatch {
     /// (of this or [`batch`](Self::batch)) parses the batch into typed events.
     pub fn events(&self) -> impl ExactSizeIterator<Item = &Event<'_>> + '_ {
         let events = &self.batch().events;
-        self.fresh.iter().map(move |&i| &events[i])
+        self.fresh_indices().map(move |i| &events[i])
+    }
+
+    fn fresh_indices(&self) -> FreshIndices<'_> {
+        FreshIndices {
+            outcomes: self.claims.outcomes.iter().enumerate(),
+            left: self.fresh,
+        }
+    }
+
+    /// Whether another delivery holds a claim on one of the events.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.claims.outcomes.contains(&ClaimOutcome::InFlight)
+    }
+
+    /// The keys this delivery claimed, as one list: the batch's own when it claimed every
+    /// event (the common case, no copy), else the claimed ones gathered.
+    fn claimed_keys(&self) -> std::borrow::Cow<'_, [Uuid]> {
+        let uuids = &self.indexed.borrow_dependent().uuids;
+        if self.fresh == uuids.len() {
+            std::borrow::Cow::Borrowed(uuids)
+        } else {
+            std::borrow::Cow::Owned(self.fresh_indices().map(|i| uuids[i]).collect())
+        }
     }
 
     /// The whole batch as received, duplicates included, typed (parsed on the first call).
@@ -177,7 +219,7 @@ impl VerifiedBatch {
 
     /// How many events of the batch were duplicates (seen before, or repeated in the batch).
     pub fn duplicates(&self) -> usize {
-        self.len() - self.fresh.len()
+        self.len() - self.fresh
     }
 
     /// `X-Evo-Delivery-Id` (without it, `webhook-id`), when present and a UUID.
@@ -203,16 +245,30 @@ impl VerifiedBatch {
     /// Marks the fresh events as processed. Call it only after the application has handed them
     /// off; answer 2xx only after it returned `Ok`.
     pub async fn commit(mut self) -> Result<Delivered, Rejection> {
-        let keys = std::mem::take(&mut self.guard.keys);
-        let store = Arc::clone(&self.guard.store);
-        if let Err(err) = store.commit(&keys, self.guard.token).await {
-            self.guard.keys = keys; // Dropping `self` releases them.
-            return Err(err.into());
+        // Not released if this future is dropped mid-commit: the store may have committed
+        // already, and the claim TTL covers it if not.
+        self.held = false;
+        if self.fresh > 0 {
+            let keys = self.claimed_keys();
+            if let Err(err) = self.claims.store.commit(&keys, self.claims.token).await {
+                drop(keys);
+                self.held = true; // Dropping `self` releases them.
+                return Err(err.into());
+            }
         }
         Ok(Delivered {
-            accepted: self.fresh.len(),
+            accepted: self.fresh,
             duplicates: self.duplicates(),
         })
+    }
+}
+
+impl Drop for VerifiedBatch {
+    fn drop(&mut self) {
+        if self.held && self.fresh > 0 {
+            let keys = self.claimed_keys().into_owned();
+            self.claims.store.release(keys, self.claims.token);
+        }
     }
 }
 

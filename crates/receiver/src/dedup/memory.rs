@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// Up to this many UUIDs, a claim or commit takes each UUID's shard lock in turn rather than
-/// sorting the batch by shard first (which costs four allocations).
+/// Up to this many UUIDs, a claim or commit sorts the batch by shard on the stack and holds all
+/// the shards it touches at once, rather than sorting into buffers (four allocations).
 const SMALL_BATCH: usize = 16;
 
 /// Settings of a [`MemoryDedup`].
@@ -148,24 +148,31 @@ impl MemoryDedup {
         (mixed >> (64 - self.shard_bits)) as usize
     }
 
-    /// Calls `f` once per shard that `uuids` touch, with the shard locked and the positions (in
-    /// `uuids`) of its keys: a batch takes each lock once instead of once per event.
-    fn by_shard(&self, uuids: &[Uuid], mut f: impl FnMut(&mut Shard, &[u32])) {
+    /// Calls `warm` and then `f` once per shard that `uuids` touch, with the shard locked and
+    /// the positions (in `uuids`, ascending) of its keys: a batch takes each lock once instead
+    /// of once per event.
+    ///
+    /// `warm` only reads (it touches the table where `f` will look), and for a small batch every
+    /// shard's `warm` runs before any `f`, with all of the batch's shards locked: the cache
+    /// misses of a few UUIDs in a large table then overlap, where locking one shard after the
+    /// other would wait for each in turn (a locked instruction waits for earlier loads).
+    fn by_shard(
+        &self,
+        uuids: &[Uuid],
+        mut warm: impl FnMut(&Shard, &[u32]),
+        mut f: impl FnMut(&mut Shard, &[u32]),
+    ) {
         if self.shards.len() == 1 {
             let positions: Vec<u32> = (0..uuids.len() as u32).collect();
             if !uuids.is_empty() {
-                f(&mut lock(&self.shards[0]), &positions);
+                let mut shard = lock(&self.shards[0]);
+                warm(&shard, &positions);
+                f(&mut shard, &positions);
             }
             return;
         }
         if uuids.len() <= SMALL_BATCH {
-            // A few UUIDs (a small delivery): one lock each, in order, and no sorting buffers.
-            for (position, uuid) in uuids.iter().enumerate() {
-                f(
-                    &mut lock(&self.shards[self.shard_of(uuid)]),
-                    &[position as u32],
-                );
-            }
+            self.by_shard_small(uuids, warm, f);
             return;
         }
         // A counting sort of positions by shard.
@@ -186,8 +193,56 @@ impl MemoryDedup {
         for (index, shard) in self.shards.iter().enumerate() {
             let positions = &order[starts[index] as usize..starts[index + 1] as usize];
             if !positions.is_empty() {
-                f(&mut lock(shard), positions);
+                let mut shard = lock(shard);
+                warm(&shard, positions);
+                f(&mut shard, positions);
             }
+        }
+    }
+
+    /// [`by_shard`](Self::by_shard) for at most [`SMALL_BATCH`] UUIDs, without allocating:
+    /// positions sorted by shard on the stack, every shard touched locked at once, in ascending
+    /// order (so two batches cannot deadlock; the other paths hold one shard at a time).
+    fn by_shard_small(
+        &self,
+        uuids: &[Uuid],
+        mut warm: impl FnMut(&Shard, &[u32]),
+        mut f: impl FnMut(&mut Shard, &[u32]),
+    ) {
+        debug_assert!(uuids.len() <= SMALL_BATCH);
+        // (shard, position) pairs sorted by shard, then position: an insertion sort of a few.
+        let mut keyed = [(0usize, 0u32); SMALL_BATCH];
+        for (position, uuid) in uuids.iter().enumerate() {
+            let entry = (self.shard_of(uuid), position as u32);
+            let mut at = position;
+            while at > 0 && keyed[at - 1] > entry {
+                keyed[at] = keyed[at - 1];
+                at -= 1;
+            }
+            keyed[at] = entry;
+        }
+        let keyed = &keyed[..uuids.len()];
+        let mut positions = [0u32; SMALL_BATCH];
+        for (slot, &(_, position)) in positions.iter_mut().zip(keyed) {
+            *slot = position;
+        }
+        // One group per shard: its range in `positions` and its guard.
+        let mut groups: [Option<(usize, usize, std::sync::MutexGuard<'_, Shard>)>; SMALL_BATCH] =
+            [const { None }; SMALL_BATCH];
+        let mut count = 0;
+        let mut start = 0;
+        while start < keyed.len() {
+            let shard = keyed[start].0;
+            let end = start + keyed[start..].iter().take_while(|k| k.0 == shard).count();
+            groups[count] = Some((start, end, lock(&self.shards[shard])));
+            count += 1;
+            start = end;
+        }
+        for (start, end, guard) in groups[..count].iter().flatten() {
+            warm(guard, &positions[*start..*end]);
+        }
+        for (start, end, guard) in groups[..count].iter_mut().flatten() {
+            f(guard, &positions[*start..*end]);
         }
     }
 
@@ -195,11 +250,13 @@ impl MemoryDedup {
     pub fn claim_now(&self, uuids: &[Uuid], token: ClaimToken) -> Vec<ClaimOutcome> {
         let now = Instant::now();
         let mut outcomes = vec![ClaimOutcome::Claimed; uuids.len()];
-        self.by_shard(uuids, |shard, positions| {
-            shard.seen.expire(now, self.ttl);
+        let warm = |shard: &Shard, positions: &[u32]| {
             shard
                 .seen
                 .warm(positions.iter().map(|&p| &uuids[p as usize]), 0);
+        };
+        self.by_shard(uuids, warm, |shard, positions| {
+            shard.seen.expire(now, self.ttl);
             for &p in positions {
                 let uuid = &uuids[p as usize];
                 outcomes[p as usize] = if shard.seen.contains(uuid) {
@@ -228,11 +285,12 @@ impl MemoryDedup {
     /// Commits synchronously; the trait method wraps this.
     pub fn commit_now(&self, uuids: &[Uuid], token: ClaimToken) {
         let now = Instant::now();
-        self.by_shard(uuids, |shard, positions| {
+        let warm = |shard: &Shard, positions: &[u32]| {
             let evictions = positions.len().saturating_sub(shard.seen.room());
-            shard
-                .seen
-                .warm(positions.iter().map(|&p| &uuids[p as usize]), evictions);
+            let keys = positions.iter().map(|&p| &uuids[p as usize]);
+            shard.seen.warm(keys, evictions);
+        };
+        self.by_shard(uuids, warm, |shard, positions| {
             for &p in positions {
                 let uuid = uuids[p as usize];
                 shard.drop_claim(&uuid, token);
@@ -243,11 +301,15 @@ impl MemoryDedup {
 
     /// Releases synchronously; the trait method calls this.
     pub fn release_now(&self, uuids: &[Uuid], token: ClaimToken) {
-        self.by_shard(uuids, |shard, positions| {
-            for &p in positions {
-                shard.drop_claim(&uuids[p as usize], token);
-            }
-        });
+        self.by_shard(
+            uuids,
+            |_, _| {},
+            |shard, positions| {
+                for &p in positions {
+                    shard.drop_claim(&uuids[p as usize], token);
+                }
+            },
+        );
     }
 }
 
