@@ -142,22 +142,7 @@ fn niced_cargo() -> Command {
 
 /// Installs cargo-afl and builds AFL++ when either is missing, printing what it does.
 fn ensure_cargo_afl() -> anyhow::Result<()> {
-    let installed = cargo()
-        .args(["afl", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        println!("cargo-afl is missing: running `nice -n 10 cargo install cargo-afl --locked`");
-        let status = niced_cargo()
-            .args(["install", "cargo-afl", "--locked"])
-            .status()
-            .context("cannot run cargo install")?;
-        if !status.success() {
-            bail!("cargo install cargo-afl failed: {status}");
-        }
-    }
+    crate::ensure_cargo_tool("afl", "cargo-afl")?;
     // AFL++ itself (afl-fuzz and the runtime) is built once per toolchain. `config --build`
     // refuses, and says so, when it is there already.
     let probe = cargo()

@@ -89,6 +89,31 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Installs the cargo subcommand `tool` (`cargo install <krate> --locked`, niced) unless
+/// `cargo <tool> --version` answers: tasks install what they need, nobody installs by hand.
+fn ensure_cargo_tool(tool: &str, krate: &str) -> anyhow::Result<()> {
+    let present = cargo()
+        .args([tool, "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    println!("{krate} is missing: running `nice -n 10 cargo install {krate} --locked`");
+    let status = std::process::Command::new("nice")
+        .args(["-n", "10"])
+        .arg(cargo().get_program())
+        .args(["install", krate, "--locked"])
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run cargo install: {e}"))?;
+    if !status.success() {
+        anyhow::bail!("cargo install {krate} failed: {status}");
+    }
+    Ok(())
+}
+
 /// The cargo that runs this xtask, so that toolchain overrides carry through.
 fn cargo() -> std::process::Command {
     std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

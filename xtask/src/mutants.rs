@@ -8,7 +8,7 @@
 //! mutant is an incremental build and a test run of its crate): run it by hand, one crate at a
 //! time if need be, and read the survivors in `target/mutants/<crate>/mutants.out/missed.txt`.
 //!
-//! cargo-mutants is installed with `cargo install cargo-mutants --locked` when it is missing.
+//! cargo-mutants is installed (`cargo install cargo-mutants --locked`) when it is missing.
 
 use crate::{cargo, project_root};
 use anyhow::{Context, bail};
@@ -74,7 +74,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if packages.is_empty() {
         packages = SCOPE.iter().map(|(p, _)| *p).collect();
     }
-    ensure_installed()?;
+    crate::ensure_cargo_tool("mutants", "cargo-mutants")?;
     let root = project_root();
     let mut summary = Vec::new();
     for package in packages {
@@ -109,26 +109,6 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     for line in &summary {
         println!("mutants: {line}");
-    }
-    Ok(())
-}
-
-/// Installs cargo-mutants when `cargo mutants --version` does not answer.
-fn ensure_installed() -> anyhow::Result<()> {
-    let present = cargo()
-        .args(["mutants", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if present {
-        return Ok(());
-    }
-    eprintln!("mutants: cargo-mutants is missing; cargo install cargo-mutants --locked");
-    let status = cargo()
-        .args(["install", "cargo-mutants", "--locked"])
-        .status()
-        .context("cannot run cargo install")?;
-    if !status.success() {
-        bail!("cargo install cargo-mutants failed ({status})");
     }
     Ok(())
 }
