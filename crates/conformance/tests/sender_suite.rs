@@ -49,6 +49,16 @@ fn the_real_sender_passes() {
     assert!(report.totals.faults_injected > 0);
     assert!(report.totals.excluded > 0);
     assert!(report.totals.restarts > 0);
+    // The SIEM's clock was off: it refused deliveries as stale (so the skew took), the sender
+    // kept the events and delivered them all soon after the clock was right.
+    let skew = report
+        .clock_skew
+        .as_ref()
+        .expect("the clock-skew scenario ran");
+    assert!(skew.refused >= 2, "{skew:?}");
+    assert_eq!((skew.lost, skew.refused_after), (0, 0), "{skew:?}");
+    let recovered = skew.recovered_after_ms.expect("every event arrived");
+    assert!((0..5_000).contains(&recovered), "{skew:?}");
 }
 
 /// Asserts the suite failed on `property`.
@@ -101,6 +111,9 @@ enum Lie {
     /// Answers 200 when the SIEM answered 5xx or could not be reached: the sender drops the
     /// batch, believing it delivered.
     SuccessOn5xx,
+    /// Answers 200 when the SIEM answered 401: the sender drops a batch refused as stale (by a
+    /// SIEM whose clock is off) instead of pausing with it queued.
+    SuccessOn401,
     /// Strips the signature header on the way to the SIEM.
     StripSignature,
     /// Replaces the delivery id with a new one on every attempt.
@@ -241,6 +254,9 @@ async fn forward(
         Ok(response) if proxy.lie == Lie::SuccessOn5xx && response.status().is_server_error() => {
             (StatusCode::OK, HeaderMap::new(), Bytes::new())
         }
+        Ok(response) if proxy.lie == Lie::SuccessOn401 && response.status().as_u16() == 401 => {
+            (StatusCode::OK, HeaderMap::new(), Bytes::new())
+        }
         Ok(response) => {
             let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
             let mut answer = HeaderMap::new();
@@ -323,6 +339,19 @@ impl SenderUnderTest for Lying {
 fn a_sender_that_drops_a_batch_on_5xx_is_caught() {
     let report = sender::run(&impatient(12), || Lying::new(Lie::SuccessOn5xx));
     assert_caught(&report, Property::AtLeastOnce);
+}
+
+#[test]
+fn a_sender_that_drops_a_batch_refused_as_stale_is_caught_by_the_clock_skew() {
+    // No case of the property tests answers 401: only the clock-skew scenario sees it.
+    let report = sender::run(&impatient(2), || Lying::new(Lie::SuccessOn401));
+    assert_caught(&report, Property::AtLeastOnce);
+    assert_eq!(
+        report.failure.as_ref().map(|f| f.case.as_str()),
+        Some("the clock-skew scenario")
+    );
+    let skew = report.clock_skew.as_ref().expect("measured");
+    assert!(skew.lost > 0, "{skew:?}");
 }
 
 #[test]
