@@ -192,4 +192,42 @@ mod tests {
             Plan::Idle
         );
     }
+
+    /// What an integration gets when its settings leave the limits out.
+    #[test]
+    fn the_defaults_are_500_events_1_mib_and_1_second() {
+        let limits = BatchLimits::default();
+        assert_eq!(limits.max_events(), 500);
+        assert_eq!(limits.max_bytes(), 1024 * 1024);
+        assert_eq!(limits.linger(), Duration::from_secs(1));
+        let built = BatchLimits::new(7, 4096, Duration::from_millis(250)).unwrap();
+        assert_eq!(
+            (built.max_events(), built.max_bytes(), built.linger()),
+            (7, 4096, Duration::from_millis(250))
+        );
+    }
+
+    /// Both limits are inclusive, to the byte: a body of exactly `max_bytes` is sent, one byte
+    /// more is not, and the count's extra digit at the tenth event is counted.
+    #[test]
+    fn limits_hold_to_the_byte() {
+        let linger = Duration::from_secs(1);
+        // The first event alone: exactly at the limit it is sent, one byte over it can never be.
+        let limits = BatchLimits::new(500, body_size(&[200]), linger).unwrap();
+        assert_eq!(plan(&[200, 8], linger, &limits), Plan::Send(1));
+        assert_eq!(plan(&[201], linger, &limits), Plan::TooLarge);
+        // Three events fill the body exactly: all three go, the fourth waits for the next batch.
+        let limits = BatchLimits::new(500, body_size(&[100, 100, 100]), linger).unwrap();
+        assert_eq!(
+            plan(&[100, 100, 100, 100], Duration::ZERO, &limits),
+            Plan::Send(3)
+        );
+        assert_eq!(plan(&[100, 100, 101], linger, &limits), Plan::Send(2));
+        // Ten events need two digits for the count: one byte short of that, nine are sent.
+        let ten = [100; 10];
+        let limits = BatchLimits::new(500, body_size(&ten) - 1, linger).unwrap();
+        assert_eq!(plan(&ten, linger, &limits), Plan::Send(9));
+        let limits = BatchLimits::new(500, body_size(&ten), linger).unwrap();
+        assert_eq!(plan(&ten, linger, &limits), Plan::Send(10));
+    }
 }
