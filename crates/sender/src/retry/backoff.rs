@@ -172,6 +172,20 @@ mod tests {
         );
     }
 
+    /// The longest `Retry-After` honoured is one hour: asked for more, the sender waits an hour.
+    #[test]
+    fn a_retry_after_is_honoured_up_to_one_hour() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let backoff = Backoff::default();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(backoff.delay(1, Some(hour), &mut rng), hour);
+        assert_eq!(
+            backoff.delay(1, Some(hour + Duration::from_secs(1)), &mut rng),
+            hour
+        );
+        assert_eq!(backoff.delay(1, Some(hour * 24 * 365), &mut rng), hour);
+    }
+
     #[test]
     fn an_immediate_retry_after_is_paced_by_the_floor_and_the_backoff() {
         let mut rng = fastrand::Rng::with_seed(1);
