@@ -647,6 +647,18 @@ mod tests {
         assert_eq!(redact_url_str("not a url?token=secret"), "<not a URL>");
     }
 
+    /// A user name alone, or a password alone, is a credential in the URL too: refused.
+    #[test]
+    fn any_credential_in_the_url_is_refused() {
+        for url in [
+            "https://user@siem.example.com/",
+            "https://:pw@siem.example.com/",
+            "https://user:pw@siem.example.com/",
+        ] {
+            assert_eq!(check_url(url, &[]), Err(Blocked::Credentials), "{url}");
+        }
+    }
+
     #[test]
     fn urls() {
         let allowed: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
