@@ -48,6 +48,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The count an integration's `Debug` shows: each distinct action once.
+    #[test]
+    fn the_list_counts_each_action_once() {
+        let excluded = Exclusions::new(["User login", "User logout", "User login"]);
+        assert_eq!(excluded.len(), 2);
+        assert!(!excluded.is_empty());
+        let none = Exclusions::default();
+        assert_eq!(none.len(), 0);
+        assert!(none.is_empty());
+        assert!(!none.excludes(""));
+    }
+
     proptest! {
         /// Only the exact string is excluded: any case, whitespace or Unicode variant passes.
         #[test]
