@@ -128,6 +128,9 @@ both_backends!(
     concurrent_appends_all_land,
     state_survives_a_reopen,
     the_backlog_summary_totals_everything_and_names_the_longest_waiting,
+    a_bound_takes_a_request_that_meets_it_and_refuses_one_past_it,
+    the_queued_integrations_are_those_with_events_waiting,
+    a_dead_letter_leaves_the_backlog_and_its_replay_counts_it_back,
 );
 
 async fn events_come_back_in_ingest_order_per_integration_until_acked(backend: Backend) {
@@ -393,4 +396,180 @@ async fn the_backlog_summary_totals_everything_and_names_the_longest_waiting(bac
     let all = spool.backlog_summary(10).await.unwrap().oldest;
     let names: Vec<_> = all.iter().map(|w| w.integration.as_str()).collect();
     assert_eq!(names, ["a", "b", "d", "c"]);
+}
+
+/// Each bound is inclusive: a request that brings the backlog exactly to it is taken, one that
+/// would pass it is refused whole, also on an integration with nothing queued yet (no counters
+/// row on PostgreSQL, so only the request's own size can refuse it).
+async fn a_bound_takes_a_request_that_meets_it_and_refuses_one_past_it(backend: Backend) {
+    // `event("x")` is 13 bytes, `event("xx")` 14.
+    let place = Place::new(backend).await;
+    let limits = BacklogLimits {
+        max_events: 3,
+        max_bytes: 1 << 20,
+    };
+    let spool = place.open(limits).await;
+    let refused = spool
+        .append("acme", vec![event("1"), event("2"), event("3"), event("4")])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(SpoolError::Full {
+                backlog_events: 0,
+                backlog_bytes: 0,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(spool.pending("acme", 10).await.unwrap().is_empty());
+    spool
+        .append("acme", vec![event("1"), event("2"), event("3")])
+        .await
+        .unwrap();
+    let refused = spool.append("acme", vec![event("4")]).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SpoolError::Full {
+                backlog_events: 3,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        labels(&spool.pending("acme", 10).await.unwrap()),
+        ["1", "2", "3"]
+    );
+
+    let place = Place::new(backend).await;
+    let limits = BacklogLimits {
+        max_events: 100,
+        max_bytes: 39,
+    };
+    let spool = place.open(limits).await;
+    // 40 bytes in one request on an empty integration.
+    let refused = spool
+        .append("acme", vec![event("x"), event("y"), event("zz")])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(SpoolError::Full {
+                backlog_events: 0,
+                backlog_bytes: 0,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(spool.pending("acme", 10).await.unwrap().is_empty());
+    // Exactly 39 bytes.
+    spool
+        .append("acme", vec![event("x"), event("y"), event("z")])
+        .await
+        .unwrap();
+    assert_eq!(
+        spool.backlog("acme").await.unwrap(),
+        Backlog {
+            events: 3,
+            bytes: 39
+        }
+    );
+    let refused = spool.append("acme", vec![event("w")]).await;
+    assert!(
+        matches!(
+            refused,
+            Err(SpoolError::Full {
+                backlog_events: 3,
+                backlog_bytes: 39,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
+
+/// The integrations the scheduler is told have work: those with events queued, not those whose
+/// request was refused nor those whose events were all delivered.
+async fn the_queued_integrations_are_those_with_events_waiting(backend: Backend) {
+    let place = Place::new(backend).await;
+    let limits = BacklogLimits {
+        max_events: 2,
+        max_bytes: 1 << 20,
+    };
+    let spool = place.open(limits).await;
+    assert!(spool.queued().await.unwrap().is_empty());
+    spool.append("acme", vec![event("a1")]).await.unwrap();
+    spool.append("globex", vec![event("g1")]).await.unwrap();
+    assert!(
+        spool
+            .append("initech", vec![event("1"), event("2"), event("3")])
+            .await
+            .is_err()
+    );
+    let mut queued = spool.queued().await.unwrap();
+    queued.sort();
+    assert_eq!(queued, ["acme", "globex"]);
+    let ids = spool
+        .pending("acme", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    spool.ack("acme", ids).await.unwrap();
+    assert_eq!(spool.queued().await.unwrap(), ["globex"]);
+}
+
+/// A dead letter leaves the backlog, events and bytes, and keeps the event; its replay puts the
+/// same event back and counts it again in full.
+async fn a_dead_letter_leaves_the_backlog_and_its_replay_counts_it_back(backend: Backend) {
+    let place = Place::new(backend).await;
+    let spool = place.open(BacklogLimits::default()).await;
+    spool
+        .append("acme", vec![event("kept"), event("refused")])
+        .await
+        .unwrap();
+    let pending = spool.pending("acme", 10).await.unwrap();
+    let (kept, refused) = (&pending[0], &pending[1]);
+    spool
+        .dead_letter("acme", refused.id, "http 422".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        spool.backlog("acme").await.unwrap(),
+        Backlog {
+            events: 1,
+            bytes: kept.json.len() as u64
+        }
+    );
+    let letters = spool.dead_letters("acme", None, 10).await.unwrap().letters;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].json, refused.json);
+    assert_eq!(spool.replay("acme", vec![letters[0].id]).await.unwrap(), 1);
+    let queued = spool.pending("acme", 10).await.unwrap();
+    assert_eq!(labels(&queued), ["kept", "refused"]);
+    assert_eq!(
+        spool.backlog("acme").await.unwrap(),
+        Backlog {
+            events: 2,
+            bytes: (kept.json.len() + refused.json.len()) as u64
+        }
+    );
+    spool
+        .dead_letter("acme", queued[1].id, "http 400".into())
+        .await
+        .unwrap();
+    assert_eq!(replay_all(&*spool, "acme", 10, |_| ()).await.unwrap(), 1);
+    assert_eq!(
+        spool.backlog("acme").await.unwrap(),
+        Backlog {
+            events: 2,
+            bytes: (kept.json.len() + refused.json.len()) as u64
+        }
+    );
+    assert_eq!(spool.dead_letter_count("acme").await.unwrap(), 0);
 }
