@@ -97,6 +97,13 @@ async fn a_delivery_settles_exactly_what_it_claimed_once() {
     let mixed = [ids[0], new, ids[1], new];
     let batch = deliver(&receiver, &mixed).await;
     assert_eq!((batch.len(), batch.duplicates()), (4, 3));
+    assert!(!batch.is_empty());
+    // `raw_events` is an exact-size iterator: its length stays exact as it is consumed.
+    let mut raw = batch.raw_events();
+    assert_eq!(raw.len(), 1);
+    assert_eq!(raw.next().map(|e| (e.uuid(), e.index())), Some((new, 1)));
+    assert_eq!((raw.len(), raw.next()), (0, None));
+    drop(raw);
     assert_eq!(batch.commit().await.unwrap().accepted, 1);
     assert_eq!(
         take(&calls),
@@ -139,4 +146,26 @@ async fn a_delivery_of_duplicates_only_settles_nothing() {
         take(&calls),
         [Call::Claim(ids.clone()), Call::Claim(ids.clone())]
     );
+}
+
+/// Two receivers given the same store (`dedup_shared`) deduplicate together: an event one of
+/// them committed is a duplicate for the other, and the store sees both.
+#[tokio::test]
+async fn receivers_sharing_a_store_deduplicate_together() {
+    let store = Arc::new(Recording::default());
+    let calls = Arc::clone(&store.calls);
+    let shared: Arc<dyn DedupStore> = store;
+    let build = || {
+        Receiver::builder()
+            .secret(common::SECRET)
+            .dedup_shared(Arc::clone(&shared))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let ids = common::uuids(2);
+    assert_eq!(deliver(&a, &ids).await.commit().await.unwrap().accepted, 2);
+    let again = deliver(&b, &ids).await;
+    assert_eq!((again.events().len(), again.duplicates()), (0, 2));
+    assert_eq!(take(&calls).len(), 3); // claim and commit by a, claim by b
 }
