@@ -54,6 +54,8 @@ struct Row {
     duplicates: Option<u64>,
     seconds: f64,
     failures: Vec<String>,
+    /// Measured figures printed under the table (the sender suite's clock-skew scenario).
+    notes: Vec<String>,
 }
 
 /// A child process killed when dropped, so that a failing step leaves nothing running.
@@ -188,6 +190,26 @@ fn sender_suite(bin: &Path, name: &str, args: &[&str]) -> anyhow::Result<Row> {
         seconds: started.elapsed().as_secs_f64(),
         ..Row::default()
     };
+    if let Some(skew) = report["clock_skew"].as_object() {
+        let ms = |key: &str| {
+            skew.get(key)
+                .and_then(Value::as_i64)
+                .map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms"))
+        };
+        let n = |key: &str| skew.get(key).and_then(Value::as_u64).unwrap_or_default();
+        row.notes.push(format!(
+            "clock skew ({name}): SIEM clock {}s off for {} ms: {} deliveries refused (401), {} after; probed every {} (median); lost {} of {}; first 2xx {} and every event {} after the skew",
+            n("skew_s"),
+            n("window_ms"),
+            n("refused"),
+            n("refused_after"),
+            ms("probe_interval_ms"),
+            n("lost"),
+            n("events"),
+            ms("first_accepted_after_ms"),
+            ms("recovered_after_ms"),
+        ));
+    }
     if let Some(failure) = report["failure"].as_object() {
         row.failed = 1;
         row.failures.push(format!(
@@ -287,6 +309,9 @@ fn table(rows: &[Row]) -> String {
             dash(r.duplicates),
             r.seconds
         ));
+    }
+    for note in rows.iter().flat_map(|r| &r.notes) {
+        out.push_str(&format!("{note}\n"));
     }
     for failure in rows.iter().flat_map(|r| &r.failures) {
         out.push_str(&format!("\nFAIL {failure}\n"));

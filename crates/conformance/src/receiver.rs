@@ -16,6 +16,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::time::{Duration, SystemTime};
 
+/// The name of the check that redelivers the first batch as soon as it was answered 2xx: it
+/// proves that the 2xx came after the events were committed.
+pub const REDELIVERY_AFTER_2XX: &str = "same batch again, right after its 2xx";
+
 /// What to check and how.
 #[derive(Debug, Clone)]
 pub struct ReceiverTarget {
@@ -115,6 +119,17 @@ fn judge_counts(want: Counts, body: &[u8]) -> Option<(Verdict, String)> {
             ),
         )),
     }
+}
+
+/// Why a 5xx for events already answered 2xx fails: they were not committed when the 2xx went.
+fn uncommitted_note(status: u16, body: &[u8]) -> String {
+    let reason = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned));
+    format!(
+        "answered {status}{} for events it had answered 2xx for: they were not committed when it answered (a 2xx before the commit)",
+        reason.map(|r| format!(" {r}")).unwrap_or_default()
+    )
 }
 
 /// Judges a status against an expectation.
@@ -218,8 +233,11 @@ fn battery(target: &ReceiverTarget) -> Vec<Case> {
         ..signed("valid signed batch", valid.clone(), Expect::Accept)
     }];
     let first_id = cases[0].delivery_id.clone();
+    // Sent as soon as the first answer came: a 2xx says the events are committed, so they are
+    // duplicates now. A receiver that answered before committing (and commits later, or never)
+    // either still holds them (a 5xx, `event_in_flight` from the SDK) or takes them again.
     cases.push(Case {
-        name: "same batch again (attempt 2)",
+        name: REDELIVERY_AFTER_2XX,
         delivery_id: first_id,
         attempt: 2,
         counts: Counts::Duplicate,
@@ -424,11 +442,17 @@ pub async fn run(target: &ReceiverTarget) -> Result<Vec<CheckResult>, SuiteError
         let status = answer.as_ref().map(|(status, _)| *status);
         let mut verdict = judge(case.expect, status);
         let mut note = None;
-        if let Some((200..=299, body)) = &answer
-            && let Some((counted, why)) = judge_counts(case.counts, body)
-        {
-            verdict = counted;
-            note = Some(why);
+        match &answer {
+            Some((200..=299, body)) => {
+                if let Some((counted, why)) = judge_counts(case.counts, body) {
+                    verdict = counted;
+                    note = Some(why);
+                }
+            }
+            Some((status @ 500..=599, body)) if case.counts == Counts::Duplicate => {
+                note = Some(uncommitted_note(*status, body));
+            }
+            _ => {}
         }
         // A receiver that refuses a large body from its Content-Length often closes the connection
         // before the client has finished sending, so no status can be read: not proof of a fault.
@@ -449,7 +473,7 @@ pub async fn run(target: &ReceiverTarget) -> Result<Vec<CheckResult>, SuiteError
 /// The results as a readable table.
 pub fn table(results: &[CheckResult]) -> String {
     let mut out = format!(
-        "{:<34} {:<10} {:<6} {}\n",
+        "{:<38} {:<10} {:<6} {}\n",
         "check", "expected", "got", "verdict"
     );
     for r in results {
@@ -459,7 +483,7 @@ pub fn table(results: &[CheckResult]) -> String {
         };
         let got = r.status.map_or("none".to_owned(), |s| s.to_string());
         out += &format!(
-            "{:<34} {:<10} {:<6} {:?}{}\n",
+            "{:<38} {:<10} {:<6} {:?}{}\n",
             r.name,
             expected,
             got,

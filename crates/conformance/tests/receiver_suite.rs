@@ -5,7 +5,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use evo_siem_conformance::receiver::{ReceiverTarget, Verdict, run};
+use evo_siem_conformance::receiver::{REDELIVERY_AFTER_2XX, ReceiverTarget, Verdict, run};
 use evo_siem_mock::{MockSiem, MockSiemConfig};
 use evo_siem_protocol::{Secret, Verifier, headers};
 use std::time::{Duration, SystemTime};
@@ -138,10 +138,115 @@ async fn a_receiver_that_does_not_deduplicate_fails_exactly_there() {
     let results = run(&target(serve_sdk(receiver).await)).await.unwrap();
     assert_eq!(
         failed(&results),
-        [
-            "same batch again (attempt 2)",
-            "same event in a new delivery"
-        ]
+        [REDELIVERY_AFTER_2XX, "same event in a new delivery"]
+    );
+}
+
+/// When a receiver that answers before committing commits, if ever.
+#[derive(Clone, Copy)]
+enum LateCommit {
+    /// In a background task, this long after the answer.
+    After(std::time::Duration),
+    /// Right after the answer, into a store whose commit fails (the claims are released).
+    Failing,
+}
+
+/// A dedup store whose commits fail: what a receiver sees when its store goes away between its
+/// answer and its commit.
+#[derive(Debug)]
+struct CommitFails(evo_siem_receiver::dedup::MemoryDedup);
+
+impl evo_siem_receiver::dedup::DedupStore for CommitFails {
+    fn claim<'a>(
+        &'a self,
+        uuids: &'a [uuid::Uuid],
+        token: evo_siem_receiver::dedup::ClaimToken,
+    ) -> evo_siem_receiver::dedup::DedupFuture<'a, Vec<evo_siem_receiver::dedup::ClaimOutcome>>
+    {
+        self.0.claim(uuids, token)
+    }
+    fn commit<'a>(
+        &'a self,
+        _uuids: &'a [uuid::Uuid],
+        _token: evo_siem_receiver::dedup::ClaimToken,
+    ) -> evo_siem_receiver::dedup::DedupFuture<'a, ()> {
+        Box::pin(async {
+            Err(evo_siem_receiver::dedup::DedupError(
+                "the store went away".into(),
+            ))
+        })
+    }
+    fn release(&self, uuids: Vec<uuid::Uuid>, token: evo_siem_receiver::dedup::ClaimToken) {
+        self.0.release(uuids, token);
+    }
+}
+
+/// A receiver built on the SDK that answers 200 with the SDK's counts as soon as the batch is
+/// verified and claimed, and commits only afterwards (`late`): a fault between the answer and
+/// the commit loses the events, since the sender drops what was answered 2xx.
+async fn serve_answering_before_commit(late: LateCommit) -> String {
+    use evo_siem_receiver::{Delivered, Receiver, VerifiedBatch};
+    let builder = Receiver::builder().secret(SECRET);
+    let receiver = match late {
+        LateCommit::After(_) => builder.build().unwrap(),
+        LateCommit::Failing => builder
+            .dedup(CommitFails(evo_siem_receiver::dedup::MemoryDedup::default()))
+            .build()
+            .unwrap(),
+    };
+    let webhook = move |batch: VerifiedBatch| async move {
+        let answer = Delivered {
+            accepted: batch.len() - batch.duplicates(),
+            duplicates: batch.duplicates(),
+        };
+        tokio::spawn(async move {
+            if let LateCommit::After(lag) = late {
+                tokio::time::sleep(lag).await;
+            }
+            let _ = batch.commit().await;
+        });
+        answer
+    };
+    let app = Router::new()
+        .route("/webhook", post(webhook))
+        .with_state(receiver);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_answers_before_it_commits_fails_exactly_there() {
+    // It commits a while after its answer: the redelivery that follows the 2xx finds the
+    // events still claimed by a delivery in progress.
+    let url = serve_answering_before_commit(LateCommit::After(Duration::from_secs(5))).await;
+    let results = run(&target(url)).await.unwrap();
+    assert_eq!(
+        failed(&results),
+        [REDELIVERY_AFTER_2XX, "same event in a new delivery"]
+    );
+    let redelivery = results
+        .iter()
+        .find(|r| r.name == REDELIVERY_AFTER_2XX)
+        .unwrap();
+    assert_eq!(redelivery.status, Some(503), "{redelivery:#?}");
+    let note = redelivery.note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("event_in_flight") && note.contains("a 2xx before the commit"),
+        "{note}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_whose_commit_fails_after_its_answer_fails_exactly_there() {
+    // Its commit fails after it answered 200, so the claims are released and the events are
+    // new again: whatever the timing, the redelivery is not counted as a duplicate.
+    let url = serve_answering_before_commit(LateCommit::Failing).await;
+    let results = run(&target(url)).await.unwrap();
+    assert_eq!(
+        failed(&results),
+        [REDELIVERY_AFTER_2XX, "same event in a new delivery"]
     );
 }
 

@@ -49,6 +49,16 @@ fn the_real_sender_passes() {
     assert!(report.totals.faults_injected > 0);
     assert!(report.totals.excluded > 0);
     assert!(report.totals.restarts > 0);
+    // The SIEM's clock was off: it refused deliveries as stale (so the skew took), the sender
+    // kept the events and delivered them all soon after the clock was right.
+    let skew = report
+        .clock_skew
+        .as_ref()
+        .expect("the clock-skew scenario ran");
+    assert!(skew.refused >= 2, "{skew:?}");
+    assert_eq!((skew.lost, skew.refused_after), (0, 0), "{skew:?}");
+    let recovered = skew.recovered_after_ms.expect("every event arrived");
+    assert!((0..5_000).contains(&recovered), "{skew:?}");
 }
 
 /// Asserts the suite failed on `property`.
@@ -101,6 +111,9 @@ enum Lie {
     /// Answers 200 when the SIEM answered 5xx or could not be reached: the sender drops the
     /// batch, believing it delivered.
     SuccessOn5xx,
+    /// Answers 200 when the SIEM answered 401: the sender drops a batch refused as stale (by a
+    /// SIEM whose clock is off) instead of pausing with it queued.
+    SuccessOn401,
     /// Strips the signature header on the way to the SIEM.
     StripSignature,
     /// Replaces the delivery id with a new one on every attempt.
@@ -241,6 +254,9 @@ async fn forward(
         Ok(response) if proxy.lie == Lie::SuccessOn5xx && response.status().is_server_error() => {
             (StatusCode::OK, HeaderMap::new(), Bytes::new())
         }
+        Ok(response) if proxy.lie == Lie::SuccessOn401 && response.status().as_u16() == 401 => {
+            (StatusCode::OK, HeaderMap::new(), Bytes::new())
+        }
         Ok(response) => {
             let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
             let mut answer = HeaderMap::new();
@@ -326,6 +342,19 @@ fn a_sender_that_drops_a_batch_on_5xx_is_caught() {
 }
 
 #[test]
+fn a_sender_that_drops_a_batch_refused_as_stale_is_caught_by_the_clock_skew() {
+    // No case of the property tests answers 401: only the clock-skew scenario sees it.
+    let report = sender::run(&impatient(2), || Lying::new(Lie::SuccessOn401));
+    assert_caught(&report, Property::AtLeastOnce);
+    assert_eq!(
+        report.failure.as_ref().map(|f| f.case.as_str()),
+        Some("the clock-skew scenario")
+    );
+    let skew = report.clock_skew.as_ref().expect("measured");
+    assert!(skew.lost > 0, "{skew:?}");
+}
+
+#[test]
 fn a_sender_that_does_not_sign_is_caught() {
     let report = sender::run(&impatient(4), || Lying::new(Lie::StripSignature));
     assert_caught(&report, Property::Envelope);
@@ -367,4 +396,237 @@ fn a_sender_that_rounds_large_integers_is_caught() {
 fn a_sender_that_reuses_the_first_attempts_generated_at_is_caught() {
     let report = sender::run(&impatient(12), || Lying::new(Lie::ReuseStamp));
     assert_caught(&report, Property::Envelope);
+}
+
+/// A spool that leaves the lease out: the real PostgreSQL spool for everything but what the
+/// lease fences. It says it always holds the lease (`holds`), and reads and deletes the queue's
+/// rows with the spool's own statements minus their lease condition, so that an instance
+/// delivers whatever is queued, whoever holds the integration's lease.
+#[derive(Debug)]
+struct LeaseBlind {
+    inner: Arc<dyn Spool>,
+    db: Arc<tokio_postgres::Client>,
+}
+
+use evo_siem_sender::spool::{
+    Backlog, BacklogSummary, DeadLetterPage, Hold, NewEvent, ReplayPage, Spool, SpoolError,
+    SpoolFuture, SpooledEvent,
+};
+
+impl Spool for LeaseBlind {
+    fn append(&self, integration: &str, events: Vec<NewEvent>) -> SpoolFuture<'_, ()> {
+        self.inner.append(integration, events)
+    }
+    fn pending(&self, integration: &str, limit: usize) -> SpoolFuture<'_, Vec<SpooledEvent>> {
+        let integration = integration.to_owned();
+        Box::pin(async move {
+            let rows = self
+                .db
+                .query(
+                    "SELECT id, action, json FROM spool_events WHERE integration = $1
+                     ORDER BY id LIMIT $2",
+                    &[&integration, &(limit as i64)],
+                )
+                .await
+                .map_err(SpoolError::Postgres)?;
+            Ok(rows
+                .iter()
+                .map(|r| SpooledEvent {
+                    id: r.get(0),
+                    action: r.get(1),
+                    json: r.get(2),
+                })
+                .collect())
+        })
+    }
+    fn ack(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, ()> {
+        let integration = integration.to_owned();
+        Box::pin(async move {
+            self.db
+                .execute(
+                    "WITH gone AS (
+                        DELETE FROM spool_events WHERE integration = $1 AND id = ANY($2)
+                        RETURNING size)
+                     UPDATE spool_backlogs
+                        SET events = events - (SELECT count(*) FROM gone),
+                            bytes = bytes - (SELECT coalesce(sum(size), 0) FROM gone)
+                     WHERE integration = $1",
+                    &[&integration, &ids],
+                )
+                .await
+                .map_err(SpoolError::Postgres)?;
+            Ok(())
+        })
+    }
+    fn dead_letter(&self, integration: &str, id: i64, reason: String) -> SpoolFuture<'_, ()> {
+        self.inner.dead_letter(integration, id, reason)
+    }
+    fn dead_letters(
+        &self,
+        integration: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, DeadLetterPage> {
+        self.inner.dead_letters(integration, after, limit)
+    }
+    fn dead_letter_count(&self, integration: &str) -> SpoolFuture<'_, u64> {
+        self.inner.dead_letter_count(integration)
+    }
+    fn backlog(&self, integration: &str) -> SpoolFuture<'_, Backlog> {
+        self.inner.backlog(integration)
+    }
+    fn queued(&self) -> SpoolFuture<'_, Vec<String>> {
+        self.inner.queued()
+    }
+    fn oldest(&self, integration: &str) -> SpoolFuture<'_, Option<std::time::SystemTime>> {
+        self.inner.oldest(integration)
+    }
+    fn replay(&self, integration: &str, ids: Vec<i64>) -> SpoolFuture<'_, u64> {
+        self.inner.replay(integration, ids)
+    }
+    fn replay_page(
+        &self,
+        integration: &str,
+        through: Option<i64>,
+        limit: usize,
+    ) -> SpoolFuture<'_, ReplayPage> {
+        self.inner.replay_page(integration, through, limit)
+    }
+    fn lease_ttl(&self) -> Option<std::time::Duration> {
+        self.inner.lease_ttl()
+    }
+    fn keep_leases(&self) -> SpoolFuture<'_, Vec<String>> {
+        self.inner.keep_leases()
+    }
+    /// The check left out.
+    fn holds(&self, _integration: &str, _hold: Hold) -> bool {
+        true
+    }
+    fn arrivals(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        self.inner.arrivals()
+    }
+    fn release(&self, integration: &str) -> SpoolFuture<'_, ()> {
+        self.inner.release(integration)
+    }
+    fn leave(&self) -> SpoolFuture<'_, ()> {
+        self.inner.leave()
+    }
+    fn backlog_summary(&self, oldest: usize) -> SpoolFuture<'_, BacklogSummary> {
+        self.inner.backlog_summary(oldest)
+    }
+}
+
+/// Several real senders, in this process, on one PostgreSQL spool (a scratch database per
+/// case), as `Cluster` runs them as child processes; `blind` wraps each one's spool in
+/// [`LeaseBlind`]. A restart stops one instance, in turn, and starts it again.
+struct InProcessCluster {
+    blind: bool,
+    instances: usize,
+    dir: tempfile::TempDir,
+    running: Vec<Option<evo_siem_sender::service::Sender>>,
+    database: Option<evo_siem_sender::spool::scratch::ScratchDatabase>,
+    next_kill: usize,
+}
+
+impl InProcessCluster {
+    fn new(blind: bool) -> Self {
+        evo_siem_test_services::postgres().expect("PostgreSQL for the shared spool");
+        Self {
+            blind,
+            instances: 3,
+            dir: tempfile::tempdir().unwrap(),
+            running: Vec::new(),
+            database: None,
+            next_kill: 0,
+        }
+    }
+}
+
+impl SenderUnderTest for InProcessCluster {
+    async fn start(&mut self, config: &toml::Table) -> Result<SocketAddr, StartError> {
+        if self.database.is_none() {
+            self.database = Some(evo_siem_sender::spool::scratch::ScratchDatabase::create().await?);
+        }
+        let url = self
+            .database
+            .as_ref()
+            .map(|d| d.url().to_owned())
+            .unwrap_or_default();
+        let url_file = self.dir.path().join("spool-url");
+        std::fs::write(&url_file, &url)?;
+        let data_dir = config["data_dir"].as_str().unwrap_or("data").to_owned();
+        self.running.resize_with(self.instances, || None);
+        for (i, slot) in self.running.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let mut config = config.clone();
+            config.insert("data_dir".into(), format!("{data_dir}/instance-{i}").into());
+            let mut spool = toml::Table::new();
+            spool.insert("backend".into(), "postgres".into());
+            spool.insert(
+                "url_file".into(),
+                url_file.to_string_lossy().into_owned().into(),
+            );
+            spool.insert("pool_size".into(), 4.into());
+            spool.insert("lease_ttl_ms".into(), 1_000.into());
+            config.insert("spool".into(), spool.into());
+            let config: evo_siem_sender::service::Config = toml::Table::try_into(config)?;
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            let db = Arc::new(client);
+            let blind = self.blind;
+            let sender =
+                evo_siem_sender::service::Sender::start_with_spool_layer(&config, move |inner| {
+                    if blind {
+                        Arc::new(LeaseBlind { inner, db })
+                    } else {
+                        inner
+                    }
+                })
+                .await?;
+            *slot = Some(sender);
+        }
+        Ok(self.ingest_addrs()[0])
+    }
+    async fn kill(&mut self) {
+        let i = self.next_kill % self.instances;
+        self.next_kill += 1;
+        if let Some(Some(sender)) = self.running.get_mut(i).map(Option::take) {
+            sender.shutdown().await;
+        }
+    }
+    async fn stop(&mut self) {
+        for slot in &mut self.running {
+            if let Some(sender) = slot.take() {
+                sender.shutdown().await;
+            }
+        }
+        let database = self.database.take();
+        let _ = tokio::task::spawn_blocking(move || drop(database)).await;
+    }
+    fn ingest_addrs(&self) -> Vec<SocketAddr> {
+        self.running.iter().flatten().map(|s| s.addr()).collect()
+    }
+}
+
+#[test]
+fn a_sender_that_leaves_the_lease_out_on_postgresql_is_caught() {
+    // The same cluster with the lease honoured passes: what is caught is the lease left out.
+    let control = sender::run(
+        &SuiteOptions {
+            clock_skew: false,
+            ..options(4)
+        },
+        || InProcessCluster::new(false),
+    );
+    assert!(control.failure.is_none(), "{}", sender::table(&control));
+    let report = sender::run(
+        &SuiteOptions {
+            clock_skew: false,
+            ..impatient(24)
+        },
+        || InProcessCluster::new(true),
+    );
+    assert_caught(&report, Property::Order);
 }

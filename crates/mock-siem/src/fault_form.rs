@@ -1,9 +1,10 @@
 //! The page's fault form: a form-urlencoded body becomes one [`Rule`], or a typed error that the
 //! page shows with a 400.
 //!
-//! Fields: `action` (`status`, `drop`, `reset`, `accept_then_hang`, `delay`), `count` (the next
-//! N requests; empty for every request), `status` and `retry_after` (for `status`), `delay_ms`
-//! (for `delay`), and `mode` (`replace` the rules in force, or `add` this one after them). A
+//! Fields: `action` (`status`, `drop`, `reset`, `accept_then_hang`, `delay`, `clock_skew`),
+//! `count` (the next N requests; empty for every request), `status` and `retry_after` (for
+//! `status`), `delay_ms` (for `delay`), `clock_skew_s` (for `clock_skew`: seconds, negative for
+//! a clock behind), and `mode` (`replace` the rules in force, or `add` this one after them). A
 //! browser sends every field of the form whatever the action, so the fields another action uses
 //! are ignored.
 
@@ -29,7 +30,9 @@ pub(crate) struct FaultForm {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum FormError {
     /// No `action`, or one the form does not offer.
-    #[error("choose what to do: fail with a status, drop, reset, accept then hang, or delay")]
+    #[error(
+        "choose what to do: fail with a status, drop, reset, accept then hang, delay, or skew the clock"
+    )]
     Action,
     /// A required field is empty.
     #[error("{0} is required for this fault")]
@@ -40,6 +43,13 @@ pub(crate) enum FormError {
         field: &'static str,
         min: u64,
         max: u64,
+    },
+    /// A field that is not a whole number, possibly negative, in range.
+    #[error("{field} must be a whole number from {min} to {max}")]
+    Signed {
+        field: &'static str,
+        min: i64,
+        max: i64,
     },
     /// A `mode` other than `replace` or `add`.
     #[error("mode must be replace or add")]
@@ -90,6 +100,20 @@ pub(crate) fn parse(body: &[u8]) -> Result<FaultForm, FormError> {
         "delay" => Action::DelayMs(
             number("delay_ms", 0, MAX_DELAY_MS)?.ok_or(FormError::Missing("delay_ms"))?,
         ),
+        "clock_skew" => {
+            let (min, max) = (-faults::MAX_CLOCK_SKEW_S, faults::MAX_CLOCK_SKEW_S);
+            let seconds = field("clock_skew_s")
+                .ok_or(FormError::Missing("clock_skew_s"))?
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or(FormError::Signed {
+                    field: "clock_skew_s",
+                    min,
+                    max,
+                })?;
+            Action::ClockSkew { seconds }
+        }
         _ => return Err(FormError::Action),
     };
     let when = match number("count", 1, u64::from(u32::MAX))? {
@@ -145,6 +169,15 @@ mod tests {
             }
         );
         assert_eq!(parse(b"action=reset").unwrap().rule.action, Action::Reset);
+        assert_eq!(
+            parse(b"action=clock_skew&clock_skew_s=-600&count=")
+                .unwrap()
+                .rule,
+            Rule {
+                when: When::Always,
+                action: Action::ClockSkew { seconds: -600 }
+            }
+        );
     }
 
     #[test]
@@ -176,5 +209,24 @@ mod tests {
             })
         );
         assert_eq!(parse(b"action=drop&mode=merge"), Err(FormError::Mode));
+        assert_eq!(
+            parse(b"action=clock_skew"),
+            Err(FormError::Missing("clock_skew_s"))
+        );
+        let skew = FormError::Signed {
+            field: "clock_skew_s",
+            min: -86_400,
+            max: 86_400,
+        };
+        assert_eq!(
+            parse(b"action=clock_skew&clock_skew_s=1e3"),
+            Err(skew.clone())
+        );
+        assert_eq!(parse(b"action=clock_skew&clock_skew_s=86401"), Err(skew));
+        // In range, but no fault at all: the rule's own validation says so.
+        assert_eq!(
+            parse(b"action=clock_skew&clock_skew_s=0"),
+            Err(FormError::Rule(faults::InvalidRule::ClockSkew(0)))
+        );
     }
 }

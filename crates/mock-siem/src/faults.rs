@@ -8,7 +8,8 @@
 //!  {"when": {"nth": 5}, "action": "accept_then_hang"},
 //!  {"when": {"nth": 6}, "action": "drop"},
 //!  {"when": {"window": {"from_ms": 2000, "until_ms": 4000}}, "action": "reset"},
-//!  {"when": {"probability": 0.1}, "action": {"delay_ms": 800}}]
+//!  {"when": {"probability": 0.1}, "action": {"delay_ms": 800}},
+//!  {"when": {"window": {"from_ms": 0, "until_ms": 3000}}, "action": {"clock_skew_s": -600}}]
 //! ```
 //!
 //! Matches: `"always"`, `{"first": n}`, `{"nth": n}`, `{"probability": p}`, and
@@ -16,7 +17,13 @@
 //! Actions: `{"status": s, "retry_after": secs}` answers `s` without processing the batch;
 //! `{"delay_ms": ms}` waits, then processes normally; `"drop"` closes the connection without an
 //! answer; `"reset"` reads the first part of the body and resets the connection (TCP RST);
-//! `"accept_then_hang"` processes and commits the batch and never answers.
+//! `"accept_then_hang"` processes and commits the batch and never answers;
+//! `{"clock_skew_s": s}` processes normally with the receiver's clock `s` seconds off (ahead
+//! when positive, behind when negative), so the replay window (`generated_at`,
+//! `webhook-timestamp`) is judged against the skewed clock: past the tolerance (5 minutes),
+//! every request is refused as stale (401 `timestamp_too_old` or `timestamp_too_new`), as a
+//! receiver whose clock drifted
+//! would refuse it.
 //!
 //! Probabilities draw from a generator seeded by `seed` (default 0), so a run can be replayed.
 
@@ -65,6 +72,36 @@ pub enum Action {
     /// Process and commit the batch, then never answer: the sender times out after the receiver
     /// committed, and must redeliver (the duplicate is counted).
     AcceptThenHang,
+    /// Process normally, but with the receiver's clock this many seconds off (ahead when
+    /// positive): the replay window is judged against the skewed clock, so past the tolerance
+    /// every request is refused as stale (401).
+    ClockSkew {
+        /// Seconds the clock is ahead (negative: behind); never 0, at most [`MAX_CLOCK_SKEW_S`]
+        /// either way.
+        seconds: i64,
+    },
+}
+
+/// The largest clock skew a rule may set, either way: one day.
+pub const MAX_CLOCK_SKEW_S: i64 = 86_400;
+
+impl Action {
+    /// The receiver's clock under this action, when the true time is `now`: `now` itself for
+    /// every action but [`Action::ClockSkew`].
+    pub fn clock(&self, now: std::time::SystemTime) -> std::time::SystemTime {
+        match *self {
+            Action::ClockSkew { seconds } => {
+                let skew = Duration::from_secs(seconds.unsigned_abs());
+                let skewed = if seconds >= 0 {
+                    now.checked_add(skew)
+                } else {
+                    now.checked_sub(skew)
+                };
+                skewed.unwrap_or(now)
+            }
+            _ => now,
+        }
+    }
 }
 
 impl Action {
@@ -76,6 +113,7 @@ impl Action {
             Action::Drop => "drop".into(),
             Action::Reset => "reset".into(),
             Action::AcceptThenHang => "accept_then_hang".into(),
+            Action::ClockSkew { seconds } => format!("clock skew {seconds:+}s"),
         }
     }
 }
@@ -113,6 +151,15 @@ impl fmt::Display for Action {
             Action::Drop => f.write_str("close the connection without an answer"),
             Action::Reset => f.write_str("reset the connection mid-request"),
             Action::AcceptThenHang => f.write_str("accept the batch, then never answer"),
+            Action::ClockSkew { seconds } if *seconds >= 0 => write!(
+                f,
+                "judge the replay window by a clock {seconds} s ahead, then process normally"
+            ),
+            Action::ClockSkew { seconds } => write!(
+                f,
+                "judge the replay window by a clock {} s behind, then process normally",
+                seconds.unsigned_abs()
+            ),
         }
     }
 }
@@ -134,6 +181,9 @@ enum ActionJson {
     },
     Delay {
         delay_ms: u64,
+    },
+    ClockSkew {
+        clock_skew_s: i64,
     },
     Named(Named),
 }
@@ -157,6 +207,9 @@ impl From<ActionJson> for Action {
                 retry_after,
             },
             ActionJson::Delay { delay_ms } => Action::DelayMs(delay_ms),
+            ActionJson::ClockSkew { clock_skew_s } => Action::ClockSkew {
+                seconds: clock_skew_s,
+            },
             ActionJson::Named(Named::Drop) => Action::Drop,
             ActionJson::Named(Named::Reset) => Action::Reset,
             ActionJson::Named(Named::AcceptThenHang) => Action::AcceptThenHang,
@@ -186,6 +239,9 @@ pub enum InvalidRule {
     /// An empty window.
     #[error("rule {0}: the window's until_ms must be after from_ms")]
     Window(usize),
+    /// A clock skew of 0 (no fault) or of more than [`MAX_CLOCK_SKEW_S`] either way.
+    #[error("rule {0}: clock_skew_s must be from -86400 to 86400 seconds, and not 0")]
+    ClockSkew(usize),
 }
 
 /// Checks every rule; the index in the error counts from 0.
@@ -200,10 +256,16 @@ pub fn validate(rules: &[Rule]) -> Result<(), InvalidRule> {
             }
             _ => {}
         }
-        if let Action::Status { status, .. } = rule.action
-            && !(100..=599).contains(&status)
-        {
-            return Err(InvalidRule::Status(i));
+        match rule.action {
+            Action::Status { status, .. } if !(100..=599).contains(&status) => {
+                return Err(InvalidRule::Status(i));
+            }
+            Action::ClockSkew { seconds }
+                if seconds == 0 || seconds.unsigned_abs() > MAX_CLOCK_SKEW_S.unsigned_abs() =>
+            {
+                return Err(InvalidRule::ClockSkew(i));
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -347,7 +409,9 @@ mod tests {
                 {"when": {"nth": 4}, "action": "accept_then_hang"},
                 {"when": "always", "action": "drop"},
                 {"when": {"probability": 0.25}, "action": "reset"},
-                {"when": {"window": {"from_ms": 10, "until_ms": 20}}, "action": {"delay_ms": 800}}]"#,
+                {"when": {"window": {"from_ms": 10, "until_ms": 20}}, "action": {"delay_ms": 800}},
+                {"when": {"nth": 2}, "action": {"clock_skew_s": 600}},
+                {"when": "always", "action": {"clock_skew_s": -90}}]"#,
         )
         .iter()
         .map(Rule::to_string)
@@ -361,6 +425,8 @@ mod tests {
                 "every request: close the connection without an answer",
                 "each request with probability 0.25: reset the connection mid-request",
                 "requests from 10 ms to 20 ms after the rules were set: wait 800 ms, then process normally",
+                "request #2: judge the replay window by a clock 600 s ahead, then process normally",
+                "every request: judge the replay window by a clock 90 s behind, then process normally",
             ]
         );
     }
@@ -383,5 +449,31 @@ mod tests {
             )),
             Err(InvalidRule::Window(0))
         );
+        for skew in ["0", "86401", "-86401", "-9223372036854775808"] {
+            let json = format!(r#"[{{"when": "always", "action": {{"clock_skew_s": {skew}}}}}]"#);
+            assert_eq!(
+                validate(&rules(&json)),
+                Err(InvalidRule::ClockSkew(0)),
+                "{skew}"
+            );
+        }
+        assert_eq!(
+            validate(&rules(
+                r#"[{"when": "always", "action": {"clock_skew_s": -86400}}]"#
+            )),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_clock_skew_moves_the_receivers_clock_only() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let skew = |seconds| Action::ClockSkew { seconds }.clock(now);
+        assert_eq!(skew(600), now + Duration::from_secs(600));
+        assert_eq!(skew(-600), now - Duration::from_secs(600));
+        assert_eq!(Action::DelayMs(5).clock(now), now);
+        assert_eq!(Action::ClockSkew { seconds: -5 }.name(), "clock skew -5s");
+        // A skew past what the clock can hold leaves it as it is rather than panicking.
+        assert_eq!(Action::ClockSkew { seconds: i64::MAX }.clock(now), now);
     }
 }

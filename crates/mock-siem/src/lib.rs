@@ -405,7 +405,12 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         Some(Action::DelayMs(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
         _ => {}
     }
-    let now = SystemTime::now();
+    // The receiver's clock: the true time, or a skewed one under a clock-skew fault, which the
+    // SDK then judges the replay window by. Arrivals and ages are recorded on the true clock.
+    let true_now = SystemTime::now();
+    let now = fault
+        .as_ref()
+        .map_or(true_now, |action| action.clock(true_now));
     let bytes = match read_body(&parts.headers, body, shared.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(rejection) => return refused(&shared, delivery, rejection),
@@ -448,7 +453,7 @@ async fn webhook(State(shared): State<Arc<Shared>>, request: Request) -> Respons
                     uuid,
                     action: event.data.action.to_string(),
                     raw: event.raw_json().unwrap_or_default().to_owned(),
-                    received_at_ms: unix_ms(now),
+                    received_at_ms: unix_ms(true_now),
                 });
             } else {
                 records.stats.duplicate_events += 1;

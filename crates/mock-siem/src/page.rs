@@ -307,6 +307,7 @@ fn fault_forms() -> String {
 <label><input type="radio" name="action" value="reset"> reset the connection</label>
 <label><input type="radio" name="action" value="accept_then_hang"> accept, then hang</label>
 <label><input type="radio" name="action" value="delay"> delay <input type="number" name="delay_ms" min="0" value="800" aria-label="delay in milliseconds"> ms, then process</label>
+<label><input type="radio" name="action" value="clock_skew"> skew the clock by <input type="number" name="clock_skew_s" min="-86400" max="86400" value="600" aria-label="clock skew in seconds"> s <span class="muted">(negative: behind; past 300 s, stale: 401)</span></label>
 </fieldset>
 <div class="buttons"><button type="submit" class="primary" id="set-fault" name="mode" value="replace">Set</button><button type="submit" id="add-fault" name="mode" value="add">Add to the rules</button></div>
 </form>

@@ -121,7 +121,7 @@ fn action() -> impl Strategy<Value = String> {
 
 /// A realistic event with nanosecond values above 2^53, a non-ASCII actor and, sometimes,
 /// fields the contract does not know (at the top and inside `data`).
-fn event() -> impl Strategy<Value = GenEvent> {
+pub(crate) fn event() -> impl Strategy<Value = GenEvent> {
     (
         action(),
         (1_i64 << 53)..=i64::MAX,

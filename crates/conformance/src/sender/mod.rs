@@ -21,10 +21,12 @@
 //! ```
 
 mod case;
+mod clock_skew;
 mod oracle;
 mod under_test;
 
 pub use case::{ACTIONS, Case, GenEvent, IntegrationCase};
+pub use clock_skew::{ClockSkewReport, SKEW_S, SKEW_WINDOW};
 pub use oracle::{Observed, Property, Violation, check};
 pub use under_test::{ChildProcess, Cluster, InProcess, SenderUnderTest, StartError};
 
@@ -52,6 +54,10 @@ pub struct SuiteOptions {
     pub attempt_timeout: Duration,
     /// Longest wait for the deliveries once the faults are cleared. Default 30 s.
     pub deadline: Duration,
+    /// Whether to run the clock-skew scenario after the cases (when they passed): the SIEM's
+    /// clock minutes off for [`SKEW_WINDOW`], measured in [`SuiteReport::clock_skew`]. Default
+    /// true.
+    pub clock_skew: bool,
 }
 
 impl Default for SuiteOptions {
@@ -64,6 +70,7 @@ impl Default for SuiteOptions {
             max_shrink_iters: 24,
             attempt_timeout: Duration::from_millis(700),
             deadline: Duration::from_secs(30),
+            clock_skew: true,
         }
     }
 }
@@ -120,6 +127,8 @@ pub struct SuiteReport {
     pub totals: Totals,
     /// The properties checked in every case.
     pub properties: Vec<Property>,
+    /// What the sender did while the SIEM's clock was off, when the scenario ran.
+    pub clock_skew: Option<ClockSkewReport>,
     /// The first failure, or none.
     pub failure: Option<Failure>,
 }
@@ -163,6 +172,7 @@ pub fn run<S: SenderUnderTest>(options: &SuiteOptions, make: impl FnOnce() -> S)
         seed: options.seed,
         totals: Totals::default(),
         properties: Property::ALL.to_vec(),
+        clock_skew: None,
         failure: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -206,6 +216,7 @@ pub fn run<S: SenderUnderTest>(options: &SuiteOptions, make: impl FnOnce() -> S)
         }
     });
     report.totals = totals.into_inner();
+    let passed = result.is_ok();
     report.failure = match result {
         Ok(()) => None,
         Err(TestError::Fail(reason, case)) => Some(Failure {
@@ -217,6 +228,19 @@ pub fn run<S: SenderUnderTest>(options: &SuiteOptions, make: impl FnOnce() -> S)
             case: String::new(),
         }),
     };
+    if passed && options.clock_skew {
+        let outcome = runtime.block_on(clock_skew::run(&mut *sut.borrow_mut(), options));
+        match outcome {
+            Ok(measured) => report.clock_skew = Some(measured),
+            Err((measured, reason)) => {
+                report.clock_skew = measured;
+                report.failure = Some(Failure {
+                    reason,
+                    case: "the clock-skew scenario".into(),
+                });
+            }
+        }
+    }
     report
 }
 
@@ -456,6 +480,43 @@ async fn run_case<S: SenderUnderTest>(
     Ok(totals)
 }
 
+/// The clock-skew scenario's lines of the table.
+fn clock_skew_rows(skew: &ClockSkewReport, row: &mut impl FnMut(&str, String)) {
+    let ms = |v: Option<i64>| v.map_or("never".to_owned(), |ms| format!("{ms} ms"));
+    row(
+        "clock skew",
+        format!(
+            "SIEM clock {:+} s, then {:+} s, for {} ms after ingest",
+            skew.skew_s, -skew.skew_s, skew.window_ms
+        ),
+    );
+    row(
+        "  refused (401)",
+        format!(
+            "{} deliveries while skewed, {} after; probed every {} (median)",
+            skew.refused,
+            skew.refused_after,
+            skew.probe_interval_ms
+                .map_or("-".to_owned(), |ms| format!("{ms} ms"))
+        ),
+    );
+    row(
+        "  lost",
+        format!(
+            "{} of {} events ({} duplicates)",
+            skew.lost, skew.events, skew.duplicates
+        ),
+    );
+    row(
+        "  recovered",
+        format!(
+            "first 2xx {} after the skew, every event {} after",
+            ms(skew.first_accepted_after_ms),
+            ms(skew.recovered_after_ms)
+        ),
+    );
+}
+
 /// The report as a readable table.
 pub fn table(report: &SuiteReport) -> String {
     let t = &report.totals;
@@ -472,6 +533,9 @@ pub fn table(report: &SuiteReport) -> String {
     row("checks passed", t.checks_passed.to_string());
     let properties: Vec<String> = report.properties.iter().map(ToString::to_string).collect();
     row("properties", properties.join(", "));
+    if let Some(skew) = &report.clock_skew {
+        clock_skew_rows(skew, &mut row);
+    }
     match &report.failure {
         None => row("verdict", "PASS".into()),
         Some(failure) => {

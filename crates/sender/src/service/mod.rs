@@ -67,6 +67,19 @@ impl Sender {
     /// Opens the spool and the integration store (seeding it from the file), starts a worker per
     /// integration and the ingest API.
     pub async fn start(config: &Config) -> Result<Self, ServiceError> {
+        Self::start_with_spool_layer(config, |spool| spool).await
+    }
+
+    /// Like [`Sender::start`], with the spool the configuration opens passed through `layer`
+    /// before the ingest API and the scheduler get it: a seam for the conformance suite's own
+    /// tests, which wrap the spool to build deliberately broken senders (one that leaves the
+    /// lease out on PostgreSQL), and for instrumentation. The `evo-siem` binary never calls it;
+    /// [`Sender::start`] is this with the spool unchanged. The integration store's shared state
+    /// is opened on the spool before `layer` sees it.
+    pub async fn start_with_spool_layer(
+        config: &Config,
+        layer: impl FnOnce(Arc<dyn Spool>) -> Arc<dyn Spool>,
+    ) -> Result<Self, ServiceError> {
         let ingest_token = config.ingest_token()?;
         config.listener.check()?;
         data_dir::prepare(config)?;
@@ -96,6 +109,7 @@ impl Sender {
                 store,
             ),
         };
+        let spool = layer(spool);
         let store = Arc::new(store);
         for tenant in store.seed(&config.settings()?).await? {
             tracing::info!(
