@@ -7,9 +7,10 @@
 //!   child process restarted with SIGKILL, then as three instances on one PostgreSQL spool) and
 //!   the receiver suite (against the SDK's example and the mock SIEM), one summary table;
 //!   non-zero exit on any failure.
-//! - `bench-http [--rounds N] [--secs S] [--conns C]`: the receiver SDK's axum extractor
-//!   against a bare axum handler over loopback HTTP, with a load generator that signs fresh
-//!   batches, server and client each pinned to its own core (`taskset`).
+//! - `bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]`: the receiver
+//!   SDK's axum extractor against a bare axum handler over loopback HTTP, with a load generator
+//!   that signs fresh batches (a sleeping and a spinning client), server and client each pinned
+//!   to its own core (`taskset`).
 //! - `fuzz [--minutes N] [--target NAME] [--setup]`: the AFL++ fuzz targets of `fuzz/`, each
 //!   N minutes (default 10), one at a time; installs cargo-afl first when it is missing.
 //! - `mutants [--package NAME] [--jobs N] [--list] [-- ARGS]`: cargo-mutants on the files that
@@ -43,7 +44,7 @@ tasks:
                     sender as a child process restarted by SIGKILL, N/2 with three
                     instances on one PostgreSQL spool) and the receiver suite
                     (against the SDK's example receiver and the mock SIEM); one summary table
-  bench-http [--rounds N] [--secs S] [--conns C]
+  bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]
                     the receiver SDK's axum extractor against a bare axum handler over
                     loopback HTTP (1 KiB and 64 KiB signed batches, fresh UUIDs and
                     signatures per request), server and client pinned to cores 0 and 1
