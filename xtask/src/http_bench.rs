@@ -1,24 +1,33 @@
-//! `cargo xtask bench-http`: the receiver SDK's axum extractor against a bare axum handler
-//! (reads the body, answers 200) over loopback HTTP, with the same signing load generator, the
-//! server on one core and the client on the other.
+//! `cargo xtask bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]`: the
+//! receiver SDK's axum extractor against a bare axum handler (reads the body, answers 200) over
+//! loopback HTTP, with the same signing load generator, the server on one core and the client on
+//! the other.
 //!
 //! Every request carries a batch with fresh UUIDs, a fresh `generated_at` and a fresh signature
 //! (the generator signs as it goes), so the SDK's duplicate path is never what is measured. The
-//! client is a raw HTTP/1.1 client on keep-alive connections (one current-thread runtime, no
-//! pipelining): it does little besides signing, so the server is the bottleneck, and its CPU use
-//! is reported so that this can be checked. Each round runs the bare server and then the SDK
-//! server; the ratios are medians over rounds. Also on the server's core, in the same run: the
-//! SDK's in-process accept + commit of the same batches, the figure the 64 KiB HTTP rate is held
-//! against.
+//! client is a raw HTTP/1.1 client on keep-alive connections (no pipelining): it does little
+//! besides signing, so the server is the bottleneck, and its CPU use is reported so that this
+//! can be checked. Each round runs the bare server and then the SDK server; the ratios are
+//! medians over rounds. Also on the server's core, in the same run: the SDK's in-process accept
+//! + commit of the same batches, the figure the 64 KiB HTTP rate is held against.
+//!
+//! Two clients (both by default). `epoll`: one current-thread tokio runtime that sleeps between
+//! answers, as wrk does. `spin`: one thread polling non-blocking sockets in turn, never asleep.
+//! On loopback the server's `write` runs the client socket's receive path, and the wake-up of a
+//! sleeping client (an inter-processor interrupt, costly in a VM) is charged to the server's
+//! CPU time; a slower server leaves the client asleep more often, so it pays more wake-ups per
+//! request. The spinning client removes that cost from both servers, leaving each server's own
+//! work and the TCP stack's.
 //!
 //! Two figures per comparison: per second of wall time, and per CPU-second of the server (its
 //! main thread's run time from `/proc/PID/schedstat`; the in-process figure likewise). On a
 //! machine whose cores other work shares, the wall-time rates depend on how much of its core
 //! each process got; the per-CPU-second ratios do not.
 //!
-//! Sub-commands used by the orchestrator (built with the bench profile, each pinned with `taskset`):
-//! `http-server bare|sdk` prints its port and serves until killed; `http-load PORT BYTES SECS
-//! CONNS` prints one `load:` line; `http-inproc BYTES SECS` prints one `inproc:` line.
+//! Sub-commands used by the orchestrator (built with the bench profile, each pinned with
+//! `taskset`): `http-server bare|sdk` prints its port and serves until killed; `http-load PORT
+//! BYTES SECS CONNS SERVER_PID [epoll|spin]` prints one `load:` line; `http-inproc BYTES SECS`
+//! prints one `inproc:` line.
 
 use crate::{cargo, project_root};
 use anyhow::{Context, bail};
@@ -50,6 +59,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         flag("--secs", 4)?,
         flag("--conns", 32)?,
     );
+    let clients: &[&str] = match args.iter().position(|a| a == "--client") {
+        None => &["epoll", "spin"],
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some("epoll") => &["epoll"],
+            Some("spin") => &["spin"],
+            Some("both") => &["epoll", "spin"],
+            other => bail!("--client epoll|spin|both, not {other:?}"),
+        },
+    };
     let root = project_root();
     let status = cargo()
         .current_dir(&root)
@@ -67,7 +85,10 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         command
     };
     let mut results: Vec<Summary> = Vec::new();
-    for bytes in [1024usize, 64 * 1024] {
+    for (bytes, client) in [1024usize, 64 * 1024]
+        .into_iter()
+        .flat_map(|bytes| clients.iter().map(move |client| (bytes, *client)))
+    {
         let (mut bare, mut sdk, mut inproc) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
             for mode in ["bare", "sdk"] {
@@ -76,6 +97,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
                     .args(["http-load", &server.port.to_string()])
                     .args([bytes.to_string(), secs.to_string(), conns.to_string()])
                     .arg(server.child.id().to_string())
+                    .arg(client)
                     .output()
                     .context("cannot run the load generator")?;
                 server.stop();
@@ -86,7 +108,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
                         String::from_utf8_lossy(&output.stderr)
                     );
                 }
-                println!("round {round} {bytes} B {mode}: {line}");
+                println!("round {round} {bytes} B {mode} ({client} client): {line}");
                 let figures = (
                     field(&line, "requests/s")?,
                     field(&line, "events/s")?,
@@ -109,6 +131,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         results.push(Summary {
             bytes,
+            client,
             requests: bare.iter().zip(&sdk).map(|(b, s)| s.0 / b.0).collect(),
             requests_per_cpu: bare.iter().zip(&sdk).map(|(b, s)| s.2 / b.2).collect(),
             sdk_events: sdk.iter().map(|s| s.1).collect(),
@@ -117,12 +140,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         });
     }
     println!(
-        "\n== HTTP, server on core 0, signing load generator on core 1 (medians of {rounds} rounds) =="
+        "\n== HTTP, server on core 0, signing load generator on core 1 (medians of {rounds} rounds) ==\n\
+         (epoll client: sleeps between answers, as wrk does, and each answer's wake-up of it is charged to \
+         the server; spin client: never sleeps, so the server's CPU time is its own work and the TCP stack's)"
     );
     for r in results {
         let label = if r.bytes == 1024 { "1 KiB" } else { "64 KiB" };
+        let client = r.client;
         println!(
-            "http {label:>6}: SDK extractor at {:.2} of the bare axum handler's requests/s, {:.2} per server CPU-second \
+            "http {label:>6}, {client:>5} client: SDK extractor at {:.2} of the bare axum handler's requests/s, {:.2} per server CPU-second \
              (target >= 0.8 at 1 KiB); {:.0} events/s, {:.2} of in-process accept on the same core, {:.2} per server \
              CPU-second (target >= 0.8 at 64 KiB)",
             median(r.requests),
@@ -138,6 +164,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// One batch size's ratios, one value per round.
 struct Summary {
     bytes: usize,
+    /// `epoll` or `spin`.
+    client: &'static str,
     requests: Vec<f64>,
     requests_per_cpu: Vec<f64>,
     sdk_events: Vec<f64>,
@@ -375,19 +403,24 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_nanos(ns)
 }
 
-/// `http-load PORT BYTES SECS CONNS SERVER_PID`: one warm-up second, then SECS of measurement;
-/// the server's CPU time over the same window gives requests per server CPU-second, the figure
+/// `http-load PORT BYTES SECS CONNS SERVER_PID [epoll|spin]`: one warm-up second, then SECS of
+/// measurement; the server's CPU time over the same window gives requests per server CPU-second, the figure
 /// to compare when other work shares the server's core.
 pub(crate) fn load(args: &[String]) -> anyhow::Result<()> {
     let arg = |i: usize| -> anyhow::Result<u64> {
         args.get(i)
-            .context("http-load PORT BYTES SECS CONNS SERVER_PID")?
+            .context("http-load PORT BYTES SECS CONNS SERVER_PID [epoll|spin]")?
             .parse()
             .context("a number")
     };
     let (port, bytes, secs, conns) = (arg(0)? as u16, arg(1)? as usize, arg(2)?, arg(3)?);
     let server = arg(4)?.to_string();
     let events_per_batch = Batches::new(bytes).events;
+    match args.get(5).map(String::as_str) {
+        None | Some("epoll") => {}
+        Some("spin") => return spin_load(port, bytes, secs, conns, &server, events_per_batch),
+        Some(other) => bail!("the client is epoll or spin, not {other:?}"),
+    }
     runtime()?.block_on(async move {
         let start = Instant::now() + Duration::from_secs(1);
         let end = start + Duration::from_secs(secs);
@@ -430,22 +463,176 @@ pub(crate) fn load(args: &[String]) -> anyhow::Result<()> {
         let elapsed = start.elapsed().as_secs_f64();
         let cpu = (cpu_time("self") - cpu_start).as_secs_f64() / elapsed;
         let server_cpu = (cpu_time(&server) - server_start).as_secs_f64();
-        if failed > 0 {
-            bail!("{failed} requests were not answered 200");
-        }
-        println!(
-            "load: {:.0} requests/s, {:.0} events/s, {:.0} requests/server-cpu-s, {:.0} events/server-cpu-s, \
-             {} events a batch, server CPU {:.0} %, client CPU {:.0} %, {conns} connections",
-            ok as f64 / elapsed,
-            (ok * events_per_batch as u64) as f64 / elapsed,
-            ok as f64 / server_cpu,
-            (ok * events_per_batch as u64) as f64 / server_cpu,
+        report(
+            ok,
+            failed,
+            elapsed,
+            server_cpu,
+            cpu,
             events_per_batch,
-            server_cpu / elapsed * 100.0,
-            cpu * 100.0,
-        );
-        Ok(())
+            conns,
+        )
     })
+}
+
+/// Prints the `load:` line both clients end with.
+fn report(
+    ok: u64,
+    failed: u64,
+    elapsed: f64,
+    server_cpu: f64,
+    cpu: f64,
+    events_per_batch: usize,
+    conns: u64,
+) -> anyhow::Result<()> {
+    if failed > 0 {
+        bail!("{failed} requests were not answered 200");
+    }
+    println!(
+        "load: {:.0} requests/s, {:.0} events/s, {:.0} requests/server-cpu-s, {:.0} events/server-cpu-s, \
+         {} events a batch, server CPU {:.0} %, client CPU {:.0} %, {conns} connections",
+        ok as f64 / elapsed,
+        (ok * events_per_batch as u64) as f64 / elapsed,
+        ok as f64 / server_cpu,
+        (ok * events_per_batch as u64) as f64 / server_cpu,
+        events_per_batch,
+        server_cpu / elapsed * 100.0,
+        cpu * 100.0,
+    );
+    Ok(())
+}
+
+/// One connection of the spinning client: the request being written, then the answer being read.
+struct SpinConn {
+    stream: std::net::TcpStream,
+    batches: Batches,
+    request: Vec<u8>,
+    body: Vec<u8>,
+    written: usize,
+    response: Vec<u8>,
+    sent_at: Instant,
+}
+
+/// The same load as the epoll client, from one thread that never sleeps: non-blocking sockets
+/// polled in turn. On loopback the server's `write` runs the client socket's receive path and,
+/// when the client thread sleeps in `epoll_wait`, its wake-up (an inter-processor interrupt,
+/// costly in a VM), all charged to the server's CPU time; the slower of two servers leaves the
+/// client asleep more often and so pays more of it. With a client that never sleeps no wake-up
+/// is needed, and the server's CPU time is its own work and the TCP stack's.
+fn spin_load(
+    port: u16,
+    bytes: usize,
+    secs: u64,
+    conns: u64,
+    server: &str,
+    events_per_batch: usize,
+) -> anyhow::Result<()> {
+    use std::io::{ErrorKind, Read, Write};
+    let start = Instant::now() + Duration::from_secs(1);
+    let end = start + Duration::from_secs(secs);
+    let mut connections = Vec::new();
+    for c in 0..conns {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        let mut batches = Batches::new(bytes);
+        batches.rng ^= c.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut conn = SpinConn {
+            stream,
+            batches,
+            request: Vec::new(),
+            body: Vec::new(),
+            written: 0,
+            response: Vec::with_capacity(4096),
+            sent_at: Instant::now(),
+        };
+        conn.batches.request(&mut conn.request, &mut conn.body);
+        connections.push(conn);
+    }
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let mut measuring = None;
+    let mut chunk = [0u8; 4096];
+    while !connections.is_empty() {
+        let now = Instant::now();
+        if measuring.is_none() && now >= start {
+            measuring = Some((cpu_time("self"), cpu_time(server)));
+        }
+        connections.retain_mut(|conn| {
+            if conn.written < conn.request.len() {
+                match conn.stream.write(&conn.request[conn.written..]) {
+                    Ok(n) => conn.written += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                    Err(_) => {
+                        failed += 1;
+                        return false;
+                    }
+                }
+                return true;
+            }
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => {
+                    failed += 1;
+                    return false;
+                }
+                Ok(n) => conn.response.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    failed += 1;
+                    return false;
+                }
+            }
+            let Some(status) = complete_response(&conn.response) else {
+                return true;
+            };
+            if conn.sent_at >= start {
+                if status == 200 {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            if now >= end {
+                return false;
+            }
+            conn.response.clear();
+            conn.written = 0;
+            conn.sent_at = now;
+            conn.batches.request(&mut conn.request, &mut conn.body);
+            true
+        });
+    }
+    let (cpu_start, server_start) = measuring.context("the run ended before it started")?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = (cpu_time("self") - cpu_start).as_secs_f64() / elapsed;
+    let server_cpu = (cpu_time(server) - server_start).as_secs_f64();
+    report(
+        ok,
+        failed,
+        elapsed,
+        server_cpu,
+        cpu,
+        events_per_batch,
+        conns,
+    )
+}
+
+/// The status of the response in `buf` once it is whole (head and `Content-Length` bytes of
+/// body); `None` while more is to come. A status of 0 stands for an unreadable head.
+fn complete_response(buf: &[u8]) -> Option<u16> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let Ok(head) = std::str::from_utf8(&buf[..end]) else {
+        return Some(0);
+    };
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    (buf.len() >= end + 4 + length).then_some(status)
 }
 
 /// `http-inproc BYTES SECS`: `Receiver::accept` + commit of the same kind of batches in

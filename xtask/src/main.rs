@@ -7,14 +7,16 @@
 //!   child process restarted with SIGKILL, then as three instances on one PostgreSQL spool) and
 //!   the receiver suite (against the SDK's example and the mock SIEM), one summary table;
 //!   non-zero exit on any failure.
-//! - `bench-http [--rounds N] [--secs S] [--conns C]`: the receiver SDK's axum extractor
-//!   against a bare axum handler over loopback HTTP, with a load generator that signs fresh
-//!   batches, server and client each pinned to its own core (`taskset`).
+//! - `bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]`: the receiver
+//!   SDK's axum extractor against a bare axum handler over loopback HTTP, with a load generator
+//!   that signs fresh batches (a sleeping and a spinning client), server and client each pinned
+//!   to its own core (`taskset`).
 //! - `fuzz [--minutes N] [--target NAME] [--setup]`: the AFL++ fuzz targets of `fuzz/`, each
 //!   N minutes (default 10), one at a time; installs cargo-afl first when it is missing.
-//! - `mutants [--package NAME] [--jobs N] [--list] [-- ARGS]`: cargo-mutants on the files that
-//!   carry the guarantees (signatures, verification, deduplication, filter, batching, retries,
-//!   guard, spool writes), with the share of viable mutants that survive.
+//! - `mutants [--package NAME] [--file GLOB] [--cargo-test-arg ARG] [--jobs N] [--list]
+//!   [-- ARGS]`: cargo-mutants on the files that carry the guarantees (signatures,
+//!   verification, deduplication, filter, batching, retries, guard, spool writes), with the
+//!   share of viable mutants that survive.
 //! - `help`: this list.
 //!
 //! The tidy checks (a `//!` doc on every file, no ignored tests, …) are a test:
@@ -43,7 +45,7 @@ tasks:
                     sender as a child process restarted by SIGKILL, N/2 with three
                     instances on one PostgreSQL spool) and the receiver suite
                     (against the SDK's example receiver and the mock SIEM); one summary table
-  bench-http [--rounds N] [--secs S] [--conns C]
+  bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]
                     the receiver SDK's axum extractor against a bare axum handler over
                     loopback HTTP (1 KiB and 64 KiB signed batches, fresh UUIDs and
                     signatures per request), server and client pinned to cores 0 and 1
@@ -52,11 +54,13 @@ tasks:
                     retry_after, config) under AFL++, each N minutes (default 10), one
                     at a time, niced; installs cargo-afl when missing; --setup only
                     installs and builds; crashing inputs go to fixtures/fuzz/<target>/
-  mutants [--package NAME] [--jobs N] [--list] [-- ARGS]
+  mutants [--package NAME] [--file GLOB] [--cargo-test-arg ARG] [--jobs N] [--list] [-- ARGS]
                     cargo-mutants (installed when missing) on the files that carry the
                     guarantees, per crate (evo-siem-protocol, evo-siem-receiver,
                     evo-siem-sender); prints caught / missed and the share of viable mutants
-                    that survive (target at most 5 %); ARGS go to cargo test
+                    that survive (target at most 5 %); --file narrows a crate to some of
+                    its files in scope, --cargo-test-arg goes to cargo test (--lib,
+                    --tests), ARGS to the test binaries
   help              print this help
 
 The tidy checks run as a test: cargo test -p xtask";

@@ -1,5 +1,6 @@
-//! `cargo xtask mutants [--package NAME] [--jobs N] [--list] [-- CARGO-TEST-ARGS]`: mutation
-//! testing, with cargo-mutants, of the files that carry the product's guarantees.
+//! `cargo xtask mutants [--package NAME] [--file GLOB]... [--cargo-test-arg ARG]... [--jobs N]
+//! [--list] [-- TEST-ARGS]`: mutation testing, with cargo-mutants, of the files that carry the
+//! product's guarantees.
 //!
 //! A mutant is the code with one small change (a `<` made `<=`, a function body replaced by
 //! `Default::default()`, a `&&` made `||`). A mutant that `cargo test` still passes is code whose
@@ -7,6 +8,11 @@
 //! the tests catch; the goal is at most 5 % surviving in these files. Too slow for CI (each
 //! mutant is an incremental build and a test run of its crate): run it by hand, one crate at a
 //! time if need be, and read the survivors in `target/mutants/<crate>/mutants.out/missed.txt`.
+//!
+//! `--file` narrows a crate's run to some of its files in scope (one group at a time: a crate's
+//! whole scope can take an hour); `--cargo-test-arg` is passed to `cargo test` (for example
+//! `--lib` and `--tests` to leave the doctests out, which cost about 40 s a mutant), and what
+//! follows `--` goes to the test binaries (a filter).
 //!
 //! cargo-mutants is installed (`cargo install cargo-mutants --locked`) when it is missing.
 
@@ -54,6 +60,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut jobs = "1".to_owned();
     let mut list = false;
     let mut test_args: Vec<String> = Vec::new();
+    let mut only_files: Vec<String> = Vec::new();
+    let mut cargo_test_args: Vec<String> = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
@@ -67,12 +75,34 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             }
             "--jobs" | "-j" => jobs = rest.next().context("--jobs needs a number")?.clone(),
             "--list" => list = true,
+            "--file" => only_files.push(rest.next().context("--file needs a path")?.clone()),
+            "--cargo-test-arg" => cargo_test_args.push(
+                rest.next()
+                    .context("--cargo-test-arg needs an argument")?
+                    .clone(),
+            ),
+            other if other.starts_with("--cargo-test-arg=") => {
+                cargo_test_args.push(other["--cargo-test-arg=".len()..].to_owned());
+            }
             "--" => test_args = rest.by_ref().cloned().collect(),
             other => bail!("unknown argument {other:?}"),
         }
     }
     if packages.is_empty() {
         packages = SCOPE.iter().map(|(p, _)| *p).collect();
+    }
+    // A file given must be in the scope of the one crate being run, so that the score stays
+    // about the files that carry the guarantees.
+    if !only_files.is_empty() {
+        let [package] = packages[..] else {
+            bail!("--file needs exactly one --package");
+        };
+        let (_, files) = SCOPE.iter().find(|(p, _)| *p == package).expect("known");
+        for file in &only_files {
+            if !files.iter().any(|glob| in_scope(glob, file)) {
+                bail!("--file {file:?} is not in {package}'s scope: {files:?}");
+            }
+        }
     }
     crate::ensure_cargo_tool("mutants", "cargo-mutants")?;
     let root = project_root();
@@ -87,8 +117,16 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .args(["mutants", "--package", package, "--jobs", &jobs])
             .arg("--output")
             .arg(&out);
-        for file in *files {
+        let chosen: Vec<&str> = if only_files.is_empty() {
+            files.to_vec()
+        } else {
+            only_files.iter().map(String::as_str).collect()
+        };
+        for file in chosen {
             command.args(["--file", file]);
+        }
+        for arg in &cargo_test_args {
+            command.arg(format!("--cargo-test-arg={arg}"));
         }
         if list {
             command.arg("--list");
@@ -111,6 +149,16 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         println!("mutants: {line}");
     }
     Ok(())
+}
+
+/// Whether `file` is matched by `glob`, a path whose last part may be `*.rs`.
+fn in_scope(glob: &str, file: &str) -> bool {
+    match glob.strip_suffix("*.rs") {
+        Some(dir) => file.strip_prefix(dir).is_some_and(|name| {
+            !name.contains('/') && name.ends_with(".rs") && name.len() > ".rs".len()
+        }),
+        None => glob == file,
+    }
 }
 
 /// The score from cargo-mutants' `outcomes.json`: caught, missed, timeouts and unviable, and
@@ -143,4 +191,33 @@ fn score(dir: &Path) -> anyhow::Result<String> {
          survivors in {}",
         dir.join("missed.txt").display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_scope;
+
+    #[test]
+    fn a_file_is_in_scope_when_a_glob_or_a_path_names_it() {
+        assert!(in_scope(
+            "crates/sender/src/retry/*.rs",
+            "crates/sender/src/retry/backoff.rs"
+        ));
+        assert!(in_scope(
+            "crates/sender/src/guard.rs",
+            "crates/sender/src/guard.rs"
+        ));
+        assert!(!in_scope(
+            "crates/sender/src/retry/*.rs",
+            "crates/sender/src/retry/x/y.rs"
+        ));
+        assert!(!in_scope(
+            "crates/sender/src/retry/*.rs",
+            "crates/sender/src/retry/.rs"
+        ));
+        assert!(!in_scope(
+            "crates/sender/src/guard.rs",
+            "crates/sender/src/filter.rs"
+        ));
+    }
 }

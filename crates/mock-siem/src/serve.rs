@@ -2,8 +2,9 @@
 //!
 //! `axum::serve` gives a handler no way to end its own connection without an answer, which the
 //! `drop` and `reset` faults need. Here each connection gets a [`Kill`] in its requests'
-//! extensions; a handler that fires it makes the connection task drop the connection (FIN) or,
-//! for a reset, set `SO_LINGER` to zero first so that the close sends an RST.
+//! extensions; a handler that fires it makes the connection task end the connection: in order
+//! (FIN first, then what the client already sent is read, so that the close sends no RST) or,
+//! for a reset, with `SO_LINGER` set to zero first so that the close sends an RST.
 
 use axum::Router;
 use hyper_util::rt::TokioIo;
@@ -72,13 +73,35 @@ pub(crate) async fn serve(listener: TcpListener, router: Router) {
             tokio::select! {
                 _ = connection => {}
                 () = kill.notify.notified() => {
-                    if kill.reset.load(std::sync::atomic::Ordering::SeqCst)
-                        && let Some(socket) = &socket
-                    {
-                        let _ = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO));
+                    if let Some(socket) = &socket {
+                        let socket = socket2::SockRef::from(socket);
+                        if kill.reset.load(std::sync::atomic::Ordering::SeqCst) {
+                            let _ = socket.set_linger(Some(Duration::ZERO));
+                        } else {
+                            close_in_order(&socket);
+                        }
                     }
                 }
             }
         });
+    }
+}
+
+/// Sends the FIN at once, then reads what the client had already sent: closing a socket with
+/// unread data sends an RST instead of the orderly end a `drop` fault promises (a body whose
+/// last bytes came after hyper read the head would turn the close into a reset).
+fn close_in_order(socket: &socket2::Socket) {
+    use std::io::Read;
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    // The descriptor is non-blocking (tokio's), so this stops at the first empty read; bounded,
+    // so that a client that never stops sending cannot hold the task here.
+    let mut buf = [0u8; 16 * 1024];
+    let mut left: usize = 1 << 20;
+    let mut reader: &socket2::Socket = socket;
+    while left > 0 {
+        match reader.read(&mut buf) {
+            Ok(n) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
     }
 }

@@ -321,4 +321,53 @@ mod tests {
             matches!(parse(input), Err(WalkError::Syntax(m)) if m.contains("trailing characters at byte 63"))
         );
     }
+
+    /// A refusal's detail says which event is wrong and at which byte of the body, so that the
+    /// sender's operator can find it: a wrong type names the event, and both kinds of error
+    /// point at the offending value, also past the first line of a pretty-printed body.
+    #[test]
+    fn errors_name_the_event_and_the_byte_of_the_offending_value() {
+        let pretty = body(&[event_json("a", 1, None), event_json("b", 2, None)], true);
+        let pretty = String::from_utf8(pretty).unwrap();
+        assert!(pretty.lines().count() > 20);
+
+        let wrong_type = pretty.replacen("\"ts\": 2", "\"ts\": \"2\"", 1);
+        let value = wrong_type.find("\"ts\": \"2\"").unwrap() + "\"ts\": ".len();
+        let Err(WalkError::Shape(detail)) = parse(wrong_type.as_bytes()) else {
+            panic!("a wrong type is a shape error");
+        };
+        // serde_json reports the last byte of the value: the closing quote of "2".
+        let at = value + 2;
+        assert_eq!(
+            detail,
+            format!("event 1: invalid type: string \"2\", expected i64 at byte {at}")
+        );
+
+        let bad_syntax = pretty.replacen("\"ts\": 2", "\"ts\": 2x", 1);
+        let x = bad_syntax.find("\"ts\": 2x").unwrap() + "\"ts\": 2".len();
+        let Err(WalkError::Syntax(detail)) = parse(bad_syntax.as_bytes()) else {
+            panic!("a stray byte is a syntax error");
+        };
+        assert_eq!(detail, format!("expected `,` or `}}` at byte {x}"));
+
+        let top_level = br#"{"schema_version":"1","count":"x","events":[]}"#;
+        let Err(WalkError::Shape(detail)) = parse(top_level) else {
+            panic!("a wrong type is a shape error");
+        };
+        assert_eq!(
+            detail,
+            "invalid type: string \"x\", expected u64 at byte 32"
+        );
+    }
+
+    #[test]
+    fn an_empty_object_is_a_batch_missing_its_fields() {
+        for input in [&b"{}"[..], b"{ }", b" {\n}\n"] {
+            assert!(
+                matches!(parse(input), Err(WalkError::Shape(m)) if m == "missing field `schema_version`"),
+                "{:?}",
+                std::str::from_utf8(input)
+            );
+        }
+    }
 }

@@ -3,6 +3,7 @@
 mod fixtures;
 mod schema;
 mod standard_webhooks;
+mod verify;
 
 use std::path::{Path, PathBuf};
 

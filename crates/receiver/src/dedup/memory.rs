@@ -505,4 +505,107 @@ mod tests {
         );
         assert_eq!(store.len(), 8);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seen_uuid_is_remembered_for_the_ttl_exactly() {
+        let ttl = Duration::from_secs(640);
+        let store = MemoryDedup::new(MemoryDedupConfig::default().ttl(ttl));
+        assert!(store.is_empty());
+        let keys = ids(3);
+        store.commit_now(&keys, ClaimToken(1));
+        assert!(!store.is_empty());
+        tokio::time::advance(ttl - Duration::from_millis(1)).await;
+        assert_eq!(
+            store.claim_now(&keys, ClaimToken(2)),
+            vec![ClaimOutcome::Seen; 3]
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            store.claim_now(&keys, ClaimToken(2)),
+            vec![ClaimOutcome::Claimed; 3]
+        );
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_holds_for_the_claim_ttl_exactly() {
+        let claim_ttl = Duration::from_secs(10);
+        let store = MemoryDedup::new(MemoryDedupConfig::default().claim_ttl(claim_ttl));
+        let keys = ids(2);
+        store.claim_now(&keys, ClaimToken(1));
+        tokio::time::advance(claim_ttl - Duration::from_millis(1)).await;
+        assert_eq!(
+            store.claim_now(&keys, ClaimToken(2)),
+            vec![ClaimOutcome::InFlight; 2]
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            store.claim_now(&keys, ClaimToken(2)),
+            vec![ClaimOutcome::Claimed; 2]
+        );
+        // Taken over: the first delivery's release no longer frees them.
+        store.release_now(&keys, ClaimToken(1));
+        assert_eq!(
+            store.claim_now(&keys, ClaimToken(3)),
+            vec![ClaimOutcome::InFlight; 2]
+        );
+    }
+
+    /// Claims in flight stay in flight however many there are (the sweep of expired claims
+    /// that runs once a shard holds 64 or more must keep the live ones), and claims never
+    /// released are dropped once expired, so they cannot accumulate.
+    #[tokio::test(start_paused = true)]
+    async fn many_claims_stay_in_flight_and_leaked_ones_are_swept() {
+        let claim_ttl = Duration::from_secs(10);
+        let store = MemoryDedup::new(MemoryDedupConfig::default().claim_ttl(claim_ttl).shards(1));
+        let claims = |store: &MemoryDedup| lock(&store.shards[0]).claims.len();
+        let leaked: Vec<Uuid> = (1..=100).map(Uuid::from_u128).collect();
+        assert_eq!(
+            store.claim_now(&leaked, ClaimToken(1)),
+            vec![ClaimOutcome::Claimed; 100]
+        );
+        assert_eq!(
+            store.claim_now(&leaked, ClaimToken(2)),
+            vec![ClaimOutcome::InFlight; 100]
+        );
+        assert_eq!(claims(&store), 100);
+        tokio::time::advance(claim_ttl).await;
+        // A hundred more: the map reaches twice its size after the last sweep, and the expired
+        // hundred go.
+        let live: Vec<Uuid> = (101..=200).map(Uuid::from_u128).collect();
+        store.claim_now(&live, ClaimToken(3));
+        assert_eq!(claims(&store), 100);
+        assert_eq!(
+            store.claim_now(&live, ClaimToken(4)),
+            vec![ClaimOutcome::InFlight; 100]
+        );
+    }
+
+    /// The capacity is shared by the shards: a sharded store holds about as many random UUIDs
+    /// as its capacity, not the share of one shard.
+    #[tokio::test(start_paused = true)]
+    async fn the_capacity_is_spread_over_the_shards() {
+        let store = MemoryDedup::new(MemoryDedupConfig::default().capacity(1600));
+        assert_eq!(store.shards.len(), 16);
+        let keys: Vec<Uuid> = (0..1600).map(|_| Uuid::new_v4()).collect();
+        for chunk in keys.chunks(100) {
+            store.commit_now(chunk, ClaimToken(1));
+        }
+        // 100 a shard; random keys fill the shards unevenly, so some are evicted early.
+        assert!(store.len() > 1400, "{} remembered", store.len());
+        assert!(store.len() <= 1600);
+    }
+
+    /// The debug output, which a `Receiver`'s includes, shows how full each shard is.
+    #[tokio::test(start_paused = true)]
+    async fn debug_output_counts_seen_uuids_and_claims() {
+        let store = MemoryDedup::new(MemoryDedupConfig::default().shards(1));
+        store.commit_now(&ids(3), ClaimToken(1));
+        store.claim_now(&[Uuid::from_u128(9)], ClaimToken(2));
+        let debug = format!("{store:?}");
+        assert!(
+            debug.contains("Shard { seen: 3, claims: 1, .. }"),
+            "{debug}"
+        );
+    }
 }

@@ -286,4 +286,77 @@ mod tests {
             }
         }
     }
+
+    /// Two UUIDs with the same 32-bit tag (found by a birthday search among random ones) are
+    /// still two UUIDs: a lookup compares the whole key, never the tag alone.
+    #[test]
+    fn keys_sharing_a_tag_are_told_apart() {
+        let now = Instant::now();
+        let mut set = SeenSet::new(1000, Duration::from_secs(3600));
+        let mut by_tag = std::collections::HashMap::new();
+        let (a, b) = std::iter::repeat_with(Uuid::new_v4)
+            .find_map(|u| by_tag.insert(set.tag(&u), u).map(|earlier| (earlier, u)))
+            .expect("a collision among random keys");
+        assert_ne!(a, b);
+        set.insert(a, now);
+        assert!(set.contains(&a));
+        assert!(!set.contains(&b), "a fresh UUID taken for a seen one");
+        set.insert(b, now);
+        assert!(set.contains(&a) && set.contains(&b));
+        assert_eq!(set.len(), 2);
+    }
+
+    /// Keys spread over the table, also time-ordered ones that differ in a few low bits: the
+    /// mean distance from a key's home bucket stays near linear probing's 2 at a load of 2/3,
+    /// so a lookup reads about one cache line however many keys the set holds.
+    #[test]
+    fn keys_spread_over_the_table_so_probes_stay_short() {
+        let now = Instant::now();
+        let capacity = 3000;
+        let base: u128 = 0x0193_7a1c_2b3d_7e4f_8a5b_0000_0000_0000; // a v7 UUID's shape
+        for round in 0..8u128 {
+            for sequential in [false, true] {
+                let mut set = SeenSet::new(capacity, Duration::from_secs(3600));
+                for i in 0..capacity as u128 {
+                    let key = if sequential {
+                        Uuid::from_u128(base + (round << 20) + i)
+                    } else {
+                        Uuid::new_v4()
+                    };
+                    set.insert(key, now);
+                }
+                let len = set.table.len();
+                let total: usize = (0..len)
+                    .filter(|&bucket| set.table[bucket] != 0)
+                    .map(|bucket| {
+                        let home = set.home((set.table[bucket] >> 32) as u32);
+                        (bucket + len - home) % len
+                    })
+                    .sum();
+                let mean = total as f64 / capacity as f64;
+                assert!(
+                    mean < 8.0,
+                    "mean probe distance {mean:.1} (sequential keys: {sequential})"
+                );
+            }
+        }
+    }
+
+    /// The ring of keys grows in steps as entries arrive and never past the capacity: the
+    /// memory bound is the configured one (16 bytes a key in the ring).
+    #[test]
+    fn the_ring_grows_to_its_capacity_and_no_further() {
+        let now = Instant::now();
+        for capacity in [1, 7, 1024, 1500, 5000] {
+            let mut set = SeenSet::new(capacity, Duration::from_secs(3600));
+            for i in 0..capacity + 100 {
+                set.insert(Uuid::from_u128(i as u128 + 1), now);
+                assert!(set.ring.capacity() <= capacity, "capacity {capacity}");
+            }
+            assert_eq!(
+                (set.len(), set.ring.len(), set.ring.capacity()),
+                (capacity, capacity, capacity)
+            );
+        }
+    }
 }

@@ -8,3 +8,4 @@ mod fixtures;
 mod http;
 mod robustness;
 mod standard_webhooks;
+mod store_calls;
