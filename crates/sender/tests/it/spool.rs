@@ -573,3 +573,56 @@ async fn a_dead_letter_leaves_the_backlog_and_its_replay_counts_it_back(backend:
     );
     assert_eq!(spool.dead_letter_count("acme").await.unwrap(), 0);
 }
+
+/// On PostgreSQL, replays of one integration take turns, across instances: a replay waits while
+/// another holds the integration's replay lock (the advisory lock `dead_letters.rs` takes, keyed
+/// by `0x6576_6f72` and the integration's name), so two replays at once cannot interleave their
+/// pages or stop short. Here a second connection holds that lock as a running replay would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_waits_for_another_replay_of_the_same_integration() {
+    let place = Place::new(Backend::Postgres).await;
+    let Place::Postgres(db) = &place else {
+        unreachable!("a PostgreSQL place")
+    };
+    let spool = place.open(BacklogLimits::default()).await;
+    spool.append("acme", vec![event("refused")]).await.unwrap();
+    let pending = spool.pending("acme", 10).await.unwrap();
+    spool
+        .dead_letter("acme", pending[0].id, "http 422".into())
+        .await
+        .unwrap();
+
+    let (mut other, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let running = other.transaction().await.unwrap();
+    running
+        .execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&0x6576_6f72_i32, &"acme"],
+        )
+        .await
+        .unwrap();
+    let replay = tokio::spawn({
+        let spool = spool.clone();
+        async move { spool.replay_page("acme", None, 10).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !replay.is_finished(),
+        "a replay went ahead while another replay of the integration was running"
+    );
+    assert_eq!(spool.dead_letter_count("acme").await.unwrap(), 1);
+    running.commit().await.unwrap();
+    let page = tokio::time::timeout(std::time::Duration::from_secs(10), replay)
+        .await
+        .expect("the replay goes ahead once the other one ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.moved, 1);
+    assert_eq!(
+        labels(&spool.pending("acme", 10).await.unwrap()),
+        ["refused"]
+    );
+}
