@@ -359,4 +359,21 @@ mod tests {
             );
         }
     }
+
+    /// The TTL's bookkeeping stays small: insertions within one epoch (the TTL / 64) share its
+    /// record, and a new record starts only once an epoch has passed, so a burst of a million
+    /// events costs one record, not a million.
+    #[test]
+    fn insertions_within_an_epoch_share_one_record() {
+        let now = Instant::now();
+        let mut set = SeenSet::new(1000, Duration::from_secs(64));
+        for key in 1..=1000u128 {
+            set.insert(Uuid::from_u128(key), now + Duration::from_millis(999));
+        }
+        assert_eq!(set.epochs.len(), 1);
+        set.insert(Uuid::from_u128(5000), now + Duration::from_secs(1));
+        assert_eq!(set.epochs.len(), 1, "still inside the first epoch's second");
+        set.insert(Uuid::from_u128(5001), now + Duration::from_millis(1999));
+        assert_eq!(set.epochs.len(), 2);
+    }
 }
