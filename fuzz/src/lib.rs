@@ -11,6 +11,13 @@
 //!   `Verifier::verify` and `Verifier::verify_indexed` (the same refusal, or the same events,
 //!   keys and timestamp); an arbitrary header is refused as a signature fault unless it is the
 //!   right signature; a rotation finds the matching secret.
+//! - [`standard_webhooks`]: `parse_timestamp` and `parse_signatures` agree with a plain reading
+//!   of the headers; `standard_webhooks::verify` accepts exactly when one `v1` entry is the
+//!   body's signature over the id and timestamp as received, with any secret of a rotation; and
+//!   `Verifier::verify_with_headers` and `verify_indexed_with_headers` give the same answer for
+//!   arbitrary Standard Webhooks headers, the same as the `X-Evo-Signature-256` path once the
+//!   signature is right and the timestamp inside the window, and the header's own refusal when
+//!   it is not.
 //! - [`ingest`]: what the sender's ingest parser accepts is a list of JSON objects with valid
 //!   event ids; the same events as a JSON array and as NDJSON give the same result; and a batch
 //!   of them, as the sender encodes it, is accepted by the receiver's `Verifier`.
@@ -21,10 +28,13 @@
 //!   never panics, and no error message (nor the configuration's `Debug`) holds a secret: not
 //!   the values of the variables or the file it names, not a literal header value.
 
+use evo_siem_protocol::standard_webhooks::{
+    self, MAX_SIGNATURES, StandardWebhooksError, parse_signatures, parse_timestamp,
+};
 use evo_siem_protocol::{
-    DEFAULT_TOLERANCE, EventIds, Refusal, Secret, SignatureError, TAG_LEN, Verifier,
-    encode_batch_from_text, event_key, is_valid_event_id, parse_header, parse_rfc3339, tag,
-    verify_signature,
+    DEFAULT_TOLERANCE, EventIds, Refusal, Secret, SignatureError, SignatureHeaders,
+    SignatureScheme, TAG_LEN, Verifier, encode_batch_from_text, event_key, is_valid_event_id,
+    parse_header, parse_rfc3339, tag, verify_signature,
 };
 use evo_siem_sender::api::parse_ingest_body;
 use evo_siem_sender::retry::{Backoff, MAX_RETRY_AFTER, parse_retry_after};
@@ -38,6 +48,7 @@ pub type Body = fn(&[u8]);
 pub const TARGETS: &[(&str, Body)] = &[
     ("signature_header", signature_header),
     ("verify", verify),
+    ("standard_webhooks", standard_webhooks),
     ("ingest", ingest),
     ("retry_after", retry_after),
     ("config", config),
@@ -200,6 +211,231 @@ pub fn verify(data: &[u8]) {
                 "a header that is not this body's signature got {got:?}"
             );
         }
+    }
+}
+
+/// Unix seconds of `at` (0 before the epoch).
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Input: a flags byte, the lengths of `webhook-id`, `webhook-timestamp` and
+/// `webhook-signature`, those three values, then the body. Flags: bits 0-1 leave out the id,
+/// the timestamp; bit 2 leaves out the signature; bit 3 adds the right `v1` entry (made over
+/// the id as given, lossily UTF-8, and the clock's second) after the given ones, bit 4 puts the
+/// timestamp just outside the window when it does; bits 5-6 choose the schemes (both, Standard
+/// Webhooks only, Evo only); bit 7 adds a right `X-Evo-Signature-256` too.
+pub fn standard_webhooks(data: &[u8]) {
+    let [flags, id_len, ts_len, sig_len, rest @ ..] = data else {
+        return;
+    };
+    let (id, rest) = rest.split_at(usize::from(*id_len).min(rest.len()));
+    let (timestamp, rest) = rest.split_at(usize::from(*ts_len).min(rest.len()));
+    let (signature, body) = rest.split_at(usize::from(*sig_len).min(rest.len()));
+    let secret = Secret::new(SECRET);
+    let now = clock(0, body);
+
+    // 1. The header parsers against a plain reading.
+    let digits =
+        !timestamp.is_empty() && timestamp.len() <= 19 && timestamp.iter().all(u8::is_ascii_digit);
+    let expected = digits
+        .then(|| std::str::from_utf8(timestamp).ok()?.parse::<u64>().ok())
+        .flatten()
+        .ok_or(StandardWebhooksError::InvalidTimestamp);
+    assert_eq!(parse_timestamp(timestamp), expected, "{timestamp:?}");
+    let entries: Vec<&[u8]> = signature
+        .split(|&b| b == b' ')
+        .filter(|e| !e.is_empty())
+        .collect();
+    let v1: Vec<&[u8]> = entries
+        .iter()
+        .filter_map(|e| e.strip_prefix(b"v1,"))
+        .collect();
+    match parse_signatures(signature) {
+        Ok(tags) => {
+            assert_eq!(tags.len(), v1.len());
+            assert!((1..=MAX_SIGNATURES).contains(&tags.len()));
+            assert!(entries.iter().all(|e| e.contains(&b',')));
+            assert!(v1.iter().all(|s| s.len() == 44), "{v1:?}");
+        }
+        Err(StandardWebhooksError::NoSupportedSignature) => {
+            assert!(v1.is_empty());
+            assert!(entries.iter().all(|e| e.contains(&b',')));
+        }
+        Err(StandardWebhooksError::MalformedSignature) => assert!(
+            entries.iter().any(|e| !e.contains(&b','))
+                || v1.len() > MAX_SIGNATURES
+                || v1.iter().any(|s| s.len() != 44),
+            "refused as malformed: {signature:?}"
+        ),
+        Err(other) => panic!("parse_signatures: {other:?}"),
+    }
+
+    // 2. The headers as sent: maybe with the right entry added.
+    let id_text = String::from_utf8_lossy(id).into_owned();
+    let signed_at = if flags & 0x10 == 0 {
+        unix(now)
+    } else {
+        unix(now) + DEFAULT_TOLERANCE.as_secs() + 1
+    };
+    let (timestamp, signature) = if flags & 0x08 != 0 {
+        let right = standard_webhooks::sign(&secret, &id_text, signed_at, body);
+        let mut value = signature.to_vec();
+        if !value.is_empty() {
+            value.push(b' ');
+        }
+        value.extend_from_slice(right.as_bytes());
+        (signed_at.to_string().into_bytes(), value)
+    } else {
+        (timestamp.to_vec(), signature.to_vec())
+    };
+    let id = if flags & 0x08 != 0 {
+        id_text.as_bytes()
+    } else {
+        id
+    };
+    let mut headers = SignatureHeaders::default();
+    headers.webhook_id = (flags & 0x01 == 0).then_some(id);
+    headers.webhook_timestamp = (flags & 0x02 == 0).then_some(&timestamp[..]);
+    headers.webhook_signature = (flags & 0x04 == 0).then_some(&signature[..]);
+    let checked = standard_webhooks::verify(
+        headers.webhook_id,
+        headers.webhook_timestamp,
+        headers.webhook_signature,
+        body,
+        std::slice::from_ref(&secret),
+    );
+    // Accepted exactly when one v1 entry is the body's signature over the id and timestamp as
+    // received, and every entry is well-formed.
+    if let (Some(i), Some(t), Some(s)) = (
+        headers.webhook_id,
+        headers.webhook_timestamp,
+        headers.webhook_signature,
+    ) {
+        let own = std::str::from_utf8(i).ok().and_then(|i| {
+            let ts = std::str::from_utf8(t).ok()?.parse::<u64>().ok()?;
+            (ts.to_string().as_bytes() == t).then(|| standard_webhooks::sign(&secret, i, ts, body))
+        });
+        match (&checked, parse_timestamp(t), parse_signatures(s)) {
+            (Ok(c), Ok(ts), Ok(_)) => {
+                assert_eq!(c.timestamp, ts);
+                if let Some(own) = &own {
+                    let entry = own.strip_prefix("v1,").expect("v1");
+                    assert!(
+                        s.split(|&b| b == b' ')
+                            .any(|e| e.strip_prefix(b"v1,") == Some(entry.as_bytes())),
+                        "accepted without its own signature among the entries"
+                    );
+                }
+            }
+            (Err(e), Err(te), _) => assert_eq!(*e, te),
+            (Err(e), Ok(_), Err(se)) => assert_eq!(*e, se),
+            (Err(e), Ok(_), Ok(_)) => {
+                assert_eq!(*e, StandardWebhooksError::Mismatch);
+                if let Some(own) = &own {
+                    let entry = own.strip_prefix("v1,").expect("v1");
+                    assert!(
+                        !s.split(|&b| b == b' ')
+                            .any(|e| e.strip_prefix(b"v1,") == Some(entry.as_bytes())),
+                        "its own signature among the entries, refused"
+                    );
+                }
+            }
+            (Ok(_), _, _) => panic!("accepted with an unreadable header: {checked:?}"),
+        }
+        // A rotation finds the same signature with the secret second.
+        let rotated = standard_webhooks::verify(
+            Some(i),
+            Some(t),
+            Some(s),
+            body,
+            &[Secret::new("old-secret"), secret.clone()],
+        );
+        match (&checked, &rotated) {
+            (Ok(c), Ok(r)) => assert_eq!((c.secret_index, r.secret_index), (0, 1)),
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            _ => panic!("one secret: {checked:?}; rotation: {rotated:?}"),
+        }
+        if flags & 0x08 != 0 && parse_signatures(s).is_ok() {
+            assert!(checked.is_ok(), "the right entry refused: {checked:?}");
+        }
+    } else {
+        assert!(checked.is_err());
+    }
+
+    // 3. The verifier: both paths agree, and the body's answer does not depend on the scheme.
+    let schemes: &[SignatureScheme] = match (flags >> 5) & 3 {
+        1 => &[SignatureScheme::StandardWebhooks],
+        2 => &[SignatureScheme::Evo],
+        _ => &SignatureScheme::ALL,
+    };
+    let evo = evo_siem_protocol::sign(&secret, body);
+    headers.evo_signature = (flags & 0x80 != 0).then_some(evo.as_bytes());
+    let verifier = Verifier::new([secret.clone()]).schemes(schemes.iter().copied());
+    let typed = verifier.verify_with_headers(body, &headers, now);
+    let indexed = verifier.verify_indexed_with_headers(body, &headers, now);
+    match (&typed, &indexed) {
+        (Ok(v), Ok(i)) => {
+            assert_eq!(v.uuids, i.uuids);
+            assert_eq!(v.generated_at, i.generated_at);
+            assert_eq!((v.secret_index, i.secret_index), (Some(0), Some(0)));
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "verify and verify_indexed refuse differently"),
+        _ => panic!("verify: {typed:?}\nverify_indexed: {indexed:?}"),
+    }
+    let reference = Verifier::new([secret.clone()])
+        .verify(body, Some(evo.as_bytes()), now)
+        .map(|v| v.uuids);
+    let got = typed.map(|v| v.uuids);
+    let standard =
+        verifier.accepts(SignatureScheme::StandardWebhooks) && headers.webhook_signature.is_some();
+    let evo_used = verifier.accepts(SignatureScheme::Evo) && headers.evo_signature.is_some();
+    if body.len() > verifier.body_limit() {
+        assert!(matches!(got, Err(Refusal::BodyTooLarge { .. })), "{got:?}");
+    } else if standard {
+        match checked {
+            Err(e) if !evo_used => assert_eq!(got, Err(Refusal::StandardWebhooks(e))),
+            Err(_) => assert!(got.is_err(), "a wrong webhook-signature accepted"),
+            Ok(c) => {
+                // Past what a `SystemTime` can hold, the timestamp is refused as unreadable.
+                let Some(at) = UNIX_EPOCH.checked_add(Duration::from_secs(c.timestamp)) else {
+                    assert_eq!(
+                        got,
+                        Err(Refusal::StandardWebhooks(
+                            StandardWebhooksError::InvalidTimestamp
+                        ))
+                    );
+                    return;
+                };
+                let inside = at.max(now).duration_since(at.min(now)).unwrap_or_default()
+                    <= DEFAULT_TOLERANCE;
+                if inside {
+                    assert_eq!(got, reference, "the scheme changed the body's answer");
+                } else {
+                    assert!(
+                        matches!(
+                            got,
+                            Err(Refusal::TimestampTooOld { .. } | Refusal::TimestampTooNew { .. })
+                        ),
+                        "a webhook-timestamp outside the window: {got:?}"
+                    );
+                }
+            }
+        }
+    } else if evo_used {
+        assert_eq!(
+            got, reference,
+            "the right X-Evo-Signature-256, another answer"
+        );
+    } else {
+        assert!(
+            matches!(
+                got,
+                Err(Refusal::Signature(SignatureError::Missing)
+                    | Refusal::StandardWebhooks(StandardWebhooksError::MissingSignature))
+            ),
+            "no signature the verifier accepts, yet {got:?}"
+        );
     }
 }
 

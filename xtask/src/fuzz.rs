@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 const TARGETS: &[&str] = &[
     "signature_header",
     "verify",
+    "standard_webhooks",
     "ingest",
     "retry_after",
     "config",
@@ -363,6 +364,36 @@ fn seeds(root: &Path, target: &str) -> anyhow::Result<Vec<Vec<u8>>> {
                 seeds.push(unsigned);
             }
         }
+        "standard_webhooks" => {
+            // Flags 0x08: the target adds the right `v1` entry for this id and its clock, so
+            // the checks behind the signature are reached at once; then the fixtures' own
+            // headers (another secret: refused, but the parsers see real values).
+            for body in payloads(&fixtures)? {
+                let mut seed = vec![0x08, 5, 0, 0];
+                seed.extend_from_slice(b"msg_1");
+                seed.extend_from_slice(&body);
+                seeds.push(seed);
+            }
+            let vectors: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(fixtures.join("signatures.json"))?)?;
+            let cases = vectors["standard_webhooks"]["verification"].as_array();
+            for case in cases.into_iter().flatten() {
+                let field = |name: &str| case[name].as_str().unwrap_or("").as_bytes().to_vec();
+                let (id, timestamp, header) = (field("id"), field("timestamp"), field("header"));
+                let (Ok(a), Ok(b), Ok(c)) = (
+                    u8::try_from(id.len()),
+                    u8::try_from(timestamp.len()),
+                    u8::try_from(header.len()),
+                ) else {
+                    continue;
+                };
+                let mut seed = vec![0, a, b, c];
+                for part in [id, timestamp, header, field("body")] {
+                    seed.extend_from_slice(&part);
+                }
+                seeds.push(seed);
+            }
+        }
         "ingest" => {
             for body in payloads(&fixtures)? {
                 let Ok(batch) = evo_siem_protocol::parse_batch(&body) else {
@@ -519,6 +550,11 @@ fn dictionary(target: &str) -> Vec<&'static str> {
     match target {
         "verify" | "ingest" => json.to_vec(),
         "signature_header" => vec!["sha256=", "SHA256=", "0123456789abcdef", "ABCDEF"],
+        "standard_webhooks" => {
+            let mut words = json.to_vec();
+            words.extend(["v1,", "v1a,", "v2,", " ", "=", "+/", "1705314605", "msg_"]);
+            words
+        }
         "retry_after" => vec![
             "GMT", "Mon, ", "Sunday, ", "Jan", "Feb", "Dec", " 1994 ", " 9999 ", "00:00:00",
             "23:59:60",
