@@ -352,7 +352,7 @@ impl Batches {
     }
 }
 
-/// Reads one response; returns its status code.
+/// Reads one response; returns its status code (0 for a head that cannot be read).
 async fn read_response(
     stream: &mut tokio::net::TcpStream,
     buf: &mut Vec<u8>,
@@ -360,32 +360,12 @@ async fn read_response(
     buf.clear();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end]).context("response head")?;
-            let status: u16 = head
-                .get(9..12)
-                .and_then(|s| s.parse().ok())
-                .context("status line")?;
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            while buf.len() < end + 4 + length {
-                let n = stream.read(&mut chunk).await?;
-                if n == 0 {
-                    bail!("connection closed mid-response");
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
+        if let Some(status) = complete_response(buf) {
             return Ok(status);
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            bail!("connection closed");
+            bail!("connection closed mid-response");
         }
         buf.extend_from_slice(&chunk[..n]);
     }
