@@ -13,87 +13,31 @@
 
 mod common;
 
+use common::peers::PeerPipeline;
 use common::{Rng, batch_body, refresh_uuids, signed_headers};
 use criterion::{Criterion, Throughput};
 use evo_siem_protocol::{Secret, Verifier, headers, parse_batch};
 use evo_siem_receiver::Receiver;
 use evo_siem_receiver::dedup::{ClaimToken, MemoryDedup};
 use std::hint::black_box;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use uuid::Uuid;
 
 /// The default store's capacity, and the peers' LRU capacity.
 const STORE: usize = 1_000_000;
 
-/// What a user writes today with the peers: the batch as owned, typed structs.
-mod peers {
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    #[allow(dead_code)] // Parsed for the cost of it, as an application would.
-    pub(crate) struct Batch {
-        pub(crate) schema_version: String,
-        pub(crate) events: Vec<Event>,
-        pub(crate) count: u64,
-        pub(crate) generated_at: String,
-    }
-
-    #[derive(Deserialize)]
-    #[allow(dead_code)]
-    pub(crate) struct Event {
-        pub(crate) event_type: String,
-        pub(crate) table: String,
-        pub(crate) timestamp: String,
-        pub(crate) data: Data,
-    }
-
-    #[derive(Deserialize)]
-    #[allow(dead_code)]
-    pub(crate) struct Data {
-        pub(crate) uuid: String,
-        pub(crate) action: String,
-        pub(crate) status: String,
-        pub(crate) actor: Entity,
-        pub(crate) origin: Origin,
-        pub(crate) target: Entity,
-        pub(crate) ts: i64,
-        pub(crate) created_at: i64,
-    }
-
-    #[derive(Deserialize)]
-    #[allow(dead_code)]
-    pub(crate) struct Entity {
-        pub(crate) kind: String,
-        pub(crate) name: String,
-    }
-
-    #[derive(Deserialize)]
-    #[allow(dead_code)]
-    pub(crate) struct Origin {
-        pub(crate) hostname: String,
-        pub(crate) ipaddr: String,
-    }
-}
-
-/// The peers' pipeline with its own steady-state (full) LRU.
+/// The peers' pipeline with its own steady-state (full) LRU, and svix's signing.
 struct Peers {
-    webhook: standardwebhooks::Webhook,
-    seen: lru::LruCache<Uuid, ()>,
+    pipeline: PeerPipeline,
 }
 
 impl Peers {
     fn new(rng: &mut Rng) -> Self {
-        let mut seen = lru::LruCache::new(NonZeroUsize::new(STORE).unwrap());
+        let mut pipeline = PeerPipeline::new(common::SECRET.as_bytes(), STORE);
         for _ in 0..STORE {
-            seen.put(rng.uuid(), ());
+            pipeline.seen.put(rng.uuid(), ());
         }
-        Self {
-            webhook: standardwebhooks::Webhook::from_bytes(common::SECRET.as_bytes().to_vec())
-                .unwrap(),
-            seen,
-        }
+        Self { pipeline }
     }
 
     /// Standard Webhooks headers, signed with svix itself, with a fresh message id.
@@ -103,7 +47,7 @@ impl Peers {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let signature = self.webhook.sign(&id, ts, body).unwrap();
+        let signature = self.pipeline.webhook.sign(&id, ts, body).unwrap();
         let mut map = http::HeaderMap::new();
         map.insert("webhook-id", id.parse().unwrap());
         map.insert("webhook-timestamp", ts.to_string().parse().unwrap());
@@ -113,19 +57,7 @@ impl Peers {
 
     /// Verify, parse, deduplicate: returns the number of fresh events.
     fn accept(&mut self, headers: &http::HeaderMap, body: &[u8]) -> usize {
-        self.webhook.verify(body, headers).unwrap();
-        let batch: peers::Batch = serde_json::from_slice(body).unwrap();
-        assert_eq!(batch.count, batch.events.len() as u64);
-        let mut fresh = 0;
-        for event in &batch.events {
-            let uuid = Uuid::parse_str(&event.data.uuid).unwrap();
-            if self.seen.get(&uuid).is_none() {
-                black_box(&event.data.action); // hand the event off
-                self.seen.put(uuid, ());
-                fresh += 1;
-            }
-        }
-        fresh
+        self.pipeline.accept(headers, body).unwrap()
     }
 }
 
@@ -234,7 +166,27 @@ fn criterion_benches(c: &mut Criterion, rng: &mut Rng, ours: &Ours, peers: &mut 
         });
     });
 
-    for case in [&big, &small] {
+    // The HTTP bench's 1 KiB request (3 events), in process: where a small batch's time goes.
+    let tiny = {
+        let (body, events) = batch_body(rng, 1024);
+        Case {
+            label: "1KiB",
+            body,
+            events,
+        }
+    };
+    group.throughput(Throughput::Elements(tiny.events as u64));
+    group.bench_function("verify_and_validate/1KiB", |b| {
+        let header = signed_headers(&tiny.body);
+        let signature = header.get(headers::SIGNATURE_256).map(|v| v.as_bytes());
+        b.iter(|| {
+            verifier
+                .verify_indexed(black_box(&tiny.body), signature, SystemTime::now())
+                .unwrap()
+                .len()
+        });
+    });
+    for case in [&big, &small, &tiny] {
         group.throughput(Throughput::Elements(case.events as u64));
         for (name, typed) in [("full_accept", false), ("full_accept_typed", true)] {
             group.bench_function(format!("{name}/{}", case.label), |b| {

@@ -10,6 +10,8 @@ use serde_json::value::RawValue;
 use std::time::SystemTime;
 use uuid::Uuid;
 
+pub(crate) mod peers;
+
 pub(crate) const SECRET: &str = "whsec-bench-7f3a9c2e";
 
 /// A tiny xorshift generator: deterministic, and fast enough not to show in the setup.

@@ -70,13 +70,17 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Mean time of one iteration of one benchmark in nanoseconds, from its latest run.
+fn mean_ns(dir: &Path) -> Option<f64> {
+    let file = std::fs::read(dir.join("new/estimates.json")).ok()?;
+    serde_json::from_slice::<Value>(&file).ok()?["mean"]["point_estimate"].as_f64()
+}
+
 /// Throughput per second of one benchmark: (value, unit), from its latest run.
 fn throughput(dir: &Path) -> Option<(f64, &'static str)> {
-    let read = |file: &str| -> Option<Value> {
-        serde_json::from_slice(&std::fs::read(dir.join(file)).ok()?).ok()
-    };
-    let mean_ns = read("new/estimates.json")?["mean"]["point_estimate"].as_f64()?;
-    let spec = read("new/benchmark.json")?;
+    let mean_ns = mean_ns(dir)?;
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("new/benchmark.json")).ok()?).ok()?;
     let per_iter = &spec["throughput"];
     let (amount, unit) = if let Some(bytes) = per_iter["Bytes"].as_f64() {
         (bytes, "B/s")
@@ -134,6 +138,19 @@ fn summarize(criterion: &Path, bench_output: &str, receiver_only: bool) -> anyho
         println!(
             "accept full, 64 KiB: {small:10.0} events/s = {:.2} of the 1 MiB rate per event (target >= 0.9)",
             small / full
+        );
+    }
+    // Per batch: the in-process side of bench-http's 1 KiB figure.
+    let micros = |name: &str| mean_ns(&criterion.join("accept").join(name)).map(|ns| ns / 1e3);
+    if let (Some(validate), Some(full), Some(peers)) = (
+        micros("verify_and_validate_1KiB"),
+        micros("full_accept_1KiB"),
+        micros("peers_1KiB"),
+    ) {
+        println!(
+            "accept full, 1 KiB batch, store full: {full:.2} µs a batch, of which verify + validate \
+             {validate:.2} µs; peers {peers:.2} µs: {:.2}x",
+            peers / full
         );
     }
     println!(

@@ -3,13 +3,19 @@
 //! loopback HTTP, with the same signing load generator, the server on one core and the client on
 //! the other.
 //!
+//! Beside those two, in the same rounds and with the same client, three more servers (see
+//! [`MODES`]): two floors, a handler that only checks the HMAC and one that runs the SDK's whole
+//! check without its store or extractor (signature, replay window, validation), which bound
+//! from below what any receiver keeping the SDK's invariants can cost; and the peers' pipeline
+//! (svix verify, serde_json typed parse, `lru`), what a user would run instead.
+//!
 //! Every request carries a batch with fresh UUIDs, a fresh `generated_at` and a fresh signature
 //! (the generator signs as it goes), so the SDK's duplicate path is never what is measured. The
 //! client is a raw HTTP/1.1 client on keep-alive connections (no pipelining): it does little
 //! besides signing, so the server is the bottleneck, and its CPU use is reported so that this
-//! can be checked. Each round runs the bare server and then the SDK server; the ratios are
-//! medians over rounds. Also on the server's core, in the same run: the SDK's in-process accept
-//! + commit of the same batches, the figure the 64 KiB HTTP rate is held against.
+//! can be checked. Each round runs every server in turn; the ratios are medians over rounds.
+//! Also on the server's core, in the same run: the SDK's in-process accept + commit of the same
+//! batches, the figure the 64 KiB HTTP rate is held against.
 //!
 //! Two clients (both by default). `epoll`: one current-thread tokio runtime that sleeps between
 //! answers, as wrk does. `spin`: one thread polling non-blocking sockets in turn, never asleep.
@@ -25,24 +31,29 @@
 //! each process got; the per-CPU-second ratios do not.
 //!
 //! Sub-commands used by the orchestrator (built with the bench profile, each pinned with
-//! `taskset`): `http-server bare|sdk` prints its port and serves until killed; `http-load PORT
-//! BYTES SECS CONNS SERVER_PID [epoll|spin]` prints one `load:` line; `http-inproc BYTES SECS`
-//! prints one `inproc:` line.
+//! `taskset`): `http-server MODE` prints its port and serves until killed; `http-load PORT
+//! BYTES SECS CONNS SERVER_PID [epoll|spin] [evo|sw]` prints one `load:` line; `http-inproc
+//! BYTES SECS` prints one `inproc:` line.
 
 use crate::{cargo, project_root};
 use anyhow::{Context, bail};
-use evo_siem_protocol::{Secret, encode_batch, format_generated_at, sign};
+use evo_siem_protocol::{Secret, encode_batch, format_generated_at, sign, standard_webhooks};
 use evo_siem_receiver::{Delivered, Receiver, Rejection, VerifiedBatch};
 use evo_siem_workload::generate::Generator;
 use serde_json::value::RawValue;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+// The peers' pipeline, the same file benches/accept.rs runs in process.
+#[path = "../../benches/common/peers.rs"]
+mod peers;
+
 const SECRET: &str = "whsec-bench-http-5d1e";
 
-/// `cargo xtask bench-http [--rounds N] [--secs S] [--conns C]`.
+/// `cargo xtask bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]`.
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let flag = |name: &str, default: u64| -> anyhow::Result<u64> {
         match args.iter().position(|a| a == name) {
@@ -89,37 +100,34 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .into_iter()
         .flat_map(|bytes| clients.iter().map(move |client| (bytes, *client)))
     {
-        let (mut bare, mut sdk, mut inproc) = (Vec::new(), Vec::new(), Vec::new());
+        let mut figures: [Vec<Figures>; MODES.len()] = Default::default();
+        let mut inproc = Vec::new();
         for round in 0..rounds {
-            for mode in ["bare", "sdk"] {
+            for (mode, series) in MODES.iter().zip(&mut figures) {
                 let mut server = Server::start(pinned("0").args(["http-server", mode]))?;
+                let scheme = if *mode == "peers" { "sw" } else { "evo" };
                 let output = pinned("1")
                     .args(["http-load", &server.port.to_string()])
                     .args([bytes.to_string(), secs.to_string(), conns.to_string()])
                     .arg(server.child.id().to_string())
-                    .arg(client)
+                    .args([client, scheme])
                     .output()
                     .context("cannot run the load generator")?;
                 server.stop();
                 let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
                 if !output.status.success() {
                     bail!(
-                        "the load generator failed: {}",
+                        "the load generator failed against the {mode} server: {}",
                         String::from_utf8_lossy(&output.stderr)
                     );
                 }
                 println!("round {round} {bytes} B {mode} ({client} client): {line}");
-                let figures = (
-                    field(&line, "requests/s")?,
-                    field(&line, "events/s")?,
-                    field(&line, "requests/server-cpu-s")?,
-                    field(&line, "events/server-cpu-s")?,
-                );
-                if mode == "bare" {
-                    bare.push(figures);
-                } else {
-                    sdk.push(figures);
-                }
+                series.push(Figures {
+                    requests: field(&line, "requests/s")?,
+                    events: field(&line, "events/s")?,
+                    requests_per_cpu: field(&line, "requests/server-cpu-s")?,
+                    events_per_cpu: field(&line, "events/server-cpu-s")?,
+                });
             }
             let output = pinned("0")
                 .args(["http-inproc", &bytes.to_string(), &secs.to_string()])
@@ -132,45 +140,94 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         results.push(Summary {
             bytes,
             client,
-            requests: bare.iter().zip(&sdk).map(|(b, s)| s.0 / b.0).collect(),
-            requests_per_cpu: bare.iter().zip(&sdk).map(|(b, s)| s.2 / b.2).collect(),
-            sdk_events: sdk.iter().map(|s| s.1).collect(),
-            inproc: sdk.iter().zip(&inproc).map(|(s, i)| s.1 / i.0).collect(),
-            inproc_per_cpu: sdk.iter().zip(&inproc).map(|(s, i)| s.3 / i.1).collect(),
+            figures,
+            inproc,
         });
     }
     println!(
         "\n== HTTP, server on core 0, signing load generator on core 1 (medians of {rounds} rounds) ==\n\
          (epoll client: sleeps between answers, as wrk does, and each answer's wake-up of it is charged to \
-         the server; spin client: never sleeps, so the server's CPU time is its own work and the TCP stack's)"
+         the server; spin client: never sleeps, so the server's CPU time is its own work and the TCP stack's)\n\
+         (a/b: per second of wall time / per CPU-second of the server)"
     );
-    for r in results {
+    for r in &results {
         let label = if r.bytes == 1024 { "1 KiB" } else { "64 KiB" };
         let client = r.client;
+        let [bare, hmac, verify, sdk, peers] = &r.figures;
         println!(
-            "http {label:>6}, {client:>5} client: SDK extractor at {:.2} of the bare axum handler's requests/s, {:.2} per server CPU-second \
-             (target >= 0.8 at 1 KiB); {:.0} events/s, {:.2} of in-process accept on the same core, {:.2} per server \
-             CPU-second (target >= 0.8 at 64 KiB)",
-            median(r.requests),
-            median(r.requests_per_cpu),
-            median(r.sdk_events),
-            median(r.inproc),
-            median(r.inproc_per_cpu),
+            "http {label:>6}, {client:>5} client: SDK extractor {} of the bare axum handler's requests \
+             (target >= 0.8 at 1 KiB); floors: the signature check alone {}, signature and validation \
+             (Verifier::verify_indexed, no store) {}; the peers' pipeline {}; the SDK {} the peers'",
+            r.ratio(sdk, bare),
+            r.ratio(hmac, bare),
+            r.ratio(verify, bare),
+            r.ratio(peers, bare),
+            r.ratio(sdk, peers),
+        );
+        let inproc_events: Vec<f64> = sdk
+            .iter()
+            .zip(&r.inproc)
+            .map(|(s, i)| s.events / i.0)
+            .collect();
+        let inproc_per_cpu: Vec<f64> = sdk
+            .iter()
+            .zip(&r.inproc)
+            .map(|(s, i)| s.events_per_cpu / i.1)
+            .collect();
+        println!(
+            "http {label:>6}, {client:>5} client: SDK {:.0} events/s, {:.2}/{:.2} of in-process accept on the \
+             same core (target >= 0.8 at 64 KiB)",
+            median(sdk.iter().map(|f| f.events).collect()),
+            median(inproc_events),
+            median(inproc_per_cpu),
         );
     }
     Ok(())
 }
 
-/// One batch size's ratios, one value per round.
+/// The servers, in the order each round runs them: `bare` reads the body and answers 200;
+/// `hmac` also checks the `X-Evo-Signature-256` HMAC ([`verify_signature`]: raw HMAC-SHA256
+/// speed), the least any receiver that verifies must do; `verify` runs the SDK's whole check
+/// without its store or extractor ([`Verifier::verify_indexed`]: signature, replay window,
+/// validation of every event, UUIDs decoded); `sdk` is the axum extractor with the default
+/// store and a commit; `peers` is svix's verify + serde_json typed parse + an `lru` of 1 M
+/// (benches/common/peers.rs), signed with Standard Webhooks headers.
+const MODES: [&str; 5] = ["bare", "hmac", "verify", "sdk", "peers"];
+
+/// One server's figures in one round.
+struct Figures {
+    requests: f64,
+    events: f64,
+    requests_per_cpu: f64,
+    events_per_cpu: f64,
+}
+
+/// One batch size and client's figures, one per round and server (in [`MODES`] order).
 struct Summary {
     bytes: usize,
     /// `epoll` or `spin`.
     client: &'static str,
-    requests: Vec<f64>,
-    requests_per_cpu: Vec<f64>,
-    sdk_events: Vec<f64>,
-    inproc: Vec<f64>,
-    inproc_per_cpu: Vec<f64>,
+    figures: [Vec<Figures>; MODES.len()],
+    /// In-process events per second and per CPU-second, one per round.
+    inproc: Vec<(f64, f64)>,
+}
+
+impl Summary {
+    /// `a/b` of `of` against `against` over the rounds: medians of the per-round ratios of
+    /// requests per wall-clock second and per server CPU-second.
+    fn ratio(&self, of: &[Figures], against: &[Figures]) -> String {
+        let wall = of
+            .iter()
+            .zip(against)
+            .map(|(o, a)| o.requests / a.requests)
+            .collect();
+        let cpu = of
+            .iter()
+            .zip(against)
+            .map(|(o, a)| o.requests_per_cpu / a.requests_per_cpu)
+            .collect();
+        format!("{:.2}/{:.2}", median(wall), median(cpu))
+    }
 }
 
 fn field(line: &str, name: &str) -> anyhow::Result<f64> {
@@ -223,17 +280,56 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// `http-server bare|sdk`: serves `POST /webhook` on an ephemeral loopback port until killed.
+/// `http-server MODE` (one of [`MODES`]): serves `POST /webhook` on an ephemeral loopback port
+/// until killed.
 pub(crate) fn serve(args: &[String]) -> anyhow::Result<()> {
     use axum::{Router, routing::post};
+    use evo_siem_protocol::{Verifier, headers::SIGNATURE_256, verify_signature};
+    use http::{HeaderMap, StatusCode};
     let app = match args.first().map(String::as_str) {
         Some("bare") => Router::new().route(
             "/webhook",
             post(|body: axum::body::Bytes| async move {
                 std::hint::black_box(body.len());
-                http::StatusCode::OK
+                StatusCode::OK
             }),
         ),
+        Some("hmac") => {
+            let secrets = Arc::new([Secret::new(SECRET)]);
+            Router::new().route(
+                "/webhook",
+                post(
+                    move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                        let header = headers.get(SIGNATURE_256).map(|v| v.as_bytes());
+                        match verify_signature(header, &body, &*secrets) {
+                            Ok(_) => StatusCode::OK,
+                            Err(_) => StatusCode::UNAUTHORIZED,
+                        }
+                    },
+                ),
+            )
+        }
+        Some("verify") => {
+            let verifier = Arc::new(Verifier::new([Secret::new(SECRET)]));
+            Router::new().route(
+                "/webhook",
+                post(
+                    move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                        let header = headers.get(SIGNATURE_256).map(|v| v.as_bytes());
+                        match verifier.verify_indexed(&body, header, SystemTime::now()) {
+                            Ok(batch) => {
+                                for index in 0..batch.len() {
+                                    std::hint::black_box(batch.event_json(index)); // hand off
+                                }
+                                StatusCode::OK
+                            }
+                            Err(refusal) => StatusCode::from_u16(refusal.http_status())
+                                .unwrap_or(StatusCode::BAD_REQUEST),
+                        }
+                    },
+                ),
+            )
+        }
         Some("sdk") => {
             async fn webhook(batch: VerifiedBatch) -> Result<Delivered, Rejection> {
                 for event in batch.raw_events() {
@@ -246,7 +342,27 @@ pub(crate) fn serve(args: &[String]) -> anyhow::Result<()> {
                 .route("/webhook", post(webhook))
                 .with_state(receiver)
         }
-        other => bail!("http-server bare|sdk, not {other:?}"),
+        Some("peers") => {
+            // The same capacity as the SDK's default store; both start empty.
+            let pipeline = Arc::new(Mutex::new(peers::PeerPipeline::new(
+                SECRET.as_bytes(),
+                1_000_000,
+            )));
+            Router::new().route(
+                "/webhook",
+                post(
+                    move |headers: HeaderMap, body: axum::body::Bytes| async move {
+                        let mut pipeline = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+                        match pipeline.accept(&headers, &body) {
+                            Ok(_) => StatusCode::OK,
+                            Err(peers::PeerRefusal::Signature) => StatusCode::UNAUTHORIZED,
+                            Err(peers::PeerRefusal::Body) => StatusCode::BAD_REQUEST,
+                        }
+                    },
+                ),
+            )
+        }
+        other => bail!("http-server {}, not {other:?}", MODES.join("|")),
     };
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -267,6 +383,8 @@ struct Batches {
     stamped: Instant,
     generator: Generator,
     bytes: usize,
+    /// Sign with the Standard Webhooks headers instead of `X-Evo-Signature-256`.
+    standard_webhooks: bool,
 }
 
 impl Batches {
@@ -280,8 +398,17 @@ impl Batches {
             stamped: Instant::now(),
             generator: Generator::new(7, "acme", SystemTime::now()),
             bytes,
+            standard_webhooks: false,
         };
         batches.restamp();
+        batches
+    }
+
+    /// Connection `c`'s batches: its own UUID sequence, signed in `scheme` (`evo` or `sw`).
+    fn for_connection(bytes: usize, c: u64, scheme: Scheme) -> Self {
+        let mut batches = Self::new(bytes);
+        batches.rng ^= c.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        batches.standard_webhooks = scheme == Scheme::StandardWebhooks;
         batches
     }
 
@@ -318,8 +445,14 @@ impl Batches {
         uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid()
     }
 
-    /// The next body (fresh UUIDs) and its signature header value.
+    /// The next body (fresh UUIDs) and its `X-Evo-Signature-256` value.
     fn next(&mut self, body: &mut Vec<u8>) -> String {
+        self.refresh(body);
+        sign(&self.secret, body)
+    }
+
+    /// The next body, with fresh UUIDs, unsigned.
+    fn refresh(&mut self, body: &mut Vec<u8>) {
         if self.stamped.elapsed() > Duration::from_secs(1) {
             self.restamp();
         }
@@ -331,19 +464,36 @@ impl Batches {
             uuid.hyphenated()
                 .encode_lower(&mut body[at..at + uuid::fmt::Hyphenated::LENGTH]);
         }
-        sign(&self.secret, body)
     }
 
-    /// One whole HTTP/1.1 request, written into `out`.
+    /// One whole HTTP/1.1 request, written into `out`: signed with `X-Evo-Signature-256`, or
+    /// with the Standard Webhooks headers alone when `standard_webhooks` is set.
     fn request(&mut self, out: &mut Vec<u8>, body: &mut Vec<u8>) {
-        let signature = self.next(body);
+        self.refresh(body);
         let delivery = self.uuid();
+        let signing = if self.standard_webhooks {
+            let id = format!("msg_{}", delivery.simple());
+            let timestamp = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let signature = standard_webhooks::sign(&self.secret, &id, timestamp, body);
+            format!(
+                "webhook-id: {id}\r\nwebhook-timestamp: {timestamp}\r\n\
+                 webhook-signature: {signature}\r\n"
+            )
+        } else {
+            format!(
+                "x-evo-signature-256: {}\r\nx-evo-delivery-id: {delivery}\r\n\
+                 x-evo-delivery-attempt: 1\r\n",
+                sign(&self.secret, body)
+            )
+        };
         out.clear();
         out.extend_from_slice(
             format!(
                 "POST /webhook HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-                 content-length: {}\r\nx-evo-signature-256: {signature}\r\n\
-                 x-evo-delivery-id: {delivery}\r\nx-evo-delivery-attempt: 1\r\n\r\n",
+                 content-length: {}\r\n{signing}\r\n",
                 body.len()
             )
             .as_bytes(),
@@ -383,22 +533,38 @@ fn cpu_time(pid: &str) -> Duration {
     Duration::from_nanos(ns)
 }
 
-/// `http-load PORT BYTES SECS CONNS SERVER_PID [epoll|spin]`: one warm-up second, then SECS of
+/// How the load generator signs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// `X-Evo-Signature-256`, `X-Evo-Delivery-Id`, `X-Evo-Delivery-Attempt`.
+    Evo,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature`, for the peers' server.
+    StandardWebhooks,
+}
+
+/// `http-load PORT BYTES SECS CONNS SERVER_PID [epoll|spin] [evo|sw]`: one warm-up second, then SECS of
 /// measurement; the server's CPU time over the same window gives requests per server CPU-second, the figure
 /// to compare when other work shares the server's core.
 pub(crate) fn load(args: &[String]) -> anyhow::Result<()> {
     let arg = |i: usize| -> anyhow::Result<u64> {
         args.get(i)
-            .context("http-load PORT BYTES SECS CONNS SERVER_PID [epoll|spin]")?
+            .context("http-load PORT BYTES SECS CONNS SERVER_PID [epoll|spin] [evo|sw]")?
             .parse()
             .context("a number")
     };
     let (port, bytes, secs, conns) = (arg(0)? as u16, arg(1)? as usize, arg(2)?, arg(3)?);
     let server = arg(4)?.to_string();
     let events_per_batch = Batches::new(bytes).events;
+    let scheme = match args.get(6).map(String::as_str) {
+        None | Some("evo") => Scheme::Evo,
+        Some("sw") => Scheme::StandardWebhooks,
+        Some(other) => bail!("the signature scheme is evo or sw, not {other:?}"),
+    };
     match args.get(5).map(String::as_str) {
         None | Some("epoll") => {}
-        Some("spin") => return spin_load(port, bytes, secs, conns, &server, events_per_batch),
+        Some("spin") => {
+            return spin_load(port, bytes, secs, conns, &server, events_per_batch, scheme);
+        }
         Some(other) => bail!("the client is epoll or spin, not {other:?}"),
     }
     runtime()?.block_on(async move {
@@ -409,8 +575,7 @@ pub(crate) fn load(args: &[String]) -> anyhow::Result<()> {
             tasks.push(tokio::spawn(async move {
                 let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
                 stream.set_nodelay(true)?;
-                let mut batches = Batches::new(bytes);
-                batches.rng ^= c.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut batches = Batches::for_connection(bytes, c, scheme);
                 let (mut request, mut body, mut response) = (Vec::new(), Vec::new(), Vec::new());
                 let (mut ok, mut failed) = (0u64, 0u64);
                 loop {
@@ -506,6 +671,7 @@ fn spin_load(
     conns: u64,
     server: &str,
     events_per_batch: usize,
+    scheme: Scheme,
 ) -> anyhow::Result<()> {
     use std::io::{ErrorKind, Read, Write};
     let start = Instant::now() + Duration::from_secs(1);
@@ -515,8 +681,7 @@ fn spin_load(
         let stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
-        let mut batches = Batches::new(bytes);
-        batches.rng ^= c.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let batches = Batches::for_connection(bytes, c, scheme);
         let mut conn = SpinConn {
             stream,
             batches,

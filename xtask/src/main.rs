@@ -10,7 +10,8 @@
 //! - `bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]`: the receiver
 //!   SDK's axum extractor against a bare axum handler over loopback HTTP, with a load generator
 //!   that signs fresh batches (a sleeping and a spinning client), server and client each pinned
-//!   to its own core (`taskset`).
+//!   to its own core (`taskset`); beside them two floors (the HMAC check alone, the SDK's checks
+//!   without its store) and the peers' pipeline, in the same rounds.
 //! - `fuzz [--minutes N] [--target NAME] [--setup]`: the AFL++ fuzz targets of `fuzz/`, each
 //!   N minutes (default 10), one at a time; installs cargo-afl first when it is missing.
 //! - `mutants [--package NAME] [--file GLOB] [--cargo-test-arg ARG] [--jobs N] [--list]
@@ -48,7 +49,9 @@ tasks:
   bench-http [--rounds N] [--secs S] [--conns C] [--client epoll|spin|both]
                     the receiver SDK's axum extractor against a bare axum handler over
                     loopback HTTP (1 KiB and 64 KiB signed batches, fresh UUIDs and
-                    signatures per request), server and client pinned to cores 0 and 1
+                    signatures per request), server and client pinned to cores 0 and 1;
+                    in the same rounds the HMAC check alone, the SDK's checks without its
+                    store, and the peers' pipeline (svix verify + serde_json + lru)
   fuzz [--minutes N] [--target NAME] [--setup]
                     the fuzz targets of fuzz/ (signature_header, verify, ingest,
                     retry_after, config) under AFL++, each N minutes (default 10), one
