@@ -157,10 +157,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         println!(
             "http {label:>6}, {client:>5} client: SDK extractor {} of the bare axum handler's requests \
              (target >= 0.8 at 1 KiB); floors: the signature check alone {}, signature and validation \
-             (Verifier::verify_indexed, no store) {}; the peers' pipeline {}; the SDK {} the peers'",
+             (Verifier::verify_indexed, no store) {}, the SDK {} of the latter; the peers' pipeline {}; \
+             the SDK {} the peers'",
             r.ratio(sdk, bare),
             r.ratio(hmac, bare),
             r.ratio(verify, bare),
+            r.ratio(sdk, verify),
             r.ratio(peers, bare),
             r.ratio(sdk, peers),
         );
