@@ -70,14 +70,25 @@ impl SeenSet {
         (seq % self.capacity as u64) as u32
     }
 
-    /// The 32-bit tag of `uuid`: a keyed, folded multiply of its two halves.
+    /// The 32-bit tag of `uuid`: a keyed, folded multiply of its two halves, then a
+    /// multiply-xorshift finish.
+    ///
+    /// The finish matters for keys that differ only in a few low bits (sequential or
+    /// time-ordered UUIDs from one generator): one half is then the same for all of them and the
+    /// folded product moves by a fixed step, which for about one seed in a hundred puts the
+    /// tags' top bits, where the home bucket comes from, in a few clumps (mean probe distances
+    /// of 25 and more were seen). Mixing every bit of the product into the top ones spreads
+    /// them whatever the seed.
     #[inline]
     fn tag(&self, uuid: &Uuid) -> u32 {
         let v = uuid.as_u128();
         let a = (v as u64) ^ self.seeds.0;
         let b = ((v >> 64) as u64) ^ self.seeds.1;
         let product = u128::from(a) * u128::from(b.rotate_left(23) | 1);
-        let folded = (product as u64) ^ ((product >> 64) as u64);
+        let mut folded = (product as u64) ^ ((product >> 64) as u64);
+        folded ^= folded >> 32;
+        folded = folded.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        folded ^= folded >> 32;
         (folded >> 32) as u32
     }
 
@@ -307,8 +318,11 @@ mod tests {
     }
 
     /// Keys spread over the table, also time-ordered ones that differ in a few low bits: the
-    /// mean distance from a key's home bucket stays near linear probing's 2 at a load of 2/3,
-    /// so a lookup reads about one cache line however many keys the set holds.
+    /// mean distance from a key's home bucket stays near linear probing's 1 at a load of 2/3
+    /// (0.81-1.28 over 800 sets of each kind), so a lookup reads about one cache line however
+    /// many keys the set holds. Every set has its own random seeds: before the tag's final mix,
+    /// about one seed in a hundred clumped sequential keys (means of 25 and more), and this
+    /// test, with its 16 sets, failed one run in six.
     #[test]
     fn keys_spread_over_the_table_so_probes_stay_short() {
         let now = Instant::now();
@@ -335,7 +349,7 @@ mod tests {
                     .sum();
                 let mean = total as f64 / capacity as f64;
                 assert!(
-                    mean < 8.0,
+                    mean < 2.0,
                     "mean probe distance {mean:.1} (sequential keys: {sequential})"
                 );
             }
