@@ -195,6 +195,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 /// validation of every event, UUIDs decoded); `sdk` is the axum extractor with the default
 /// store and a commit; `peers` is svix's verify + serde_json typed parse + an `lru` of 1 M
 /// (benches/common/peers.rs), signed with Standard Webhooks headers.
+///
+/// [`verify_signature`]: evo_siem_protocol::verify_signature
+/// [`Verifier::verify_indexed`]: evo_siem_protocol::Verifier::verify_indexed
 const MODES: [&str; 5] = ["bare", "hmac", "verify", "sdk", "peers"];
 
 /// One server's figures in one round.
